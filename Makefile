@@ -1,0 +1,36 @@
+# Two commands do all the set-up: `make demo` and `make test` (see README).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export ANONYMIZED_TELEMETRY := False
+
+.PHONY: install demo test lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch is pinned to the CPU build in pyproject.toml; install it first so nothing pulls a CUDA build.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/newsbot ingest
+	$(BIN)/newsbot ask "How many additional troops did Ash Carter announce for Iraq in July 2016?"
+
+test: install
+	$(BIN)/pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy bot retrieval config newsbot
+
+bench: install
+	$(BIN)/python bench/bench_ingest_ask.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

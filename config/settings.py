@@ -1,0 +1,124 @@
+"""The one typed settings object, built once at start and passed down."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULTS_FILE = Path(__file__).resolve().parent / "defaults.toml"
+BUNDLED_ARTICLES = PROJECT_ROOT / "data" / "articles"
+
+# Set by load_settings() for the duration of one construction: the user's --config file.
+_CONFIG_FILE: Path | None = None
+
+
+class SettingsError(ValueError):
+    """A setting has a value the program cannot use; the message names it."""
+
+
+class Settings(BaseSettings):
+    """Every knob of newsbot. Environment variables are NEWSBOT_<NAME>."""
+
+    model_config = SettingsConfigDict(env_prefix="NEWSBOT_", extra="forbid", validate_default=True)
+
+    data_dir: Path
+    articles_dir: Path | None = None
+    collection: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{1,40}[A-Za-z0-9]$")
+    chroma_mode: Literal["embedded", "http"]
+    chroma_host: str
+    chroma_port: int = Field(ge=1, le=65535)
+    embedding_model: str
+    embedding_batch_size: int = Field(ge=1, le=4096)
+    chunk_size: int = Field(ge=100, le=8000)
+    chunk_overlap: int = Field(ge=0)
+    top_k: int = Field(ge=1, le=100)
+    answer_sentences: int = Field(ge=1, le=10)
+    refusal_threshold: float = Field(ge=0.0, le=1.0)
+    answer_backend: Literal["extractive", "llm"]
+    llm_model: str
+    llm_base_url: str
+    llm_temperature: float = Field(ge=0.0, le=2.0)
+    admin_ids: list[int]
+    allowed_chat_ids: list[int]
+    rate_limit_per_minute: int = Field(ge=0)
+    max_question_chars: int = Field(ge=10)
+    max_upload_bytes: int = Field(ge=1)
+    context_turns: int = Field(ge=0, le=20)
+    context_ttl_seconds: int = Field(ge=0)
+
+    @field_validator("articles_dir", mode="before")
+    @classmethod
+    def _empty_is_bundled(cls, value: Any) -> Any:
+        return BUNDLED_ARTICLES if value in (None, "") else value
+
+    @field_validator("admin_ids", "allowed_chat_ids", mode="before")
+    @classmethod
+    def _comma_separated_ids(cls, value: Any) -> Any:
+        if isinstance(value, int):
+            return [value]
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError(
+                f"chunk_overlap ({self.chunk_overlap}) must be smaller than chunk_size ({self.chunk_size})"
+            )
+        if self.answer_backend == "llm" and not self.llm_model:
+            raise ValueError(
+                'answer_backend "llm" needs llm_model, e.g. NEWSBOT_LLM_MODEL=openai:gpt-4o-mini'
+            )
+        return self
+
+    @property
+    def chroma_path(self) -> Path:
+        return self.data_dir / "chroma"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if _CONFIG_FILE is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=_CONFIG_FILE))
+        sources.append(TomlConfigSettingsSource(settings_cls, toml_file=DEFAULTS_FILE))
+        return tuple(sources)
+
+
+def _describe(error: dict[str, Any]) -> str:
+    name = ".".join(str(part) for part in error["loc"]) or "settings"
+    env = f" (NEWSBOT_{name.upper()})" if error["loc"] else ""
+    value = error.get("input")
+    shown = f"; got {value!r}" if error["loc"] and not isinstance(value, dict) else ""
+    return f"setting {name}{env}: {error['msg']}{shown}"
+
+
+def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Build the settings; raise SettingsError naming each bad setting and what it accepts."""
+    global _CONFIG_FILE
+    if config_file is not None and not Path(config_file).is_file():
+        raise SettingsError(f"config file not found: {config_file}")
+    _CONFIG_FILE = Path(config_file) if config_file is not None else None
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        raise SettingsError("\n".join(_describe(e) for e in exc.errors())) from exc
+    finally:
+        _CONFIG_FILE = None

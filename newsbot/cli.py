@@ -1,0 +1,223 @@
+"""The `newsbot` command: ingest, ask, sources, stats, eval, serve."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from config import Settings, SettingsError, load_settings
+
+logger = logging.getLogger("newsbot")
+
+EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
+
+
+def _date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected a date as YYYY-MM-DD, got {value!r}") from exc
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="newsbot", description=__doc__)
+    parser.add_argument("--config", metavar="FILE", help="TOML file of settings (see config/defaults.toml)")
+    parser.add_argument("--data-dir", metavar="DIR", help="where the index lives (NEWSBOT_DATA_DIR, default ./var)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    ingest = commands.add_parser("ingest", help="add or update articles in the index")
+    ingest.add_argument("paths", nargs="*", type=Path, metavar="PATH",
+                        help="files or directories (default: the articles directory)")
+    ingest.add_argument("--prune", action="store_true", help="remove indexed articles whose files are gone")
+    ingest.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    ask = commands.add_parser("ask", help="answer a question from the indexed articles")
+    ask.add_argument("question", nargs="?", help="the question")
+    ask.add_argument("--batch", metavar="FILE", type=Path,
+                     help='JSON Lines of {"id", "question"[, "as_of"]}; one JSON result a line on stdout')
+    ask.add_argument("--json", action="store_true", help="print the answer as one JSON object")
+    ask.add_argument("--as-of", type=_date, metavar="DATE", help="answer as of this date (YYYY-MM-DD)")
+    ask.add_argument("--since", type=_date, metavar="DATE", help="only articles published on or after DATE")
+    ask.add_argument("--until", type=_date, metavar="DATE", help="only articles published on or before DATE")
+    ask.add_argument("--top-k", type=int, metavar="N", help="passages to retrieve")
+
+    sources = commands.add_parser("sources", help="list the indexed articles")
+    sources.add_argument("--json", action="store_true")
+    stats = commands.add_parser("stats", help="counts and sizes of the index")
+    stats.add_argument("--json", action="store_true")
+
+    serve = commands.add_parser("serve", help="run the Telegram bot")
+    serve.add_argument("--webhook", metavar="URL", help="run a webhook server for this public URL instead of polling")
+    serve.add_argument("--listen", default="0.0.0.0:8443", metavar="HOST:PORT", help="webhook listen address")
+    serve.add_argument("--secret-token", default=os.environ.get("TELEGRAM_WEBHOOK_SECRET"), metavar="TOKEN",
+                       help="webhook secret token (or TELEGRAM_WEBHOOK_SECRET)")
+
+    evaluate = commands.add_parser("eval", help="measure retrieval and answers on a QA set")
+    from newsbot.evaluate import add_arguments
+
+    add_arguments(evaluate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("httpx", "chromadb", "sentence_transformers", "transformers", "bm25s"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        settings = load_settings(args.config, data_dir=args.data_dir)
+    except SettingsError as exc:
+        print(f"newsbot: bad settings:\n{exc}", file=sys.stderr)
+        return EXIT_USAGE
+    handler = {
+        "ingest": cmd_ingest,
+        "ask": cmd_ask,
+        "sources": cmd_sources,
+        "stats": cmd_stats,
+        "serve": cmd_serve,
+        "eval": cmd_eval,
+    }[args.command]
+    try:
+        return handler(args, settings)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # the edge: say what failed in one line; -v gives the traceback
+        logger.debug("failed", exc_info=True)
+        if args.verbose:
+            raise
+        print(f"newsbot: {exc}", file=sys.stderr)
+        return EXIT_PARTIAL
+
+
+def _services(settings: Settings) -> Any:
+    from retrieval.service import Services
+
+    return Services(settings)
+
+
+def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    paths = args.paths or [settings.articles_dir]
+    report = _services(settings).ingestor.ingest(paths, prune=args.prune)
+    for error in report.skipped:
+        print(f"skipped {error}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        print(f"ingest: {report.summary()}")
+    return EXIT_OK if report.ok else EXIT_PARTIAL
+
+
+def format_answer(answer: Any) -> str:
+    """The answer and its numbered sources, for a terminal."""
+    lines = [answer.text]
+    if answer.citations:
+        lines.append("")
+        lines.append("Sources:")
+        for citation in answer.citations:
+            details = ", ".join(part for part in (citation.source, citation.published, citation.url) if part)
+            lines.append(f"[{citation.n}] {citation.title}" + (f" ({details})" if details else ""))
+    return "\n".join(lines)
+
+
+def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
+    if bool(args.question) == bool(args.batch):
+        print("newsbot ask: give a QUESTION or --batch FILE (not both)", file=sys.stderr)
+        return EXIT_USAGE
+    services = _services(settings)
+    if services.store.count() == 0:
+        print("newsbot: the index is empty; run `newsbot ingest` first", file=sys.stderr)
+        return EXIT_PARTIAL
+    answerer = services.answerer
+    options = {"as_of": args.as_of, "since": args.since, "until": args.until, "top_k": args.top_k}
+    if args.batch:
+        return _ask_batch(answerer, args.batch, options)
+    answer = answerer.answer(args.question, **options)
+    print(json.dumps(answer.to_dict(), indent=2, ensure_ascii=False) if args.json else format_answer(answer))
+    return EXIT_OK
+
+
+def _ask_batch(answerer: Any, path: Path, options: dict[str, Any]) -> int:
+    status = EXIT_OK
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"newsbot ask: cannot read {path}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            question = str(item["question"])
+            as_of = date.fromisoformat(item["as_of"]) if item.get("as_of") else options["as_of"]
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            print(f"{path}:{number}: skipped, expected {{\"id\", \"question\"[, \"as_of\": YYYY-MM-DD]}} ({exc})",
+                  file=sys.stderr)
+            status = EXIT_PARTIAL
+            continue
+        answer = answerer.answer(question, **{**options, "as_of": as_of})
+        print(json.dumps({"id": item.get("id"), **answer.to_dict()}, ensure_ascii=False), flush=True)
+    return status
+
+
+def cmd_sources(args: argparse.Namespace, settings: Settings) -> int:
+    articles = sorted(_services(settings).store.articles().values(), key=lambda a: (a.published or "", a.title))
+    if args.json:
+        print(json.dumps([a.__dict__ for a in articles], indent=2, ensure_ascii=False))
+        return EXIT_OK
+    for article in articles:
+        details = ", ".join(part for part in (article.source, article.published) if part)
+        print(f"{article.doc_id}  {article.title}" + (f" ({details})" if details else "") + f"  [{article.chunks} chunks]")
+    print(f"{len(articles)} articles")
+    return EXIT_OK
+
+
+def collection_stats(settings: Settings) -> dict[str, Any]:
+    """Articles, chunks, date range and disk size of the index."""
+    store = _services(settings).store
+    articles = store.articles()
+    dates = sorted(a.published for a in articles.values() if a.published)
+    size = sum(f.stat().st_size for f in settings.chroma_path.rglob("*") if f.is_file()) if settings.chroma_mode == "embedded" else None
+    return {
+        "articles": len(articles),
+        "chunks": sum(a.chunks for a in articles.values()),
+        "first_published": dates[0] if dates else None,
+        "last_published": dates[-1] if dates else None,
+        "collection": store.live_name,
+        "chroma": settings.chroma_mode,
+        "disk_bytes": size,
+    }
+
+
+def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
+    stats = collection_stats(settings)
+    if args.json:
+        print(json.dumps(stats, indent=2))
+    else:
+        for key, value in stats.items():
+            print(f"{key:16} {value}")
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.app import run
+
+    return run(settings, webhook_url=args.webhook, listen=args.listen, secret_token=args.secret_token)
+
+
+def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
+    from newsbot.evaluate import run
+
+    return run(args, settings)

@@ -1,0 +1,1 @@
+"""Ingest, index, retrieve and answer: everything newsbot does that is not Telegram."""

@@ -1,0 +1,162 @@
+"""The answer model shared by the CLI, the bot and every answer backend, and the Answerer that joins them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import date
+from typing import Any, Protocol
+
+logger = logging.getLogger(__name__)
+
+REFUSAL = "I couldn't find that in the articles I have."
+
+
+@dataclass(frozen=True)
+class Passage:
+    """One retrieved chunk, with its article's metadata."""
+
+    rank: int
+    doc_id: str
+    chunk_id: str
+    title: str
+    text: str
+    score: float
+    source: str | None = None
+    url: str | None = None
+    published: str | None = None
+    path: str | None = None
+    # Ids of other articles that carry the same story (near-duplicate passages folded into this one).
+    also_in: tuple[str, ...] = ()
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "rank": self.rank,
+            "doc_id": self.doc_id,
+            "chunk_id": self.chunk_id,
+            "title": self.title,
+            "text": self.text,
+            "score": round(self.score, 4),
+            "source": self.source,
+            "published": self.published,
+        }
+
+
+@dataclass(frozen=True)
+class Citation:
+    """A numbered source behind an answer, with the exact sentence quoted from it."""
+
+    n: int
+    doc_id: str
+    title: str
+    source: str | None
+    url: str | None
+    published: str | None
+    path: str | None
+    quote: str
+
+
+@dataclass
+class Answer:
+    """A reply: text with [n] markers, its citations, and how it was found."""
+
+    question: str
+    text: str
+    refused: bool
+    citations: list[Citation] = field(default_factory=list)
+    passages: list[Passage] = field(default_factory=list)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    conflict: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "question": self.question,
+            "answer": self.text,
+            "refused": self.refused,
+            "conflict": self.conflict,
+            "citations": [asdict(citation) for citation in self.citations],
+            "passages": [passage.public() for passage in self.passages],
+            "timings_ms": {key: round(value, 1) for key, value in self.timings_ms.items()},
+        }
+
+
+@dataclass(frozen=True)
+class Query:
+    """A question and the dates that scope it."""
+
+    text: str
+    as_of: date | None = None
+    since: date | None = None
+    until: date | None = None
+
+
+@dataclass(frozen=True)
+class Draft:
+    """What a generator writes from passages: the text and its citations."""
+
+    text: str
+    refused: bool
+    citations: list[Citation]
+    conflict: bool = False
+
+
+class Retriever(Protocol):
+    """Finds the passages most likely to answer a query."""
+
+    def retrieve(self, query: Query, top_k: int | None = None) -> list[Passage]:
+        """Ranked passages, best first."""
+        ...
+
+
+class AnswerGenerator(Protocol):
+    """Writes a grounded reply from passages alone."""
+
+    def generate(self, query: Query, passages: list[Passage]) -> Draft:
+        """A cited draft, or a refusal when the passages do not hold the answer."""
+        ...
+
+
+class Answerer:
+    """Question in, `Answer` out: retrieve the context, then write the answer from it."""
+
+    def __init__(self, retriever: Retriever, generator: AnswerGenerator, top_k: int = 10) -> None:
+        self.retriever = retriever
+        self.generator = generator
+        self.top_k = top_k
+        self._lock = asyncio.Lock()
+
+    def answer(
+        self,
+        question: str,
+        *,
+        as_of: date | None = None,
+        since: date | None = None,
+        until: date | None = None,
+        top_k: int | None = None,
+    ) -> Answer:
+        started = time.perf_counter()
+        query = Query(question.strip(), as_of=as_of, since=since, until=until)
+        passages = self.retriever.retrieve(query, top_k or self.top_k)
+        retrieved = time.perf_counter()
+        draft = self.generator.generate(query, passages)
+        finished = time.perf_counter()
+        return Answer(
+            question=question,
+            text=draft.text,
+            refused=draft.refused,
+            citations=[] if draft.refused else draft.citations,
+            passages=passages,
+            conflict=draft.conflict,
+            timings_ms={
+                "retrieve": (retrieved - started) * 1000,
+                "generate": (finished - retrieved) * 1000,
+                "total": (finished - started) * 1000,
+            },
+        )
+
+    async def aanswer(self, question: str, **kwargs: Any) -> Answer:
+        """`answer` off the event loop; one at a time, since the model and index are shared."""
+        async with self._lock:
+            return await asyncio.to_thread(self.answer, question, **kwargs)

@@ -1,0 +1,66 @@
+"""Sentence-aware chunks with overlap; each chunk knows its article and position."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from retrieval.articles import Article
+from retrieval.text import split_sentences
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A run of whole sentences from one article."""
+
+    chunk_id: str
+    doc_id: str
+    index: int
+    text: str
+
+    def embedding_text(self, article: Article) -> str:
+        """What is embedded and keyword-indexed: the title and date give the chunk its context."""
+        dated = f" ({article.published.isoformat()})" if article.published else ""
+        return f"{article.title}{dated}\n{self.text}"
+
+
+def chunk_article(article: Article, chunk_size: int, chunk_overlap: int) -> list[Chunk]:
+    """Pack sentences into chunks of at most `chunk_size` characters (a longer sentence stands alone).
+
+    Each chunk after the first starts with the trailing sentences of the previous one, up to
+    `chunk_overlap` characters, so an answer that straddles a boundary is whole in one chunk.
+    Paragraph breaks are kept inside a chunk.
+    """
+    pieces: list[str] = []
+    for paragraph in article.text.split("\n\n"):
+        sentences = split_sentences(paragraph)
+        if sentences:
+            sentences[-1] += "\n\n"
+        pieces.extend(sentences)
+
+    chunks: list[list[str]] = []
+    current: list[str] = []
+    length = 0
+    for sentence in pieces:
+        if current and length + len(sentence) + 1 > chunk_size:
+            chunks.append(current)
+            overlap: list[str] = []
+            size = 0
+            for previous in reversed(current):
+                if size + len(previous) > chunk_overlap:
+                    break
+                overlap.insert(0, previous)
+                size += len(previous) + 1
+            current, length = overlap, size
+        current.append(sentence)
+        length += len(sentence) + 1
+    if current and (not chunks or current != chunks[-1][-len(current):]):
+        chunks.append(current)
+
+    return [
+        Chunk(f"{article.doc_id}:{index:04d}", article.doc_id, index, _join(sentences))
+        for index, sentences in enumerate(chunks)
+    ]
+
+
+def _join(sentences: list[str]) -> str:
+    return " ".join(sentences).replace("\n\n ", "\n\n").strip()

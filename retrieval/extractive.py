@@ -1,0 +1,245 @@
+"""The built-in answer generator: picks the sentences that answer the question and cites each one.
+
+No language model: every word of an answer is a sentence quoted verbatim from a retrieved
+passage, so numbers and names are exactly as the articles give them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from retrieval.answers import REFUSAL, Citation, Draft, Passage, Query
+from retrieval.embedding import Embedder
+from retrieval.keywords import tokenize
+from retrieval.text import split_sentences
+
+# What kind of thing a question asks for, recognised from its wording.
+_ANSWER_TYPES: list[tuple[str, re.Pattern[str]]] = [
+    ("number", re.compile(
+        r"\b(how (many|much|far|long|old|big|large|high|tall|often)|what (is|was|were|are) the "
+        r"(number|total|amount|cost|price|percentage|share|rate|size|population|toll|figure|distance)|"
+        r"how many)\b", re.I)),
+    ("date", re.compile(r"^\s*(when\b|(in |on )?what (year|date|day|month)\b)", re.I)),
+    ("person", re.compile(r"^\s*(who|whom|whose)\b", re.I)),
+    ("place", re.compile(
+        r"^\s*(where\b|(in |at |from )?(which|what) (city|country|town|state|province|region|base|air ?base|"
+        r"place|capital|village|county|nation|continent|island|airport|port)\b)", re.I)),
+    ("name", re.compile(r"^\s*(which|what|name)\b", re.I)),
+]
+_NUMBER = re.compile(r"(?<![\w.])\$?\d[\d,]*(?:\.\d+)?(?:\s?(?:%|percent|million|billion|trillion|thousand))?")
+_NUMBER_WORDS = re.compile(r"\b(hundreds?|thousands?|millions?|billions?|dozens?|two|three|four|five|six|seven|"
+                           r"eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|half)\b", re.I)
+_YEAR = re.compile(r"^(1[89]|20)\d\d$")
+_MONTH_WORDS = re.compile(r"\b(jan(uary)?|feb(ruary)?|march|april|may|june|july|aug(ust)?|sept?(ember)?|"
+                          r"oct(ober)?|nov(ember)?|dec(ember)?|monday|tuesday|wednesday|thursday|friday|"
+                          r"saturday|sunday|yesterday|today)\b", re.I)
+_CAPITALISED = re.compile(r"(?<!^)(?<![.!?]\s)\b[A-Z][a-zA-Z'’-]+")
+
+
+def answer_type(question: str) -> str | None:
+    """"number", "date", "person", "place", "name", or None for open questions."""
+    for kind, pattern in _ANSWER_TYPES:
+        if pattern.search(question):
+            return kind
+    return None
+
+
+def figures(text: str) -> set[str]:
+    """The figures a sentence states (not years), normalised: "4,600" and "4600" are one figure."""
+    found = set()
+    for match in _NUMBER.finditer(text):
+        value = match.group(0).replace("$", "").replace(",", "").strip()
+        if not _YEAR.match(value):
+            found.add(value.lower())
+    return found
+
+
+@dataclass
+class _Candidate:
+    sentence: str
+    passage: Passage
+    order: int
+    dense: float = 0.0
+    coverage: float = 0.0
+    fits: float = 0.0
+    score: float = 0.0
+    vector: np.ndarray | None = None
+
+
+class ExtractiveGenerator:
+    """Scores each sentence of the top passages against the question and quotes the best.
+
+    A sentence's score mixes its meaning (cosine similarity to the question), its words (the
+    share of the question's rare terms it contains, weighted by inverse document frequency, with
+    the surrounding passage counting for a little) and whether it holds the kind of thing asked
+    for (a figure for "how many", a date for "when", a name for "who"/"where"/"which").
+    """
+
+    def __init__(
+        self,
+        embedder: Embedder,
+        term_weight: Callable[[str], float],
+        *,
+        threshold: float,
+        max_sentences: int = 2,
+        max_passages: int = 8,
+        weights: tuple[float, float, float] = (0.45, 0.40, 0.15),
+    ) -> None:
+        self.embedder = embedder
+        self.term_weight = term_weight
+        self.threshold = threshold
+        self.max_sentences = max_sentences
+        self.max_passages = max_passages
+        self.weights = weights
+
+    def score(self, query: Query, passages: list[Passage]) -> list[_Candidate]:
+        """Every candidate sentence, best first."""
+        candidates = self._candidates(passages)
+        if not candidates:
+            return []
+        vectors = self.embedder.embed([query.text] + [c.sentence for c in candidates])
+        question_vector, sentence_vectors = vectors[0], vectors[1:]
+        similarities = sentence_vectors @ question_vector
+        terms = list(dict.fromkeys(tokenize(query.text)))
+        weights = {term: self.term_weight(term) for term in terms}
+        total = sum(weights.values()) or 1.0
+        kind = answer_type(query.text)
+        question_words = {w.lower() for w in re.findall(r"[\w'’-]+", query.text)}
+        question_figures = figures(query.text)
+        contexts: dict[str, set[str]] = {}
+        w_dense, w_cov, w_type = self.weights
+        for candidate, similarity, vector in zip(candidates, similarities, sentence_vectors):
+            passage = candidate.passage
+            if passage.chunk_id not in contexts:
+                contexts[passage.chunk_id] = set(tokenize(f"{passage.title}\n{passage.text}"))
+            own = set(tokenize(candidate.sentence))
+            context = contexts[passage.chunk_id]
+            covered = sum(w for t, w in weights.items() if t in own)
+            around = sum(w for t, w in weights.items() if t in context)
+            candidate.dense = float(similarity)
+            candidate.coverage = (0.75 * covered + 0.25 * around) / total
+            candidate.fits = _fits(kind, candidate.sentence, question_words, question_figures)
+            candidate.score = w_dense * candidate.dense + w_cov * candidate.coverage + w_type * candidate.fits
+            candidate.vector = vector
+        return sorted(candidates, key=lambda c: c.score, reverse=True)
+
+    def generate(self, query: Query, passages: list[Passage]) -> Draft:
+        ranked = self.score(query, passages)
+        if not ranked or ranked[0].score < self.threshold:
+            return Draft(REFUSAL, refused=True, citations=[])
+        best = ranked[0]
+        contenders = [c for c in ranked[:12] if c.score >= best.score - 0.12]
+        if answer_type(query.text) == "number":
+            disagreement = self._disagreement(query, contenders)
+            if disagreement:
+                return self._write(disagreement, conflict=True)
+        chosen = [best]
+        for candidate in ranked[1:]:
+            if len(chosen) >= self.max_sentences or candidate.score < best.score - 0.15:
+                break
+            if all(_cosine(candidate, other) < 0.85 for other in chosen):
+                chosen.append(candidate)
+        return self._write(chosen, conflict=False)
+
+    def _disagreement(self, query: Query, contenders: list[_Candidate]) -> list[_Candidate] | None:
+        """Two top sentences from different articles that give different figures for the same thing.
+
+        "The same thing" means the words framing each figure share at least two of the question's
+        terms ("total number of US troops in Iraq to around 4,700" against "total authorised
+        number of US forces in Iraq to more than 4,600").
+        """
+        asked = set(tokenize(query.text))
+        framed = [(c, _framed_figures(c.sentence, asked)) for c in contenders]
+        for i, (first, first_frames) in enumerate(framed):
+            for second, second_frames in framed[i + 1:]:
+                if second.passage.doc_id == first.passage.doc_id:
+                    continue
+                for value_a, frame_a in first_frames:
+                    for value_b, frame_b in second_frames:
+                        if value_a != value_b and len(frame_a & frame_b & asked) >= 2:
+                            return [first, second]
+        return None
+
+    def _candidates(self, passages: list[Passage]) -> list[_Candidate]:
+        seen: set[str] = set()
+        found: list[_Candidate] = []
+        for passage in passages[: self.max_passages]:
+            for sentence in split_sentences(passage.text):
+                key = re.sub(r"\W+", " ", sentence).strip().lower()
+                if len(key.split()) < 4 or key in seen:
+                    continue
+                seen.add(key)
+                found.append(_Candidate(sentence, passage, len(found)))
+        return found
+
+    def _write(self, chosen: list[_Candidate], *, conflict: bool) -> Draft:
+        numbers: dict[str, int] = {}
+        quotes: dict[str, list[str]] = {}
+        parts: list[str] = []
+        for candidate in chosen:
+            doc_id = candidate.passage.doc_id
+            n = numbers.setdefault(doc_id, len(numbers) + 1)
+            quotes.setdefault(doc_id, []).append(candidate.sentence)
+            parts.append(_mark(candidate.sentence, n))
+        text = " ".join(parts)
+        if conflict:
+            text = "The sources differ on this. " + " ".join(
+                f"One says: {part}" if index == 0 else f"Another says: {part}" for index, part in enumerate(parts)
+            )
+        by_doc = {c.passage.doc_id: c.passage for c in chosen}
+        citations = [
+            Citation(
+                n=n,
+                doc_id=doc_id,
+                title=by_doc[doc_id].title,
+                source=by_doc[doc_id].source,
+                url=by_doc[doc_id].url,
+                published=by_doc[doc_id].published,
+                path=by_doc[doc_id].path,
+                quote=" ".join(quotes[doc_id]),
+            )
+            for doc_id, n in numbers.items()
+        ]
+        return Draft(text, refused=False, citations=citations, conflict=conflict)
+
+
+def _framed_figures(sentence: str, asked: set[str]) -> list[tuple[str, set[str]]]:
+    """Each figure the question does not already give, with the terms around it."""
+    found = []
+    for match in _NUMBER.finditer(sentence):
+        value = match.group(0).replace("$", "").replace(",", "").strip().lower()
+        if _YEAR.match(value) or value in asked:
+            continue
+        before = tokenize(sentence[: match.start()])[-8:]
+        after = tokenize(sentence[match.end():])[:4]
+        found.append((value, set(before + after)))
+    return found
+
+
+def _fits(kind: str | None, sentence: str, question_words: set[str], question_figures: set[str]) -> float:
+    """1.0 when the sentence holds a new thing of the kind asked for, else 0.0."""
+    if kind is None:
+        return 0.0
+    if kind == "number":
+        return 1.0 if (figures(sentence) - question_figures) or _NUMBER_WORDS.search(sentence) else 0.0
+    if kind == "date":
+        return 1.0 if _MONTH_WORDS.search(sentence) or re.search(r"\b(1[89]|20)\d\d\b", sentence) else 0.0
+    names = {word.lower() for word in _CAPITALISED.findall(sentence)} - question_words
+    return 1.0 if names else 0.0
+
+
+def _cosine(a: _Candidate, b: _Candidate) -> float:
+    assert a.vector is not None and b.vector is not None
+    return float(np.dot(a.vector, b.vector))
+
+
+def _mark(sentence: str, n: int) -> str:
+    """Put the citation marker before the closing full stop: "... troops [1]."."""
+    sentence = sentence.strip()
+    if sentence.endswith(".") and not sentence.endswith(".."):
+        return f"{sentence[:-1]} [{n}]."
+    return f"{sentence} [{n}]"

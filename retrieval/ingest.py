@@ -1,0 +1,204 @@
+"""Ingest: read article files, chunk, embed what changed, and update the index."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from retrieval.articles import Article, ArticleError, iter_files, load_file
+from retrieval.chunking import Chunk, chunk_article
+from retrieval.embedding import Embedder
+from retrieval.store import ArticleStore
+
+logger = logging.getLogger(__name__)
+
+# Called with (done, total) as articles are embedded; the bot edits a progress message with it.
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass
+class IngestReport:
+    """What one ingest run did."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    skipped: list[ArticleError] = field(default_factory=list)
+    duplicates: int = 0
+    chunks_embedded: int = 0
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.skipped
+
+    def summary(self) -> str:
+        parts = [
+            f"{len(self.added)} added",
+            f"{len(self.updated)} updated",
+            f"{len(self.unchanged)} unchanged",
+            f"{len(self.skipped)} skipped",
+        ]
+        if self.removed:
+            parts.append(f"{len(self.removed)} removed")
+        if self.duplicates:
+            parts.append(f"{self.duplicates} duplicates ignored")
+        return ", ".join(parts) + f" ({self.chunks_embedded} chunks embedded in {self.seconds:.1f}s)"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "added": len(self.added),
+            "updated": len(self.updated),
+            "unchanged": len(self.unchanged),
+            "removed": len(self.removed),
+            "skipped": [str(error) for error in self.skipped],
+            "duplicates": self.duplicates,
+            "chunks_embedded": self.chunks_embedded,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+class Ingestor:
+    """Turns article files into indexed chunks, re-embedding only what changed."""
+
+    def __init__(self, store: ArticleStore, embedder: Embedder, chunk_size: int, chunk_overlap: int) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.chunk_size = chunk_size
+        self.chunk_overlap = chunk_overlap
+
+    def read(self, paths: list[Path]) -> tuple[list[Article], list[ArticleError], set[str], int]:
+        """Articles under `paths`, the errors, the files read whole, and the duplicate count."""
+        articles: dict[str, Article] = {}
+        errors: list[ArticleError] = []
+        read_ok: set[str] = set()
+        duplicates = 0
+        for path in paths:
+            if not path.exists():
+                errors.append(ArticleError(path, "no such file or directory"))
+        for file in iter_files([p for p in paths if p.exists()]):
+            try:
+                found, bad = load_file(file)
+            except ArticleError as exc:
+                errors.append(exc)
+                continue
+            errors.extend(bad)
+            if not bad:
+                read_ok.add(str(file))
+            for article in found:
+                if article.doc_id in articles:
+                    duplicates += 1
+                    continue
+                articles[article.doc_id] = article
+        for error in errors:
+            logger.warning("skipped %s", error)
+        return list(articles.values()), errors, read_ok, duplicates
+
+    def ingest(
+        self,
+        paths: list[Path],
+        *,
+        prune: bool = False,
+        rebuild: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> IngestReport:
+        """Index the articles under `paths`.
+
+        With `rebuild`, the changes go into a copy of the live collection that replaces it in one
+        step when everything succeeded; on any error the live collection is left as it was.
+        """
+        started = time.perf_counter()
+        report = IngestReport()
+        articles, report.skipped, read_ok, report.duplicates = self.read(paths)
+        target = self.store.stage() if rebuild else self.store.live()
+        try:
+            self._apply(target, articles, paths, read_ok, prune, report, progress)
+            if rebuild:
+                self.store.publish(target)
+        except BaseException:
+            if rebuild:
+                self.store.discard(target)
+            raise
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _apply(
+        self,
+        target: Any,
+        articles: list[Article],
+        paths: list[Path],
+        read_ok: set[str],
+        prune: bool,
+        report: IngestReport,
+        progress: ProgressCallback | None,
+    ) -> None:
+        stored = self.store.articles(target)
+        todo: list[Article] = []
+        for article in articles:
+            previous = stored.get(article.doc_id)
+            if previous is None:
+                report.added.append(article.doc_id)
+                todo.append(article)
+            elif previous.content_hash != article.content_hash or previous.path != article.path:
+                report.updated.append(article.doc_id)
+                todo.append(article)
+            else:
+                report.unchanged.append(article.doc_id)
+
+        if prune:
+            seen = {article.doc_id for article in articles}
+            roots = [path.resolve() for path in paths]
+            for doc_id, previous in stored.items():
+                file = Path(previous.path)
+                under = any(file.resolve() == root or root in file.resolve().parents for root in roots)
+                gone = not file.exists() or (str(file) in read_ok and doc_id not in seen)
+                if under and gone:
+                    report.removed.append(doc_id)
+
+        stale = report.updated + report.removed
+        if stale:
+            self.store.delete(target, stale)
+        self._embed_and_add(target, todo, report, progress)
+
+    def _embed_and_add(
+        self, target: Any, articles: list[Article], report: IngestReport, progress: ProgressCallback | None
+    ) -> None:
+        bar = tqdm(total=len(articles), unit="article", desc="embedding", disable=None, leave=False)
+        batch: list[tuple[Article, list[Chunk]]] = []
+        pending = 0
+        done = 0
+
+        def flush() -> None:
+            nonlocal batch, pending, done
+            texts = [chunk.embedding_text(article) for article, chunks in batch for chunk in chunks]
+            vectors = self.embedder.embed(texts)
+            offset = 0
+            for article, chunks in batch:
+                self.store.add(target, article, chunks, vectors[offset:offset + len(chunks)])
+                offset += len(chunks)
+            report.chunks_embedded += len(texts)
+            done += len(batch)
+            bar.update(len(batch))
+            if progress:
+                progress(done, len(articles))
+            batch, pending = [], 0
+
+        try:
+            for article in articles:
+                chunks = chunk_article(article, self.chunk_size, self.chunk_overlap)
+                batch.append((article, chunks))
+                pending += len(chunks)
+                if pending >= 256:
+                    flush()
+            if batch:
+                flush()
+        finally:
+            bar.close()
+

@@ -1,0 +1,85 @@
+"""Keyword search (BM25) over the same chunks as the dense index, and the term statistics it yields."""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+
+STOPWORDS = frozenset(
+    """a about above after again against all also am an and any are as at be because been before being
+    below between both but by can could did do does doing down during each few for from further had has
+    have having he her here hers herself him himself his how i if in into is it its itself just me more
+    most my myself no nor not now of off on once only or other our ours ourselves out over own same she
+    should so some such than that the their theirs them themselves then there these they this those
+    through to too under until up very was we were what when where which while who whom why will with
+    would you your yours yourself yourselves said says say told according week weeks year years
+    new many much one two did does whose within since per""".split()
+)
+_TOKEN = re.compile(r"[a-z0-9]+(?:[.,][0-9]+)*(?:'[a-z]+)?")
+
+
+def stem(word: str) -> str:
+    """A light suffix stripper: enough to match "troops"/"troop", "supported"/"support"."""
+    if word.isdigit() or len(word) <= 3:
+        return word
+    for suffix, keep in (("ies", "y"), ("ing", ""), ("ed", ""), ("es", ""), ("s", "")):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3 and not word.endswith("ss"):
+            return word[: -len(suffix)] + keep
+    return word
+
+
+def tokenize(text: str, *, keep_stopwords: bool = False) -> list[str]:
+    """Lower-cased, stemmed terms; "4,600" becomes "4600" so figures match however written."""
+    terms = []
+    for raw in _TOKEN.findall(text.lower().replace("’", "'")):
+        word = raw.split("'")[0]
+        if re.fullmatch(r"[0-9][0-9,]*(\.[0-9]+)?", word):
+            word = word.replace(",", "")
+        else:
+            word = word.replace(",", "")
+        if not keep_stopwords and word in STOPWORDS:
+            continue
+        terms.append(stem(word))
+    return terms
+
+
+class KeywordIndex:
+    """BM25 over chunk texts, with document frequencies for weighting query terms."""
+
+    def __init__(self, ids: Sequence[str], texts: Sequence[str]) -> None:
+        import bm25s
+
+        # bm25s sets its own logger to DEBUG on import; keep it to warnings.
+        logging.getLogger("bm25s").setLevel(logging.WARNING)
+        self.ids = list(ids)
+        corpus = [tokenize(text) or ["_empty_"] for text in texts]
+        self._bm25 = bm25s.BM25()
+        if corpus:
+            self._bm25.index(corpus, show_progress=False)
+        self.size = len(corpus)
+        self._df: Counter[str] = Counter()
+        for terms in corpus:
+            self._df.update(set(terms))
+
+    def idf(self, term: str) -> float:
+        """Inverse document frequency; a term the collection never uses weighs the most."""
+        return math.log(1 + (self.size + 1) / (self._df.get(term, 0) + 0.5))
+
+    def known(self, term: str) -> bool:
+        return term in self._df
+
+    def search(self, query: str, k: int) -> list[tuple[str, float]]:
+        """The `k` best chunk ids with their BM25 scores (only chunks sharing a term)."""
+        terms = [term for term in tokenize(query) if term in self._df]
+        if not terms or not self.size:
+            return []
+        scores = np.asarray(self._bm25.get_scores(terms))
+        k = min(k, self.size)
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top])]
+        return [(self.ids[i], float(scores[i])) for i in top if scores[i] > 0]

@@ -1,0 +1,271 @@
+"""The index: article chunks in Chroma, behind an alias that switches to a rebuilt collection in one step."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import numpy as np
+
+from config import Settings
+from retrieval.articles import Article
+from retrieval.chunking import Chunk
+
+logger = logging.getLogger(__name__)
+
+
+class StoreError(RuntimeError):
+    """The index cannot be opened or changed."""
+
+
+@dataclass(frozen=True)
+class StoredArticle:
+    """What the index remembers of one article (from its first chunk's metadata)."""
+
+    doc_id: str
+    title: str
+    path: str
+    content_hash: str
+    chunks: int
+    source: str | None = None
+    url: str | None = None
+    published: str | None = None
+
+
+def make_client(settings: Settings) -> Any:
+    """An embedded Chroma on disk, or a Chroma server, by settings alone; telemetry off."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+    if settings.chroma_mode == "http":
+        try:
+            return chromadb.HttpClient(host=settings.chroma_host, port=settings.chroma_port, settings=chroma_settings)
+        except Exception as exc:  # chromadb raises bare ValueError/ConnectionError variants
+            raise StoreError(
+                f"cannot reach the Chroma server at {settings.chroma_host}:{settings.chroma_port} "
+                f"(settings chroma_host, chroma_port): {exc}"
+            ) from exc
+    settings.chroma_path.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(settings.chroma_path), settings=chroma_settings)
+
+
+def chunk_metadata(article: Article, chunk: Chunk) -> dict[str, str | int]:
+    """Chroma metadata of a chunk: its article's fields, with no None values (Chroma refuses them)."""
+    meta: dict[str, str | int] = {
+        "doc_id": article.doc_id,
+        "chunk_index": chunk.index,
+        "title": article.title,
+        "path": article.path,
+        "content_hash": article.content_hash,
+    }
+    if article.source:
+        meta["source"] = article.source
+    if article.url:
+        meta["url"] = article.url
+    if article.published:
+        meta["published"] = article.published.isoformat()
+        meta["published_day"] = article.published.toordinal()
+    return meta
+
+
+class ArticleStore:
+    """Chunks, their embeddings and metadata in the live Chroma collection named by an alias.
+
+    The alias lives in a small registry collection's metadata, so it is shared by every process
+    that uses the same Chroma (embedded or server). `stage()` builds a new collection beside the
+    live one and `publish()` switches the alias to it in one write.
+    """
+
+    def __init__(self, client: Any, name: str) -> None:
+        self._client = client
+        self.name = name
+        self._registry = client.get_or_create_collection(
+            f"{name}-registry", embedding_function=None, metadata={"kind": "newsbot-registry"}
+        )
+        if not self.live_name:
+            self._set_live(self._create(self._new_name()).name)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ArticleStore:
+        return cls(make_client(settings), settings.collection)
+
+    # -- the alias --------------------------------------------------------------------------
+
+    @property
+    def live_name(self) -> str | None:
+        self._registry = self._client.get_collection(f"{self.name}-registry", embedding_function=None)
+        value = (self._registry.metadata or {}).get("live")
+        return str(value) if value else None
+
+    def _set_live(self, collection_name: str) -> None:
+        self._registry.modify(metadata={"kind": "newsbot-registry", "live": collection_name})
+
+    def _new_name(self) -> str:
+        return f"{self.name}-v{time.time_ns() // 1000}"
+
+    def _create(self, collection_name: str) -> Any:
+        return self._client.create_collection(
+            collection_name, embedding_function=None, metadata={"hnsw:space": "cosine"}
+        )
+
+    def live(self) -> Any:
+        """The collection questions are answered from."""
+        name = self.live_name
+        try:
+            return self._client.get_collection(name, embedding_function=None)
+        except Exception as exc:
+            raise StoreError(f"the live collection {name!r} is missing from Chroma") from exc
+
+    def stage(self) -> Any:
+        """A new collection holding a copy of the live one (embeddings included), not yet live."""
+        staged = self._create(self._new_name())
+        live = self.live()
+        batch = self.max_batch
+        offset = 0
+        while True:
+            page = live.get(include=["embeddings", "documents", "metadatas"], limit=batch, offset=offset)
+            if not page["ids"]:
+                break
+            staged.add(
+                ids=page["ids"],
+                embeddings=page["embeddings"],
+                documents=page["documents"],
+                metadatas=page["metadatas"],
+            )
+            offset += len(page["ids"])
+        return staged
+
+    def publish(self, staged: Any) -> None:
+        """Make `staged` the live collection in one step, then drop the old one."""
+        old = self.live_name
+        self._set_live(staged.name)
+        logger.info("collection %s is live (was %s)", staged.name, old)
+        if old and old != staged.name:
+            try:
+                self._client.delete_collection(old)
+            except Exception:  # a reader may still hold it; it is unreachable from the alias anyway
+                logger.warning("could not delete old collection %s", old, exc_info=True)
+
+    def discard(self, staged: Any) -> None:
+        """Drop a staged collection that will not go live."""
+        if staged.name != self.live_name:
+            self._client.delete_collection(staged.name)
+
+    @property
+    def max_batch(self) -> int:
+        try:
+            return min(int(self._client.get_max_batch_size()), 5000)
+        except Exception:
+            return 1000
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def articles(self, collection: Any | None = None) -> dict[str, StoredArticle]:
+        """Every indexed article, by id."""
+        collection = collection or self.live()
+        found: dict[str, StoredArticle] = {}
+        counts: dict[str, int] = {}
+        for meta in self._iter_metadatas(collection):
+            doc_id = str(meta["doc_id"])
+            counts[doc_id] = counts.get(doc_id, 0) + 1
+            if meta.get("chunk_index") == 0:
+                found[doc_id] = StoredArticle(
+                    doc_id=doc_id,
+                    title=str(meta.get("title", "")),
+                    path=str(meta.get("path", "")),
+                    content_hash=str(meta.get("content_hash", "")),
+                    chunks=0,
+                    source=_opt(meta.get("source")),
+                    url=_opt(meta.get("url")),
+                    published=_opt(meta.get("published")),
+                )
+        return {
+            doc_id: StoredArticle(**{**article.__dict__, "chunks": counts.get(doc_id, 0)})
+            for doc_id, article in found.items()
+        }
+
+    def _iter_metadatas(self, collection: Any) -> Iterator[dict[str, Any]]:
+        offset = 0
+        while True:
+            page = collection.get(include=["metadatas"], limit=self.max_batch, offset=offset)
+            if not page["ids"]:
+                return
+            yield from page["metadatas"]
+            offset += len(page["ids"])
+
+    def all_chunks(self) -> tuple[list[str], list[str], list[dict[str, Any]]]:
+        """Ids, texts and metadata of every live chunk (for the keyword index)."""
+        collection = self.live()
+        ids: list[str] = []
+        texts: list[str] = []
+        metas: list[dict[str, Any]] = []
+        offset = 0
+        while True:
+            page = collection.get(include=["documents", "metadatas"], limit=self.max_batch, offset=offset)
+            if not page["ids"]:
+                break
+            ids += page["ids"]
+            texts += page["documents"]
+            metas += page["metadatas"]
+            offset += len(page["ids"])
+        return ids, texts, metas
+
+    def count(self) -> int:
+        return int(self.live().count())
+
+    def query(
+        self, embedding: np.ndarray, n: int, where: dict[str, Any] | None = None
+    ) -> list[tuple[str, str, dict[str, Any], float]]:
+        """The `n` nearest chunks as (id, text, metadata, cosine similarity)."""
+        collection = self.live()
+        total = collection.count()
+        if total == 0:
+            return []
+        result = collection.query(
+            query_embeddings=[embedding.tolist()],
+            n_results=min(n, total),
+            where=where,
+            include=["documents", "metadatas", "distances"],
+        )
+        return [
+            (cid, doc, dict(meta), 1.0 - float(dist))
+            for cid, doc, meta, dist in zip(
+                result["ids"][0], result["documents"][0], result["metadatas"][0], result["distances"][0]
+            )
+        ]
+
+    def get(self, ids: Sequence[str]) -> list[tuple[str, str, dict[str, Any]]]:
+        """Chunks by id, in the order asked."""
+        if not ids:
+            return []
+        page = self.live().get(ids=list(ids), include=["documents", "metadatas"])
+        found = {cid: (cid, doc, dict(meta)) for cid, doc, meta in zip(page["ids"], page["documents"], page["metadatas"])}
+        return [found[cid] for cid in ids if cid in found]
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def add(self, collection: Any, article: Article, chunks: list[Chunk], embeddings: np.ndarray) -> None:
+        collection.add(
+            ids=[chunk.chunk_id for chunk in chunks],
+            embeddings=embeddings.tolist(),
+            documents=[chunk.text for chunk in chunks],
+            metadatas=[chunk_metadata(article, chunk) for chunk in chunks],
+        )
+
+    def delete(self, collection: Any, doc_ids: Sequence[str]) -> None:
+        for start in range(0, len(doc_ids), 500):
+            collection.delete(where={"doc_id": {"$in": list(doc_ids[start:start + 500])}})
+
+
+def _opt(value: Any) -> str | None:
+    return None if value in (None, "") else str(value)
+
+
+def day_number(value: date) -> int:
+    """The `published_day` metadata value of a date, for range filters."""
+    return value.toordinal()

@@ -1,0 +1,56 @@
+"""Shared fixtures: the real embedding model and a real Chroma on disk, offline."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["ANONYMIZED_TELEMETRY"] = "False"
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from config import Settings, load_settings
+from retrieval.embedding import SentenceTransformerEmbedder
+from retrieval.service import Services
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTICLES = ROOT / "data" / "articles"
+SEED_QA = Path(__file__).resolve().parent / "data" / "seed_qa_dev.jsonl"
+
+
+@pytest.fixture(scope="session")
+def embedder() -> SentenceTransformerEmbedder:
+    """One real all-MiniLM-L6-v2 for the whole run (loading it takes seconds)."""
+    return SentenceTransformerEmbedder()
+
+
+def make_services(data_dir: Path, embedder: SentenceTransformerEmbedder, **overrides: object) -> Services:
+    """Services on a fresh data directory that share the session's embedding model."""
+    settings = load_settings(data_dir=str(data_dir), **overrides)
+    services = Services(settings)
+    services.__dict__["embedder"] = embedder  # cached_property slot: reuse the loaded model
+    return services
+
+
+@pytest.fixture
+def services(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> Services:
+    """Empty index in a temporary directory."""
+    return make_services(tmp_path / "var", embedder)
+
+
+@pytest.fixture(scope="session")
+def seed_services(tmp_path_factory: pytest.TempPathFactory, embedder: SentenceTransformerEmbedder) -> Iterator[Services]:
+    """The bundled sample articles, ingested once for the session. Do not modify it in tests."""
+    services = make_services(tmp_path_factory.mktemp("seed") / "var", embedder)
+    report = services.ingestor.ingest([ARTICLES])
+    assert report.ok and len(report.added) == 5
+    yield services
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return load_settings(data_dir=str(tmp_path / "var"))
