@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
 from retrieval.articles import Article
 from retrieval.text import split_sentences
@@ -18,9 +19,16 @@ class Chunk:
     text: str
 
     def embedding_text(self, article: Article) -> str:
-        """What is embedded and keyword-indexed: the title and date give the chunk its context."""
-        dated = f" ({article.published.isoformat()})" if article.published else ""
-        return f"{article.title}{dated}\n{self.text}"
+        """What is embedded and keyword-indexed (see `indexed_text`)."""
+        return indexed_text(article.title, article.published.isoformat() if article.published else None, self.text)
+
+
+def indexed_text(title: str, published: str | None, text: str) -> str:
+    """A chunk as it is embedded and searched: title and date ("11 July 2016") give it context."""
+    if not published:
+        return f"{title}\n{text}"
+    day = date.fromisoformat(published)
+    return f"{title} ({day.day} {day:%B %Y})\n{text}"
 
 
 def chunk_article(article: Article, chunk_size: int, chunk_overlap: int) -> list[Chunk]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from retrieval.answers import REFUSAL, Citation, Draft, Passage, Query
+from retrieval.chunking import indexed_text
 from retrieval.embedding import Embedder
 from retrieval.keywords import tokenize
 from retrieval.text import split_sentences
@@ -115,7 +116,7 @@ class ExtractiveGenerator:
         for candidate, similarity, vector in zip(candidates, similarities, sentence_vectors):
             passage = candidate.passage
             if passage.chunk_id not in contexts:
-                contexts[passage.chunk_id] = set(tokenize(f"{passage.title}\n{passage.text}"))
+                contexts[passage.chunk_id] = set(tokenize(indexed_text(passage.title, passage.published, passage.text)))
             own = set(tokenize(candidate.sentence))
             context = contexts[passage.chunk_id]
             covered = sum(w for t, w in weights.items() if t in own)
@@ -148,9 +149,9 @@ class ExtractiveGenerator:
     def _disagreement(self, query: Query, contenders: list[_Candidate]) -> list[_Candidate] | None:
         """Two top sentences from different articles that give different figures for the same thing.
 
-        "The same thing" means the words framing each figure share at least two of the question's
-        terms ("total number of US troops in Iraq to around 4,700" against "total authorised
-        number of US forces in Iraq to more than 4,600").
+        "The same thing" means the words framing the two figures overlap in three terms or more,
+        one of them from the question ("total number of US troops in Iraq to around 4,700" against
+        "total authorised number of US forces in Iraq to more than 4,600").
         """
         asked = set(tokenize(query.text))
         framed = [(c, _framed_figures(c.sentence, asked)) for c in contenders]
@@ -160,7 +161,8 @@ class ExtractiveGenerator:
                     continue
                 for value_a, frame_a in first_frames:
                     for value_b, frame_b in second_frames:
-                        if value_a != value_b and len(frame_a & frame_b & asked) >= 2:
+                        shared = frame_a & frame_b
+                        if value_a != value_b and len(shared) >= 3 and shared & asked:
                             return [first, second]
         return None
 

@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
+import Stemmer
 
 STOPWORDS = frozenset(
     """a about above after again against all also am an and any are as at be because been before being
@@ -23,25 +24,25 @@ STOPWORDS = frozenset(
 _TOKEN = re.compile(r"[a-z0-9]+(?:[.,][0-9]+)*(?:'[a-z]+)?")
 
 
+_STEMMER = Stemmer.Stemmer("english")
+
+
 def stem(word: str) -> str:
-    """A light suffix stripper: enough to match "troops"/"troop", "supported"/"support"."""
-    if word.isdigit() or len(word) <= 3:
-        return word
-    for suffix, keep in (("ies", "y"), ("ing", ""), ("ed", ""), ("es", ""), ("s", "")):
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3 and not word.endswith("ss"):
-            return word[: -len(suffix)] + keep
-    return word
+    """The Snowball (Porter 2) stem: "troops"/"troop", "announced"/"announce" match."""
+    return word if word.isdigit() else str(_STEMMER.stemWord(word))
+
+
+# The word after "how" says what kind of answer is wanted ("how far", "how many"), not what about.
+_QUESTION_FRAME = re.compile(r"\bhow (many|much|far|long|old|big|large|high|tall|often|soon)\b", re.I)
 
 
 def tokenize(text: str, *, keep_stopwords: bool = False) -> list[str]:
     """Lower-cased, stemmed terms; "4,600" becomes "4600" so figures match however written."""
     terms = []
+    text = _QUESTION_FRAME.sub("how", text)
     for raw in _TOKEN.findall(text.lower().replace("’", "'")):
         word = raw.split("'")[0]
-        if re.fullmatch(r"[0-9][0-9,]*(\.[0-9]+)?", word):
-            word = word.replace(",", "")
-        else:
-            word = word.replace(",", "")
+        word = word.replace(",", "")
         if not keep_stopwords and word in STOPWORDS:
             continue
         terms.append(stem(word))

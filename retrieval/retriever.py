@@ -9,6 +9,7 @@ from datetime import date
 from typing import Any
 
 from retrieval.answers import Passage, Query
+from retrieval.chunking import indexed_text
 from retrieval.embedding import Embedder
 from retrieval.keywords import KeywordIndex
 from retrieval.store import ArticleStore, day_number
@@ -20,12 +21,6 @@ logger = logging.getLogger(__name__)
 class _Chunk:
     text: str
     meta: dict[str, Any]
-
-
-def indexed_text(text: str, meta: dict[str, Any]) -> str:
-    """The text a chunk is searched by: its title, date and body (as it was embedded)."""
-    dated = f" ({meta['published']})" if meta.get("published") else ""
-    return f"{meta.get('title', '')}{dated}\n{text}"
 
 
 class HybridRetriever:
@@ -63,7 +58,7 @@ class HybridRetriever:
                 return
             ids, texts, metas = self.store.all_chunks()
             self._chunks = {cid: _Chunk(text, meta) for cid, text, meta in zip(ids, texts, metas)}
-            self._keywords = KeywordIndex(ids, [indexed_text(t, m) for t, m in zip(texts, metas)])
+            self._keywords = KeywordIndex(ids, [indexed_text(str(m.get("title", "")), m.get("published"), t) for t, m in zip(texts, metas)])
             self._version = version
             logger.info("keyword index: %d chunks (%s)", len(ids), version)
 

@@ -1,0 +1,112 @@
+"""Ingest into a real Chroma on disk with the real model: incremental, replace, prune, partial failure, rebuild."""
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from retrieval.embedding import SentenceTransformerEmbedder
+from retrieval.service import Services
+from tests.conftest import ARTICLES, make_services
+
+
+class CountingEmbedder:
+    """The real embedder, counting how many texts it was asked to embed."""
+
+    def __init__(self, inner: SentenceTransformerEmbedder) -> None:
+        self.inner = inner
+        self.texts = 0
+
+    @property
+    def dimension(self) -> int:
+        return self.inner.dimension
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        self.texts += len(texts)
+        return self.inner.embed(texts)
+
+
+@pytest.fixture
+def counted(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> tuple[Services, CountingEmbedder, Path]:
+    articles = tmp_path / "articles"
+    shutil.copytree(ARTICLES, articles)
+    services = make_services(tmp_path / "var", embedder)
+    counter = CountingEmbedder(embedder)
+    services.__dict__["embedder"] = counter
+    return services, counter, articles
+
+
+def test_reingest_embeds_nothing_unchanged(counted: tuple[Services, CountingEmbedder, Path]) -> None:
+    services, counter, articles = counted
+    first = services.ingestor.ingest([articles])
+    assert (len(first.added), len(first.skipped)) == (5, 0)
+    chunks = services.store.count()
+    embedded = counter.texts
+    assert embedded == chunks > 5
+
+    second = services.ingestor.ingest([articles])
+    assert (len(second.added), len(second.updated), len(second.unchanged)) == (0, 0, 5)
+    assert counter.texts == embedded
+    assert services.store.count() == chunks
+
+
+def test_changed_article_is_replaced_not_duplicated(counted: tuple[Services, CountingEmbedder, Path]) -> None:
+    services, counter, articles = counted
+    services.ingestor.ingest([articles])
+    path = articles / "001_646d790daebf6fdf.txt"
+    path.write_text(path.read_text() + "\nCarter also met Kurdish leaders in Erbil on Thursday.\n")
+    before = counter.texts
+    report = services.ingestor.ingest([articles])
+    assert (len(report.added), len(report.updated), len(report.unchanged)) == (0, 1, 4)
+    stored = services.store.articles()
+    assert len(stored) == 5
+    assert counter.texts - before == stored[report.updated[0]].chunks  # only that article re-embedded
+    answer = services.answerer.answer("Where did Carter meet Kurdish leaders?")
+    assert "Erbil" in answer.text
+
+
+def test_prune_removes_articles_whose_files_are_gone(counted: tuple[Services, CountingEmbedder, Path]) -> None:
+    services, _, articles = counted
+    services.ingestor.ingest([articles])
+    (articles / "004_7d39ffd2d1ae62c8.txt").unlink()
+    kept = services.ingestor.ingest([articles])
+    assert len(services.store.articles()) == 5 and not kept.removed
+    pruned = services.ingestor.ingest([articles], prune=True)
+    assert len(pruned.removed) == 1
+    assert {Path(a.path).name for a in services.store.articles().values()} == {
+        p.name for p in articles.iterdir()
+    }
+
+
+def test_bad_files_are_skipped_and_the_rest_ingested(counted: tuple[Services, CountingEmbedder, Path]) -> None:
+    services, _, articles = counted
+    (articles / "broken.txt").write_bytes(b"\x00\x01\x02binary")
+    (articles / "feed.jsonl").write_text('{"title": "Good", "text": "A good line about the port."}\n{oops\n')
+    report = services.ingestor.ingest([articles])
+    assert len(report.added) == 6
+    assert sorted((Path(e.path).name, e.line) for e in report.skipped) == [("broken.txt", None), ("feed.jsonl", 2)]
+
+
+def test_failed_rebuild_leaves_the_live_collection_serving(
+    counted: tuple[Services, CountingEmbedder, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services, counter, articles = counted
+    services.ingestor.ingest([articles])
+    live = services.store.live_name
+    (articles / "new.txt").write_text("Dam opens after ten years\n\nThe new dam on the river opened on Thursday.\n")
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(services.store, "add", broken)
+    with pytest.raises(RuntimeError):
+        services.ingestor.ingest([articles], rebuild=True)
+    assert services.store.live_name == live
+    assert len(services.store.articles()) == 5
+    assert "560" in services.answerer.answer("How many additional troops did Ash Carter announce?").text
+
+    monkeypatch.undo()
+    report = services.ingestor.ingest([articles], rebuild=True)
+    assert len(report.added) == 1 and services.store.live_name != live
+    assert len(services.store.articles()) == 6

@@ -1,0 +1,59 @@
+"""Cleaning, sentence splitting and dates: general rules, checked on text the seeds do not contain."""
+
+from datetime import date
+
+from retrieval.text import clean_lines, dateline, is_furniture, parse_date, split_sentences
+
+
+def test_furniture_of_unseen_pages_is_dropped() -> None:
+    page = [
+        "This article is more than 3 years old.",
+        "4 min read",
+        "Related: Ten things to know about the budget",
+        "Did you enjoy this story?",
+        "12 Comments",
+        "Follow Jane Doe on Twitter: @janedoe",
+        "Sign up for our free morning newsletter",
+        "Advertisement",
+        "Share this",
+        "Firefighters contained the blaze by Tuesday evening, officials said.",
+        "Residents return to their homes near the river [Mark Jones/Reuters]",
+    ]
+    assert clean_lines(page) == ["Firefighters contained the blaze by Tuesday evening, officials said."]
+
+
+def test_real_paragraphs_that_mention_furniture_words_stay() -> None:
+    for line in [
+        "Related talks in Geneva will resume next week, the ministry said.",
+        "Follow-up inspections found 12 comments in the report were ignored.",
+        "The photo agency AFP said its reporter was detained.",
+    ]:
+        assert not is_furniture(line), line
+
+
+def test_repeated_lines_keep_their_first_occurrence() -> None:
+    lines = ["Storm hits coast", "Storm hits coast", "Waves rose. Roads closed.", "Waves rose. Roads closed."]
+    assert clean_lines(lines) == ["Storm hits coast", "Waves rose. Roads closed."]
+
+
+def test_sentences_keep_abbreviations_and_figures() -> None:
+    text = "Lt. Gen. James Terry spoke in Kuwait City. The U.S. sent 1,500 troops at a cost of $2.5 billion. It was late."
+    assert split_sentences(text) == [
+        "Lt. Gen. James Terry spoke in Kuwait City.",
+        "The U.S. sent 1,500 troops at a cost of $2.5 billion.",
+        "It was late.",
+    ]
+
+
+def test_dates_in_common_forms() -> None:
+    assert parse_date("11 July, 2016") == date(2016, 7, 11)
+    assert parse_date("Published March 3rd, 2021") == date(2021, 3, 3)
+    assert parse_date("2023/01/05") == date(2023, 1, 5)
+    assert parse_date("2023-01-05T10:00:00Z") == date(2023, 1, 5)
+    assert parse_date("no date here") is None
+
+
+def test_dateline_is_a_line_that_is_only_a_date() -> None:
+    assert dateline("11 July, 2016") == date(2016, 7, 11)
+    assert dateline("Updated: Monday, 4 December 2023 10:32 GMT") == date(2023, 12, 4)
+    assert dateline("On 11 July, 2016 the Pentagon announced more troops for Iraq.") is None
