@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -48,8 +49,9 @@ class Settings(BaseSettings):
     llm_model: str
     llm_base_url: str
     llm_temperature: float = Field(ge=0.0, le=2.0)
-    admin_ids: list[int]
-    allowed_chat_ids: list[int]
+    # Comma-separated in the environment: NEWSBOT_ADMIN_IDS=123,456
+    admin_ids: Annotated[list[int], NoDecode]
+    allowed_chat_ids: Annotated[list[int], NoDecode]
     rate_limit_per_minute: int = Field(ge=0)
     max_question_chars: int = Field(ge=10)
     max_upload_bytes: int = Field(ge=1)

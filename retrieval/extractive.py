@@ -23,7 +23,7 @@ _ANSWER_TYPES: list[tuple[str, re.Pattern[str]]] = [
     ("number", re.compile(
         r"\b(how (many|much|far|long|old|big|large|high|tall|often)|what (is|was|were|are) the "
         r"(number|total|amount|cost|price|percentage|share|rate|size|population|toll|figure|distance)|"
-        r"how many)\b", re.I)),
+        r"the (total )?(number|amount|cost|price|percentage|population|death toll) of)\b", re.I)),
     ("date", re.compile(r"^\s*(when\b|(in |on )?what (year|date|day|month)\b)", re.I)),
     ("person", re.compile(r"^\s*(who|whom|whose)\b", re.I)),
     ("place", re.compile(
@@ -134,10 +134,9 @@ class ExtractiveGenerator:
             return Draft(REFUSAL, refused=True, citations=[])
         best = ranked[0]
         contenders = [c for c in ranked[:12] if c.score >= best.score - 0.12]
-        if answer_type(query.text) == "number":
-            disagreement = self._disagreement(query, contenders)
-            if disagreement:
-                return self._write(disagreement, conflict=True)
+        disagreement = self._disagreement(query, contenders)
+        if disagreement:
+            return self._write(disagreement, conflict=True)
         chosen = [best]
         for candidate in ranked[1:]:
             if len(chosen) >= self.max_sentences or candidate.score < best.score - 0.15:
@@ -202,7 +201,7 @@ class ExtractiveGenerator:
                 url=by_doc[doc_id].url,
                 published=by_doc[doc_id].published,
                 path=by_doc[doc_id].path,
-                quote=" ".join(quotes[doc_id]),
+                quote=" … ".join(quotes[doc_id]),
             )
             for doc_id, n in numbers.items()
         ]
