@@ -1,0 +1,124 @@
+"""An answer generator backed by any LangChain chat model (OpenAI, Anthropic, Ollama, llama.cpp, vLLM).
+
+The model sees only numbered passages and must cite them; its citations are checked against the
+passages it was given, and each cited source gets the passage sentence that best supports the claim.
+Weak evidence is refused before the model is called, with the same gate as the extractive answerer.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.prompts import PromptTemplate
+
+from config import Settings
+from retrieval.answers import REFUSAL, Citation, Draft, Passage, Query
+from retrieval.extractive import ExtractiveGenerator
+from retrieval.keywords import tokenize
+from retrieval.text import split_sentences
+
+logger = logging.getLogger(__name__)
+
+PROMPT_FILE = Path(__file__).resolve().parent.parent / "prompts" / "answer.txt"
+_MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
+
+
+class LLMError(RuntimeError):
+    """The chat model could not be set up."""
+
+
+class LLMGenerator:
+    """Writes answers with a chat model from the retrieved passages alone."""
+
+    def __init__(self, model: BaseChatModel, gate: ExtractiveGenerator, *, max_passages: int = 6) -> None:
+        self.model = model
+        self.gate = gate
+        self.max_passages = max_passages
+        self.prompt = PromptTemplate.from_template(PROMPT_FILE.read_text(encoding="utf-8"))
+
+    @classmethod
+    def from_settings(cls, settings: Settings, fallback: ExtractiveGenerator) -> LLMGenerator:
+        try:
+            from langchain.chat_models import init_chat_model
+        except ImportError as exc:
+            raise LLMError(
+                'answer_backend "llm" needs LangChain and the provider package: '
+                "pip install -e '.[llm]' (or e.g. langchain-openai)"
+            ) from exc
+        options: dict[str, Any] = {"temperature": settings.llm_temperature}
+        if settings.llm_base_url:
+            options["base_url"] = settings.llm_base_url
+        try:
+            model = init_chat_model(settings.llm_model, **options)
+        except Exception as exc:  # provider packages raise their own types
+            raise LLMError(f"cannot set up llm_model {settings.llm_model!r}: {exc}") from exc
+        return cls(model, fallback)
+
+    def generate(self, query: Query, passages: list[Passage]) -> Draft:
+        ranked = self.gate.score(query, passages)
+        if not ranked or ranked[0].score < self.gate.threshold:
+            return Draft(REFUSAL, refused=True, citations=[])
+        shown = passages[: self.max_passages]
+        sources = "\n\n".join(
+            f"[{i}] {p.title} ({', '.join(x for x in (p.source, p.published) if x) or 'undated'})\n{p.text}"
+            for i, p in enumerate(shown, start=1)
+        )
+        message = self.prompt.format(question=query.text, sources=sources, history="")
+        reply = self.model.invoke(message)
+        text = str(reply.content if hasattr(reply, "content") else reply).strip()
+        if not text or "NOT_FOUND" in text:
+            return Draft(REFUSAL, refused=True, citations=[])
+        return self._cite(text, shown) or Draft(REFUSAL, refused=True, citations=[])
+
+    def _cite(self, text: str, shown: list[Passage]) -> Draft | None:
+        """Renumber the model's markers in order of use, one number per article; None if it cited nothing valid."""
+        numbers: dict[str, int] = {}
+        passage_of: dict[str, Passage] = {}
+        claims: dict[str, list[str]] = {}
+
+        def renumber(match: re.Match[str]) -> str:
+            kept = []
+            for raw in match.group(1).split(","):
+                index = int(raw) - 1
+                if 0 <= index < len(shown):
+                    passage = shown[index]
+                    n = numbers.setdefault(passage.doc_id, len(numbers) + 1)
+                    passage_of.setdefault(passage.doc_id, passage)
+                    claims.setdefault(passage.doc_id, []).append(_claim_around(text, match.start()))
+                    kept.append(f"[{n}]")
+            return "".join(dict.fromkeys(kept))
+
+        rewritten = re.sub(r"\s+([.,;:])", r"\1", _MARKER.sub(renumber, text)).strip()
+        if not numbers:
+            return None
+        citations = [
+            Citation(
+                n=n,
+                doc_id=doc_id,
+                title=passage_of[doc_id].title,
+                source=passage_of[doc_id].source,
+                url=passage_of[doc_id].url,
+                published=passage_of[doc_id].published,
+                path=passage_of[doc_id].path,
+                quote=_supporting_sentence(passage_of[doc_id].text, " ".join(claims[doc_id])),
+            )
+            for doc_id, n in numbers.items()
+        ]
+        return Draft(rewritten, refused=False, citations=citations, conflict="differ" in rewritten.lower())
+
+
+def _claim_around(text: str, position: int) -> str:
+    """The sentence of the answer that ends at a citation marker."""
+    start = max(text.rfind(".", 0, max(position - 1, 0)), text.rfind("\n", 0, position)) + 1
+    return text[start:position]
+
+
+def _supporting_sentence(passage: str, claim: str) -> str:
+    """The passage sentence sharing the most terms with the claim: the quote a reader can check."""
+    wanted = set(tokenize(claim))
+    sentences = split_sentences(passage) or [passage]
+    return max(sentences, key=lambda sentence: len(wanted & set(tokenize(sentence))))

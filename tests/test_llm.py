@@ -1,0 +1,54 @@
+"""The LLM backend, with a fake chat model standing in for a paid or remote one (none can run here).
+
+Retrieval, the evidence gate and citation checking are real: the real model and index on the
+sample articles.
+"""
+
+from langchain_core.language_models.fake_chat_models import FakeListChatModel
+
+from retrieval.answers import Answerer
+from retrieval.extractive import ExtractiveGenerator
+from retrieval.llm import LLMGenerator
+from retrieval.service import Services
+
+
+class CountingFakeChatModel(FakeListChatModel):
+    """Queued replies; records every prompt it was sent."""
+
+    prompts: list[str] = []
+
+    def _call(self, messages, stop=None, run_manager=None, **kwargs):  # type: ignore[no-untyped-def]
+        self.prompts.append(str(messages[-1].content))
+        return super()._call(messages, stop=stop, run_manager=run_manager, **kwargs)
+
+
+def _answerer(seed_services: Services, replies: list[str]) -> tuple[Answerer, CountingFakeChatModel]:
+    gate = seed_services.generator
+    assert isinstance(gate, ExtractiveGenerator)
+    model = CountingFakeChatModel(responses=replies, prompts=[])
+    return Answerer(seed_services.retriever, LLMGenerator(model, gate)), model
+
+
+def test_citations_are_renumbered_per_article_and_quoted(seed_services: Services) -> None:
+    answerer, model = _answerer(seed_services, ["The US is sending 560 more troops [2], based near Qayyarah [2][9]."])
+    answer = answerer.answer("How many additional troops did Ash Carter announce for Iraq in July 2016?")
+    assert len(model.prompts) == 1 and "Sources:" in model.prompts[0] and "[1]" in model.prompts[0]
+    assert not answer.refused
+    assert answer.text == "The US is sending 560 more troops [1], based near Qayyarah [1]."  # [9] was never shown
+    [citation] = answer.citations
+    assert citation.doc_id == answer.passages[1].doc_id
+    assert citation.quote in answer.passages[1].text
+
+
+def test_not_found_and_uncited_replies_are_refusals(seed_services: Services) -> None:
+    question = "How many additional troops did Ash Carter announce?"
+    for reply in ["NOT_FOUND", "It was probably about 500 soldiers."]:
+        answerer, _ = _answerer(seed_services, [reply])
+        answer = answerer.answer(question)
+        assert answer.refused and answer.citations == []
+
+
+def test_weak_evidence_is_refused_without_calling_the_model(seed_services: Services) -> None:
+    answerer, model = _answerer(seed_services, ["Argentina won [1]."])
+    answer = answerer.answer("Who won the 2018 FIFA World Cup?")
+    assert answer.refused and model.prompts == []
