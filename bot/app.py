@@ -1,0 +1,190 @@
+"""The bot's entry point: build the Application, register the handlers, run it. Wiring only."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from typing import Any
+from urllib.parse import urlparse
+
+from telegram import BotCommand, LinkPreviewOptions, Update
+from telegram.constants import ParseMode
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    ApplicationBuilder,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    Defaults,
+    MessageHandler,
+    TypeHandler,
+    filters,
+)
+
+from bot import access
+from bot.handlers import about, ask, brief, errors, reload, reset, sources, start, stats, upload
+from bot.runtime import RUNTIME_KEY, BotContext, Runtime
+from config import Settings
+
+logger = logging.getLogger(__name__)
+
+NO_TOKEN = (
+    "newsbot serve needs a Telegram bot token.\n"
+    "Create a bot by talking to @BotFather in Telegram (send /newbot), then run:\n"
+    "  export TELEGRAM_BOT_TOKEN=123456:ABC...\n"
+    "  newsbot serve"
+)
+
+# What Telegram's command menu shows (admin commands are listed in /help).
+COMMANDS = [
+    BotCommand("ask", "Ask a question about the news articles"),
+    BotCommand("brief", "Briefing on a topic: /brief TOPIC [since DATE | 7d]"),
+    BotCommand("sources", "List the indexed articles"),
+    BotCommand("about", "What I know: articles, dates, last reload"),
+    BotCommand("reset", "Forget this conversation"),
+    BotCommand("help", "How to use me"),
+    BotCommand("start", "What this bot is"),
+]
+
+BotApplication = Application[Any, BotContext, dict[Any, Any], dict[Any, Any], dict[Any, Any], Any]
+
+
+def build_application(
+    settings: Settings,
+    token: str,
+    *,
+    base_url: str | None = None,
+    base_file_url: str | None = None,
+    services: Any | None = None,
+) -> BotApplication:
+    """The Application with every handler registered; services are built in post_init unless given."""
+
+    async def post_init(application: BotApplication) -> None:
+        nonlocal services
+        if services is None:
+            from retrieval.service import Services
+
+            services = Services(settings)
+        # Load the model and the index now, once, rather than on the first question.
+        await asyncio.to_thread(lambda: (services.answerer, services.retriever.refresh(), services.embedder.dimension))
+        application.bot_data[RUNTIME_KEY] = Runtime.build(settings, services)
+        await application.bot.set_my_commands(COMMANDS)
+        logger.info("bot @%s ready", application.bot.username)
+
+    async def post_shutdown(application: BotApplication) -> None:
+        application.bot_data.pop(RUNTIME_KEY, None)
+        logger.info("bot stopped")
+
+    builder = (
+        ApplicationBuilder()
+        .token(token)
+        .context_types(ContextTypes(context=BotContext))
+        .defaults(Defaults(parse_mode=ParseMode.HTML, link_preview_options=LinkPreviewOptions(is_disabled=True)))
+        .rate_limiter(AIORateLimiter(max_retries=2))
+        # Updates are handled concurrently so questions keep being answered during a /reload.
+        .concurrent_updates(True)
+        .post_init(post_init)
+        .post_shutdown(post_shutdown)
+    )
+    if base_url:
+        builder = builder.base_url(base_url).base_file_url(base_file_url or file_url_for(base_url))
+    application: BotApplication = builder.build()
+    register(application)
+    return application
+
+
+def register(application: BotApplication) -> None:
+    """The handlers, in the order they are tried."""
+    # 1. The chat allow-list, before anything else.
+    application.add_handler(TypeHandler(Update, access.gate), group=-1)
+    # 2. Commands.
+    application.add_handlers([
+        CommandHandler("start", start.start),
+        CommandHandler("help", start.help),
+        CommandHandler("ask", ask.ask),
+        CommandHandler("brief", brief.brief),
+        CommandHandler("sources", sources.sources),
+        CommandHandler("about", about.about),
+        CommandHandler("reset", reset.reset),
+        CommandHandler("reload", reload.reload),
+        CommandHandler("stats", stats.stats),
+    ])
+    # 3. Buttons under answers and lists.
+    application.add_handler(CallbackQueryHandler(ask.quote, pattern=r"^q:\d+:\d+$"))
+    application.add_handler(CallbackQueryHandler(sources.page, pattern=r"^src:\d+$"))
+    # 4. Documents (admins add articles) in private chats.
+    application.add_handler(MessageHandler(filters.ChatType.PRIVATE & filters.Document.ALL, upload.upload))
+    # 5. Questions: any private text; in groups only mentions of the bot and replies to it.
+    application.add_handler(MessageHandler(filters.ChatType.PRIVATE & filters.TEXT & ~filters.COMMAND, ask.message))
+    application.add_handler(MessageHandler(
+        filters.ChatType.GROUPS & filters.TEXT & ~filters.COMMAND & (access.MENTIONS_ME | access.REPLIES_TO_ME),
+        ask.message,
+    ))
+    # 6. One error handler.
+    application.add_error_handler(errors.error)
+
+
+def file_url_for(base_url: str) -> str:
+    """The file download URL that goes with a Bot API base URL ("…/bot" → "…/file/bot")."""
+    if base_url.endswith("/bot"):
+        return base_url[: -len("/bot")] + "/file/bot"
+    return base_url.rstrip("/") + "/file/bot"
+
+
+class RedactToken(logging.Filter):
+    """Replace the bot token wherever it would appear in a log line (URLs of the Bot API contain it)."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__()
+        self.token = token
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if self.token in message:
+            record.msg, record.args = message.replace(self.token, "<token>"), None
+        return True
+
+
+def run(
+    settings: Settings,
+    *,
+    webhook_url: str | None = None,
+    listen: str = "0.0.0.0:8443",
+    secret_token: str | None = None,
+) -> int:
+    """`newsbot serve`: long polling, or PTB's webhook server when `webhook_url` is given."""
+    token = os.environ.get("TELEGRAM_BOT_TOKEN", "").strip()
+    if not token:
+        print(NO_TOKEN, file=sys.stderr)
+        return 2
+    host, _, port = listen.rpartition(":")
+    if webhook_url and (not host or not port.isdigit()):
+        print(f"newsbot serve: --listen must be HOST:PORT, got {listen!r}", file=sys.stderr)
+        return 2
+    redact = RedactToken(token)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(redact)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # it logs request URLs, which hold the token
+    application = build_application(
+        settings,
+        token,
+        base_url=os.environ.get("TELEGRAM_API_BASE_URL") or None,
+        base_file_url=os.environ.get("TELEGRAM_API_FILE_URL") or None,
+    )
+    if webhook_url:
+        if not secret_token:
+            logger.warning("webhook without a secret token: anyone who finds the URL can post updates")
+        application.run_webhook(
+            listen=host,
+            port=int(port),
+            url_path=urlparse(webhook_url).path.lstrip("/"),
+            webhook_url=webhook_url,
+            secret_token=secret_token,
+            allowed_updates=Update.ALL_TYPES,
+        )
+    else:
+        application.run_polling(allowed_updates=Update.ALL_TYPES)
+    return 0

@@ -1,0 +1,131 @@
+"""Answers, briefings and lists as Telegram HTML: everything escaped, long texts split into valid messages."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from html import escape
+
+from retrieval.answers import Answer, Citation
+from retrieval.briefing import Briefing
+
+# Telegram's limit on one message's text.
+MAX_MESSAGE_CHARS = 4096
+
+
+def link(title: str, url: str | None) -> str:
+    """An escaped title, linked when the url is http(s)."""
+    text = escape(title or "Untitled", quote=False)
+    if url and url.lower().startswith(("http://", "https://")):
+        return f'<a href="{escape(url, quote=True)}">{text}</a>'
+    return text
+
+
+def source_line(n: int, title: str, url: str | None, source: str | None, published: str | None) -> str:
+    """`[n] Title — outlet, date` with the title linked."""
+    details = ", ".join(escape(part, quote=False) for part in (source, published) if part)
+    return f"[{n}] {link(title, url)}" + (f" — {details}" if details else "")
+
+
+def sources_block(citations: Sequence[Citation]) -> str:
+    lines = ["<b>Sources</b>"]
+    lines += [source_line(c.n, c.title, c.url, c.source, c.published) for c in citations]
+    return "\n".join(lines)
+
+
+def format_answer(answer: Answer) -> str:
+    """The answer with its [n] markers, then the numbered sources; a refusal has no sources."""
+    body = escape(answer.text, quote=False)
+    if answer.refused or not answer.citations:
+        return body
+    return f"{body}\n\n{sources_block(answer.citations)}"
+
+
+def format_quote(citation: Citation) -> str:
+    """The exact passage behind citation [n], and where it is from."""
+    where = source_line(citation.n, citation.title, citation.url, citation.source, citation.published)
+    return f"<blockquote>{escape(citation.quote, quote=False)}</blockquote>\n{where}"
+
+
+def format_briefing(briefing: Briefing) -> str:
+    """Dated bullets with [n] markers, then the numbered sources."""
+    if not briefing.points:
+        return escape(briefing.message, quote=False)
+    lines = [f"<b>Briefing: {escape(briefing.topic, quote=False)}</b>"]
+    for point in briefing.points:
+        markers = "".join(f"[{n}]" for n in point.citations)
+        lines.append(f"• <b>{escape(point.date or 'undated', quote=False)}</b> {escape(point.text, quote=False)} {markers}")
+    sources = ["<b>Sources</b>"] + [
+        source_line(s.n, s.title, s.url, s.source, s.published) for s in briefing.sources
+    ]
+    return "\n".join(lines) + "\n\n" + "\n".join(sources)
+
+
+def split_message(html: str, limit: int = MAX_MESSAGE_CHARS) -> list[str]:
+    """Split on paragraph boundaries (then lines, then words) into pieces of at most `limit` characters.
+
+    The pieces are cut only between paragraphs, lines or words, and the HTML built here keeps every
+    tag within one line, so each piece is valid HTML on its own.
+    """
+    pieces: list[str] = []
+    current = ""
+    for block in _blocks(html, limit):
+        candidate = f"{current}\n\n{block}" if current else block
+        if len(candidate) <= limit:
+            current = candidate
+        else:
+            if current:
+                pieces.append(current)
+            current = block
+    if current:
+        pieces.append(current)
+    return pieces or [""]
+
+
+def _blocks(html: str, limit: int) -> list[str]:
+    """Paragraphs, with any paragraph over `limit` broken into lines, and any such line into words."""
+    blocks: list[str] = []
+    for paragraph in html.split("\n\n"):
+        if len(paragraph) <= limit:
+            blocks.append(paragraph)
+            continue
+        blocks.extend(_pack(paragraph.split("\n"), "\n", limit, words=True))
+    return blocks
+
+
+def _pack(parts: list[str], joiner: str, limit: int, *, words: bool) -> list[str]:
+    packed: list[str] = []
+    current = ""
+    for part in parts:
+        if len(part) > limit:
+            if words:
+                sub = _pack(part.split(" "), " ", limit, words=False)
+            else:  # one word longer than a message: cut it, never inside an entity like &amp;
+                sub = _cut(part, limit)
+            if current:
+                packed.append(current)
+                current = ""
+            packed.extend(sub[:-1])
+            current = sub[-1]
+            continue
+        candidate = f"{current}{joiner}{part}" if current else part
+        if len(candidate) <= limit:
+            current = candidate
+        else:
+            packed.append(current)
+            current = part
+    if current:
+        packed.append(current)
+    return packed
+
+
+def _cut(word: str, limit: int) -> list[str]:
+    out: list[str] = []
+    while len(word) > limit:
+        cut = limit
+        amp = word.rfind("&", 0, cut)
+        if amp != -1 and word.find(";", amp) >= cut:
+            cut = amp or limit
+        out.append(word[:cut])
+        word = word[cut:]
+    out.append(word)
+    return out

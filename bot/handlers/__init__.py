@@ -1,0 +1,1 @@
+"""Thin Telegram handlers, one module per command."""

@@ -1,0 +1,116 @@
+"""Questions: /ask, private messages, mentions and replies in groups; and the quote buttons under answers."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from html import escape
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
+from telegram.constants import ChatAction
+
+from bot.access import chat_key
+from bot.conversation import Exchange, follow_up_question
+from bot.formatting import format_answer, format_quote, split_message
+from bot.runtime import BotContext
+from retrieval.answers import Citation
+
+logger = logging.getLogger(__name__)
+
+HOW_TO_ASK = "Ask me a question about the news articles, e.g. <code>/ask How many troops did the US send to Iraq?</code>"
+
+
+async def ask(update: Update, context: BotContext) -> None:
+    """/ask QUESTION"""
+    if update.effective_message is None:
+        return
+    await respond(update.effective_message, context, " ".join(context.args or []))
+
+
+async def message(update: Update, context: BotContext) -> None:
+    """A question as plain text: any private message, or a group message that mentions or replies to the bot."""
+    if update.effective_message is None:
+        return
+    text = update.effective_message.text or ""
+    username = context.bot.username
+    if username:
+        text = re.sub(rf"@{re.escape(username)}\b", " ", text, flags=re.I)
+    await respond(update.effective_message, context, text)
+
+
+async def respond(message: Message, context: BotContext, question: str) -> None:
+    """Check the limits, read a reply in the context of the answer it replies to, answer, remember."""
+    runtime = context.runtime
+    question = " ".join(question.split())
+    if not question:
+        await message.reply_text(HOW_TO_ASK)
+        return
+    limit = runtime.settings.max_question_chars
+    if len(question) > limit:
+        await message.reply_text(
+            f"That question is too long ({len(question)} characters). Please keep it under {limit}."
+        )
+        return
+    if not await allow(message, context):
+        return
+    key = chat_key(message)
+    searched = question
+    replied = message.reply_to_message
+    if replied is not None:
+        previous = runtime.conversations.find(key, replied.message_id)
+        if previous is not None:
+            searched = follow_up_question(previous, question)
+    await message.reply_chat_action(ChatAction.TYPING)
+    started = time.perf_counter()
+    answer = await runtime.answerer.aanswer(searched)
+    runtime.usage.record(refused=answer.refused, latency_ms=(time.perf_counter() - started) * 1000)
+    pieces = split_message(format_answer(answer))
+    keyboard = quote_keyboard(runtime.quotes.add(answer.citations), answer.citations) if answer.citations else None
+    sent = []
+    for index, piece in enumerate(pieces):
+        last = index == len(pieces) - 1
+        sent.append(await message.reply_text(piece, reply_markup=keyboard if last else None))
+    runtime.conversations.remember(key, Exchange(question, searched, [m.message_id for m in sent], answer.citations))
+
+
+async def allow(message: Message, context: BotContext) -> bool:
+    """The per-user rate limit: False (after saying so) when the user should slow down."""
+    runtime = context.runtime
+    user = message.from_user
+    if user is None or runtime.limiter.allow(user.id):
+        return True
+    wait = max(1, round(runtime.limiter.retry_after(user.id)))
+    await message.reply_text(
+        f"Slow down a little: you can ask {runtime.limiter.per_minute} questions a minute. "
+        f"Try again in {wait} seconds."
+    )
+    return False
+
+
+def quote_keyboard(key: int, citations: list[Citation]) -> InlineKeyboardMarkup:
+    """One button per citation; pressing it shows the exact passage quoted."""
+    buttons = [InlineKeyboardButton(f"Quote [{c.n}]", callback_data=f"q:{key}:{c.n}") for c in citations]
+    return InlineKeyboardMarkup([buttons[i : i + 4] for i in range(0, len(buttons), 4)])
+
+
+async def quote(update: Update, context: BotContext) -> None:
+    """A quote button: reply with the passage behind citation [n]."""
+    query = update.callback_query
+    if query is None or query.data is None:
+        return
+    _, key, n = query.data.split(":")
+    citation = context.runtime.quotes.get(int(key), int(n))
+    if citation is None:
+        await query.answer("That answer is too old for me to show its quotes. Please ask again.", show_alert=True)
+        return
+    await query.answer()
+    if isinstance(query.message, Message):
+        await query.message.reply_text(format_quote(citation))
+    else:
+        await context.bot.send_message(query.from_user.id, format_quote(citation))
+
+
+def plain(text: str) -> str:
+    """Escape text for an HTML-mode message."""
+    return escape(text, quote=False)

@@ -1,0 +1,27 @@
+"""/stats (admins): questions served, refusals, median latency, index size."""
+
+from __future__ import annotations
+
+from telegram import Update
+
+from bot.access import require_admin
+from bot.catalog import load_catalog
+from bot.runtime import BotContext
+
+
+async def stats(update: Update, context: BotContext) -> None:
+    if update.effective_message is None or not await require_admin(update, context):
+        return
+    usage = context.runtime.usage
+    catalog = await load_catalog(context.runtime.services)
+    median = f"{usage.median_ms:.0f} ms" if usage.median_ms is not None else "n/a"
+    await update.effective_message.reply_text(
+        "<b>Since start</b>\n"
+        f"Questions served: {usage.questions}\n"
+        f"Refusals: {usage.refusals}\n"
+        f"Briefings: {usage.briefings}\n"
+        f"Median answer latency: {median}\n\n"
+        "<b>Index</b>\n"
+        f"Articles: {len(catalog.articles)}\n"
+        f"Chunks: {catalog.chunks}"
+    )

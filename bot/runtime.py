@@ -1,0 +1,78 @@
+"""What the bot keeps for its whole run, built once in post_init, and the typed context that reaches it."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from telegram.ext import Application, CallbackContext, ExtBot
+
+from bot.conversation import Conversations
+from bot.limits import RateLimiter
+from bot.quotes import QuoteCache
+from bot.usage import Usage
+from config import Settings
+
+if TYPE_CHECKING:
+    from retrieval.answers import Answerer
+    from retrieval.briefing import Briefer
+    from retrieval.service import Services
+
+RUNTIME_KEY = "newsbot"
+
+
+@dataclass
+class Runtime:
+    """The shared services and the bot's own state (conversation context, limits, counters)."""
+
+    settings: Settings
+    services: Services
+    briefer: Briefer
+    conversations: Conversations
+    limiter: RateLimiter
+    quotes: QuoteCache = field(default_factory=QuoteCache)
+    usage: Usage = field(default_factory=Usage)
+    ingest_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    started: datetime = field(default_factory=datetime.now)
+    last_reload: datetime | None = None
+
+    @property
+    def answerer(self) -> Answerer:
+        return self.services.answerer
+
+    @classmethod
+    def build(cls, settings: Settings, services: Services) -> Runtime:
+        from retrieval.briefing import Briefer
+
+        return cls(
+            settings=settings,
+            services=services,
+            briefer=Briefer(services.retriever, services.embedder),
+            conversations=Conversations(settings.context_turns, settings.context_ttl_seconds),
+            limiter=RateLimiter(settings.rate_limit_per_minute),
+        )
+
+
+class BotContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], dict[Any, Any]]):
+    """CallbackContext with the runtime as a typed property."""
+
+    def __init__(
+        self,
+        application: Application[Any, Any, Any, Any, Any, Any],
+        chat_id: int | None = None,
+        user_id: int | None = None,
+    ) -> None:
+        super().__init__(application=application, chat_id=chat_id, user_id=user_id)
+
+    @property
+    def runtime(self) -> Runtime:
+        runtime = self.bot_data.get(RUNTIME_KEY)
+        if runtime is None:
+            raise RuntimeError("the bot's services are not ready (post_init has not run)")
+        return runtime  # type: ignore[no-any-return]
+
+    @property
+    def settings(self) -> Settings:
+        return self.runtime.settings
