@@ -181,7 +181,8 @@ def load_realtimeqa(folder: Path, weeks: list[str]) -> RealTimeQA:
             try:
                 gold = _gold(record)
             except (KeyError, IndexError, ValueError, TypeError) as exc:
-                raise EvalDataError(f"{folder / f'{week}_qa.jsonl'}: question {record.get('question_id')}: {exc}") from exc
+                where = folder / f"{week}_qa.jsonl"
+                raise EvalDataError(f"{where}: question {record.get('question_id')}: no gold answer ({exc})") from exc
             found = in_corpus(gold)
             question = EvalQuestion(
                 id=str(record["question_id"]),

@@ -186,6 +186,8 @@ class NaiveRetriever:
             query_embeddings=[vector.tolist()], n_results=min(k, total),
             include=["documents", "metadatas", "distances"],
         )
+        columns = (result["ids"][0], result["documents"][0], result["metadatas"][0], result["distances"][0])
+        rows = zip(*columns, strict=True)
         return [
             Passage(
                 rank=rank,
@@ -199,8 +201,5 @@ class NaiveRetriever:
                 published=meta.get("published"),
                 path=meta.get("path"),
             )
-            for rank, (cid, text, meta, distance) in enumerate(
-                zip(result["ids"][0], result["documents"][0], result["metadatas"][0], result["distances"][0]),
-                start=1,
-            )
+            for rank, (cid, text, meta, distance) in enumerate(rows, start=1)
         ]
