@@ -28,8 +28,8 @@ class Passage:
     url: str | None = None
     published: str | None = None
     path: str | None = None
-    # Ids of other articles that carry the same story (near-duplicate passages folded into this one).
-    also_in: tuple[str, ...] = ()
+    # The same story from other articles (near-duplicate passages folded into this one).
+    duplicates: tuple[Passage, ...] = ()
 
     def public(self) -> dict[str, Any]:
         return {
@@ -41,6 +41,7 @@ class Passage:
             "score": round(self.score, 4),
             "source": self.source,
             "published": self.published,
+            "also_in": [duplicate.doc_id for duplicate in self.duplicates],
         }
 
 

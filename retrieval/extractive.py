@@ -170,7 +170,7 @@ class ExtractiveGenerator:
         found: list[_Candidate] = []
         for passage in passages[: self.max_passages]:
             for sentence in split_sentences(passage.text):
-                key = re.sub(r"\W+", " ", sentence).strip().lower()
+                key = _normal(sentence)
                 if len(key.split()) < 4 or key in seen:
                     continue
                 seen.add(key)
@@ -180,18 +180,25 @@ class ExtractiveGenerator:
     def _write(self, chosen: list[_Candidate], *, conflict: bool) -> Draft:
         numbers: dict[str, int] = {}
         quotes: dict[str, list[str]] = {}
+        by_doc: dict[str, Passage] = {}
         parts: list[str] = []
         for candidate in chosen:
-            doc_id = candidate.passage.doc_id
-            n = numbers.setdefault(doc_id, len(numbers) + 1)
-            quotes.setdefault(doc_id, []).append(candidate.sentence)
-            parts.append(_mark(candidate.sentence, n))
+            # The same sentence in another outlet's copy of the story is cited with it.
+            key = _normal(candidate.sentence)
+            backing = [candidate.passage] + [d for d in candidate.passage.duplicates if key in _normal(d.text)]
+            marks = []
+            for passage in backing:
+                by_doc.setdefault(passage.doc_id, passage)
+                n = numbers.setdefault(passage.doc_id, len(numbers) + 1)
+                if candidate.sentence not in quotes.setdefault(passage.doc_id, []):
+                    quotes[passage.doc_id].append(candidate.sentence)
+                marks.append(n)
+            parts.append(_mark(candidate.sentence, sorted(set(marks))))
         text = " ".join(parts)
         if conflict:
             text = "The sources differ on this. " + " ".join(
                 f"One says: {part}" if index == 0 else f"Another says: {part}" for index, part in enumerate(parts)
             )
-        by_doc = {c.passage.doc_id: c.passage for c in chosen}
         citations = [
             Citation(
                 n=n,
@@ -206,6 +213,10 @@ class ExtractiveGenerator:
             for doc_id, n in numbers.items()
         ]
         return Draft(text, refused=False, citations=citations, conflict=conflict)
+
+
+def _normal(text: str) -> str:
+    return re.sub(r"\W+", " ", text).strip().lower()
 
 
 def _framed_figures(sentence: str, asked: set[str]) -> list[tuple[str, set[str]]]:
@@ -238,9 +249,10 @@ def _cosine(a: _Candidate, b: _Candidate) -> float:
     return float(np.dot(a.vector, b.vector))
 
 
-def _mark(sentence: str, n: int) -> str:
-    """Put the citation marker before the closing full stop: "... troops [1]."."""
+def _mark(sentence: str, numbers: list[int]) -> str:
+    """Put the citation markers before the closing full stop: "... troops [1][2]."."""
     sentence = sentence.strip()
+    marks = "".join(f"[{n}]" for n in numbers)
     if sentence.endswith(".") and not sentence.endswith(".."):
-        return f"{sentence[:-1]} [{n}]."
-    return f"{sentence} [{n}]"
+        return f"{sentence[:-1]} {marks}."
+    return f"{sentence} {marks}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from dataclasses import dataclass
 from datetime import date
@@ -11,16 +12,25 @@ from typing import Any
 from retrieval.answers import Passage, Query
 from retrieval.chunking import indexed_text
 from retrieval.embedding import Embedder
-from retrieval.keywords import KeywordIndex
+from retrieval.keywords import KeywordIndex, tokenize
 from retrieval.store import ArticleStore, day_number
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Chunk:
     text: str
     meta: dict[str, Any]
+    terms: set[str] | None = None
+
+
+# "This week" in a question means the week before the as-of date: recency then counts for more.
+_THIS_WEEK = re.compile(r"\b(this|last|past) week\b", re.I)
+
+
+def _jaccard(a: set[str], b: set[str]) -> float:
+    return len(a & b) / len(a | b) if a and b else 0.0
 
 
 class HybridRetriever:
@@ -36,6 +46,8 @@ class HybridRetriever:
         rrf_k: int = 60,
         keyword_weight: float = 1.0,
         dense_weight: float = 1.0,
+        recency_weight: float = 0.5,
+        recency_half_life: float = 30.0,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -44,6 +56,8 @@ class HybridRetriever:
         self.rrf_k = rrf_k
         self.keyword_weight = keyword_weight
         self.dense_weight = dense_weight
+        self.recency_weight = recency_weight
+        self.recency_half_life = recency_half_life
         self._version: str | None = None
         self._keywords: KeywordIndex | None = None
         self._chunks: dict[str, _Chunk] = {}
@@ -58,7 +72,8 @@ class HybridRetriever:
                 return
             ids, texts, metas = self.store.all_chunks()
             self._chunks = {cid: _Chunk(text, meta) for cid, text, meta in zip(ids, texts, metas)}
-            self._keywords = KeywordIndex(ids, [indexed_text(str(m.get("title", "")), m.get("published"), t) for t, m in zip(texts, metas)])
+            searchable = [indexed_text(str(m.get("title", "")), m.get("published"), t) for t, m in zip(texts, metas)]
+            self._keywords = KeywordIndex(ids, searchable)
             self._version = version
             logger.info("keyword index: %d chunks (%s)", len(ids), version)
 
@@ -82,8 +97,46 @@ class HybridRetriever:
         for weight, ranking in ((self.dense_weight, dense_ids), (self.keyword_weight, keyword_ids)):
             for rank, cid in enumerate(ranking):
                 fused[cid] = fused.get(cid, 0.0) + weight / (self.rrf_k + rank + 1)
-        ranked = sorted(fused, key=fused.__getitem__, reverse=True)[:k]
-        return [self._passage(rank, cid, fused[cid]) for rank, cid in enumerate(ranked, start=1)]
+        if query.as_of is not None and self.recency_weight:
+            half_life = 7.0 if _THIS_WEEK.search(query.text) else self.recency_half_life
+            for cid in fused:
+                fused[cid] *= 1.0 + self.recency_weight * self._closeness(cid, query.as_of, half_life)
+        ranked = sorted(fused, key=fused.__getitem__, reverse=True)
+        return [
+            self._passage(rank, group[0], fused[group[0]], group[1:])
+            for rank, group in enumerate(self._group_stories(ranked, k), start=1)
+        ]
+
+    def _closeness(self, cid: str, as_of: date, half_life: float) -> float:
+        """1.0 for an article published on the as-of date, halving every `half_life` days before it."""
+        day = self._chunks[cid].meta.get("published_day")
+        if day is None:
+            return 0.0
+        return float(0.5 ** (max(day_number(as_of) - int(day), 0) / half_life))
+
+    def _group_stories(self, ranked: list[str], k: int) -> list[list[str]]:
+        """The first `k` stories: a passage that repeats a better one from another article joins its group.
+
+        Wire copy runs in many outlets; without this the top results can be five copies of one story.
+        """
+        groups: list[tuple[set[str], list[str]]] = []
+        for cid in ranked:
+            terms = self._terms(cid)
+            doc_id = self._chunks[cid].meta.get("doc_id")
+            for head_terms, members in groups:
+                if self._chunks[members[0]].meta.get("doc_id") != doc_id and _jaccard(terms, head_terms) >= 0.5:
+                    members.append(cid)
+                    break
+            else:
+                if len(groups) < k:
+                    groups.append((terms, [cid]))
+        return [members for _, members in groups]
+
+    def _terms(self, cid: str) -> set[str]:
+        chunk = self._chunks[cid]
+        if chunk.terms is None:
+            chunk.terms = set(tokenize(chunk.text))
+        return chunk.terms
 
     def _in_range(self, cid: str, query: Query) -> bool:
         meta = self._chunks[cid].meta if cid in self._chunks else {}
@@ -95,7 +148,7 @@ class HybridRetriever:
         # An "as of" date hides what was published after it; undated articles stay in.
         return not (query.as_of is not None and day is not None and day > day_number(query.as_of))
 
-    def _passage(self, rank: int, cid: str, score: float) -> Passage:
+    def _passage(self, rank: int, cid: str, score: float, duplicates: list[str] | None = None) -> Passage:
         chunk = self._chunks[cid]
         meta = chunk.meta
         return Passage(
@@ -109,6 +162,7 @@ class HybridRetriever:
             url=meta.get("url"),
             published=meta.get("published"),
             path=meta.get("path"),
+            duplicates=tuple(self._passage(rank, other, score) for other in duplicates or ()),
         )
 
 
