@@ -183,14 +183,14 @@ def eval_services(settings: Settings, workdir: Path) -> Services:
     return Services(settings.model_copy(update={"data_dir": workdir, "articles_dir": None, "collection": collection}))
 
 
-def _load_builds(workdir: Path) -> dict[str, Any]:
+def load_builds(workdir: Path) -> dict[str, Any]:
     try:
         return dict(json.loads((workdir / BUILDS_FILE).read_text(encoding="utf-8")))
     except (OSError, ValueError):
         return {}
 
 
-def _ingest_figures(key: str, embedded: int, total: int, seconds: float, articles: int,
+def ingest_figures(key: str, embedded: int, total: int, seconds: float, articles: int,
                     builds: dict[str, Any]) -> dict[str, Any]:
     """This run's ingest figures, or the recorded ones of the run that embedded the reused index."""
     if embedded == 0 and key in builds:
@@ -215,7 +215,7 @@ def evaluate(evalset: EvalSet, settings: Settings, workdir: Path, *, compare: st
         shutil.rmtree(workdir / "chroma")
         (workdir / BUILDS_FILE).unlink(missing_ok=True)
     workdir.mkdir(parents=True, exist_ok=True)
-    builds = _load_builds(workdir)
+    builds = load_builds(workdir)
     services = services or eval_services(settings, workdir)
     top_k = max(10, settings.top_k)
 
@@ -225,7 +225,7 @@ def evaluate(evalset: EvalSet, settings: Settings, workdir: Path, *, compare: st
     for error in report.skipped:
         logger.warning("skipped %s", error)
     store = services.store
-    ours = SystemRun(OURS, _ingest_figures(
+    ours = SystemRun(OURS, ingest_figures(
         f"{OURS}:{store.live_name}", report.chunks_embedded, store.count(), report.seconds,
         len(report.added) + len(report.updated) + len(report.unchanged), builds))
     ours.ingest["skipped"] = len(report.skipped)
@@ -237,7 +237,7 @@ def evaluate(evalset: EvalSet, settings: Settings, workdir: Path, *, compare: st
 
         naive = NaiveRetriever(make_client(services.settings), services.embedder, top_k=top_k)
         naive_report = naive.ingest(list(evalset.paths))
-        naive_run = SystemRun(NAIVE, _ingest_figures(
+        naive_run = SystemRun(NAIVE, ingest_figures(
             f"{NAIVE}:{NAIVE_COLLECTION}", naive_report.chunks_embedded, naive_report.chunks_total,
             naive_report.seconds, naive_report.documents, builds))
         # Same extractive generator as ours, so answers and refusals compare too (retrieval is the difference).
