@@ -121,6 +121,6 @@ def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
-        raise SettingsError("\n".join(_describe(e) for e in exc.errors())) from exc
+        raise SettingsError("\n".join(_describe(dict(e)) for e in exc.errors())) from exc
     finally:
         _CONFIG_FILE = None

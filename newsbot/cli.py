@@ -189,7 +189,9 @@ def collection_stats(settings: Settings) -> dict[str, Any]:
     store = _services(settings).store
     articles = store.articles()
     dates = sorted(a.published for a in articles.values() if a.published)
-    size = sum(f.stat().st_size for f in settings.chroma_path.rglob("*") if f.is_file()) if settings.chroma_mode == "embedded" else None
+    size = None
+    if settings.chroma_mode == "embedded":
+        size = sum(f.stat().st_size for f in settings.chroma_path.rglob("*") if f.is_file())
     return {
         "articles": len(articles),
         "chunks": sum(a.chunks for a in articles.values()),

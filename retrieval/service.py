@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from config import Settings
-from retrieval.answers import AnswerGenerator, Answerer
+from retrieval.answers import Answerer, AnswerGenerator
 from retrieval.embedding import Embedder, SentenceTransformerEmbedder
 from retrieval.extractive import ExtractiveGenerator
 from retrieval.ingest import Ingestor

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+from datetime import date
 
 _MONTHS = {
     name: number
@@ -64,7 +64,8 @@ _FURNITURE = [
         r"^this (story|article|page) is (over|more than) \d+ \w+ old\.?$",
         r"^\d+\s*(min|mins|minute|minutes)\.? read$",
         r"^(related|read more|read also|see also|more on this|recommended|most read|trending)\s*[:|»>-].*",
-        r"^(related (articles|stories|coverage|content)|most (read|popular)|more stories|read more|advertisement|ad|sponsored( content)?|continue reading|skip to (main )?content|show more|load more)\.?$",
+        r"^(related (articles|stories|coverage|content)|most (read|popular)|more stories|read more|advertisement|ad"
+        r"|sponsored( content)?|continue reading|skip to (main )?content|show more|load more)\.?$",
         r"^(do you|did you) (like|enjoy|find) this (article|story)\b.*\??$",
         r"^\d+\s+comments?(\(s\))?\.?$",
         r"^\d+\s*comment\(s\)$",
