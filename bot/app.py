@@ -23,6 +23,7 @@ from telegram.ext import (
     TypeHandler,
     filters,
 )
+from telegram.request import BaseRequest
 
 from bot import access
 from bot.handlers import about, ask, brief, errors, reload, reset, sources, start, stats, upload
@@ -59,8 +60,12 @@ def build_application(
     base_url: str | None = None,
     base_file_url: str | None = None,
     services: Any | None = None,
+    request: BaseRequest | None = None,
 ) -> BotApplication:
-    """The Application with every handler registered; services are built in post_init unless given."""
+    """The Application with every handler registered; services are built in post_init unless given.
+
+    `request` replaces the HTTP layer (the handler tests record calls with it instead of sending them).
+    """
 
     async def post_init(application: BotApplication) -> None:
         nonlocal services
@@ -89,6 +94,8 @@ def build_application(
         .post_init(post_init)
         .post_shutdown(post_shutdown)
     )
+    if request is not None:
+        builder = builder.request(request).get_updates_request(request)
     if base_url:
         builder = builder.base_url(base_url).base_file_url(base_file_url or file_url_for(base_url))
     application: BotApplication = builder.build()

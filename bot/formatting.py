@@ -52,8 +52,8 @@ def format_briefing(briefing: Briefing) -> str:
         return escape(briefing.message, quote=False)
     lines = [f"<b>Briefing: {escape(briefing.topic, quote=False)}</b>"]
     for point in briefing.points:
-        markers = "".join(f"[{n}]" for n in point.citations)
-        lines.append(f"• <b>{escape(point.date or 'undated', quote=False)}</b> {escape(point.text, quote=False)} {markers}")
+        day = escape(point.date or "undated", quote=False)
+        lines.append(f"• <b>{day}</b> {escape(point.text, quote=False)}")
     sources = ["<b>Sources</b>"] + [
         source_line(s.n, s.title, s.url, s.source, s.published) for s in briefing.sources
     ]
@@ -97,10 +97,8 @@ def _pack(parts: list[str], joiner: str, limit: int, *, words: bool) -> list[str
     current = ""
     for part in parts:
         if len(part) > limit:
-            if words:
-                sub = _pack(part.split(" "), " ", limit, words=False)
-            else:  # one word longer than a message: cut it, never inside an entity like &amp;
-                sub = _cut(part, limit)
+            # A line too long is packed by words; a single word too long is cut (never inside an entity).
+            sub = _pack(part.split(" "), " ", limit, words=False) if words else _cut(part, limit)
             if current:
                 packed.append(current)
                 current = ""

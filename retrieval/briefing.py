@@ -26,10 +26,10 @@ logger = logging.getLogger(__name__)
 NOTHING_FOUND = "I couldn't find anything on that in the articles I have."
 
 _LEAD_IN = re.compile(
-    r"^\s*(please\s+)?((give|get)\s+me\s+)?(a\s+)?(brief(ing)?|summar(y|ise|ize)|update)(\s+me)?\s+(on|about|of)\s+",
+    r"^\s*(please\s+)?((give|get)\s+me\s+)?(a\s+)?(brief(ing)?|summar(y|ise|ize)|update)(\s+me)?\s+(on|about|of)(\s+|$)",
     re.I,
 )
-_SINCE = re.compile(r"\s+since\s+(\S+)\s*$", re.I)
+_SINCE = re.compile(r"\s+since\s+(.+?)\s*$", re.I)
 _DAYS = re.compile(r"^(\d{1,4})\s*d$", re.I)
 
 
@@ -146,12 +146,13 @@ class Briefer:
         """Up to `max_points` bullets from distinct stories about `topic`, newest first."""
         topic = clean_topic(topic) or topic.strip()
         passages = self.retriever.retrieve(Query(topic, since=since, until=until), self.candidates)
-        picks = [p for p in self._best_per_article(topic, passages) if p.score >= self.threshold]
+        linked: set[frozenset[str]] = set()  # articles the retriever already folded into one story
+        picks = [p for p in self._best_per_article(topic, passages, linked) if p.score >= self.threshold]
         logger.debug("brief %r: %d relevant articles", topic, len(picks))
         if not picks:
             when = f" since {since.isoformat()}" if since else ""
             return Briefing(topic, message=NOTHING_FOUND.replace("on that", f"on that{when}"))
-        stories = self._stories(picks)[: self.max_points]
+        stories = self._stories(picks, linked)[: self.max_points]
         stories.sort(key=_story_date, reverse=True)
         briefing = Briefing(topic)
         for story in stories:
@@ -174,13 +175,13 @@ class Briefer:
         """`brief` off the event loop."""
         return await asyncio.to_thread(self.brief, topic, since=since, until=until)
 
-    def _best_per_article(self, topic: str, passages: list[Passage]) -> list[_Pick]:
+    def _best_per_article(self, topic: str, passages: list[Passage], linked: set[frozenset[str]]) -> list[_Pick]:
         """Each article's sentence that best fits the topic, preferring sentences that state figures."""
         sentences: list[tuple[Passage, str]] = []
         seen: set[tuple[str, str]] = set()
         article_figures: dict[str, set[str]] = {}
         titles: dict[str, str] = {}
-        for passage in passages:
+        for passage in _with_duplicates(passages, linked):
             titles.setdefault(passage.doc_id, passage.title)
             article_figures.setdefault(passage.doc_id, set()).update(_specific_figures(passage.text))
             for sentence in split_sentences(passage.text):
@@ -194,10 +195,10 @@ class Briefer:
         doc_ids = list(titles)
         vectors = self.embedder.embed([topic] + [titles[d] for d in doc_ids] + [s for _, s in sentences])
         topic_vector = vectors[0]
-        title_vectors = dict(zip(doc_ids, vectors[1 : 1 + len(doc_ids)]))
+        title_vectors = dict(zip(doc_ids, vectors[1 : 1 + len(doc_ids)], strict=True))
         terms = set(tokenize(topic))
         best: dict[str, _Pick] = {}
-        for (passage, sentence), vector in zip(sentences, vectors[1 + len(doc_ids) :]):
+        for (passage, sentence), vector in zip(sentences, vectors[1 + len(doc_ids) :], strict=True):
             overlap = len(terms & set(tokenize(sentence))) / len(terms) if terms else 0.0
             score = float(np.dot(topic_vector, vector)) + 0.2 * overlap
             if _specific_figures(sentence):
@@ -210,8 +211,11 @@ class Briefer:
                 )
         return sorted(best.values(), key=lambda pick: pick.score, reverse=True)
 
-    def _same_story(self, a: _Pick, b: _Pick) -> bool:
-        """Two outlets on one story: near-identical sentences, or like headlines sharing a figure."""
+    def _same_story(self, a: _Pick, b: _Pick, linked: set[frozenset[str]]) -> bool:
+        """Two outlets on one story: folded together by the retriever, near-identical sentences,
+        or like headlines sharing a figure."""
+        if frozenset((a.passage.doc_id, b.passage.doc_id)) in linked:
+            return True
         day_a, day_b = _day(a.passage.published), _day(b.passage.published)
         if day_a and day_b and abs((day_a - day_b).days) > self.same_days:
             return False
@@ -221,17 +225,28 @@ class Briefer:
             return False
         return float(np.dot(a.title_vector, b.title_vector)) >= self.same_title and bool(a.figures & b.figures)
 
-    def _stories(self, picks: list[_Pick]) -> list[list[_Pick]]:
+    def _stories(self, picks: list[_Pick], linked: set[frozenset[str]]) -> list[list[_Pick]]:
         """Group picks that tell the same story, best story first."""
         stories: list[list[_Pick]] = []
         for pick in picks:
             for story in stories:
-                if any(self._same_story(pick, other) for other in story):
+                if any(self._same_story(pick, other, linked) for other in story):
                     story.append(pick)
                     break
             else:
                 stories.append([pick])
         return stories
+
+
+def _with_duplicates(passages: list[Passage], linked: set[frozenset[str]]) -> list[Passage]:
+    """The passages and the near-duplicates the retriever folded into them, noting which articles it linked."""
+    found: list[Passage] = []
+    for passage in passages:
+        found.append(passage)
+        for duplicate in getattr(passage, "duplicates", ()):
+            found.append(duplicate)
+            linked.add(frozenset((passage.doc_id, duplicate.doc_id)))
+    return found
 
 
 def _specific_figures(text: str) -> set[str]:

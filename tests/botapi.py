@@ -63,10 +63,14 @@ def html_to_text(html: str) -> str:
         elif entity is not None:
             out.append(unescape(match.group(0)))
         else:
-            raise BadRequest(f"Bad Request: can't parse entities: unescaped {match.group(0)!r} at offset {match.start()}")
+            raise BadRequest(
+                f"Bad Request: can't parse entities: unescaped {match.group(0)!r} at offset {match.start()}"
+            )
     out.append(html[position:])
     if stack:
-        raise BadRequest(f"Bad Request: can't parse entities: can't find end tag corresponding to start tag \"{stack[-1]}\"")
+        raise BadRequest(
+            f"Bad Request: can't parse entities: can't find end tag corresponding to start tag \"{stack[-1]}\""
+        )
     return "".join(out)
 
 
@@ -173,9 +177,8 @@ class BotAPIServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        server: Any = site._server
+        self.port = server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -282,9 +285,10 @@ class BotAPIServer:
     def sent_since(self, mark: int, chat_id: int | None = None) -> list[Sent]:
         found = []
         for call in self.calls[mark:]:
-            if call.method == "sendMessage" and call.error is None:
-                if chat_id is None or call.result["chat"]["id"] == chat_id:
-                    found.append(self._sent_by_id[(call.result["chat"]["id"], call.result["message_id"])])
+            if call.method != "sendMessage" or call.error is not None:
+                continue
+            if chat_id is None or call.result["chat"]["id"] == chat_id:
+                found.append(self._sent_by_id[(call.result["chat"]["id"], call.result["message_id"])])
         return found
 
     async def wait_for(self, predicate: Callable[[], Any], timeout: float = 120.0) -> Any:

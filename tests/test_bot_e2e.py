@@ -277,11 +277,11 @@ async def test_sources_lists_the_articles(bot: Bot) -> None:
 async def test_upload_is_ingested_and_answerable_with_html_escaped(bot: Bot) -> None:
     chat = bot.server.private(ADMIN)
     article = (
-        "---\ntitle: Harbour <Bridge> & \"Tunnel\" plan approved\nsource: Ellery <Courier>\n"
-        "url: https://example.org/harbour?a=1&b=2\npublished: 2016-08-02\n---\n"
-        "Port Ellery council approved the harbour <bridge> & tunnel plan on Tuesday.\n\n"
-        "The council said the crossing would cost 37 million dollars & open in 2019.\n"
-    ).encode()
+        b"---\ntitle: Harbour <Bridge> & \"Tunnel\" plan approved\nsource: Ellery <Courier>\n"
+        b"url: https://example.org/harbour?a=1&b=2\npublished: 2016-08-02\n---\n"
+        b"Port Ellery council approved the harbour <bridge> & tunnel plan on Tuesday.\n\n"
+        b"The council said the crossing would cost 37 million dollars & open in 2019.\n"
+    )
     mark = bot.server.mark()
     await bot.server.send_document(chat, ADMIN, "harbour plan.md", article, "text/markdown")
     [progress] = await bot.server.replies(mark, chat.id)
@@ -343,7 +343,8 @@ async def test_too_long_question_gets_a_clear_reply(bot: Bot) -> None:
 async def test_html_in_questions_is_harmless(bot: Bot) -> None:
     user = User(403, "Pia")
     mark = bot.server.mark()
-    [reply] = await bot.ask(bot.server.private(user), user, '<b>How many</b> troops & "advisers" did <i>Carter</i> add?')
+    question = '<b>How many</b> troops & "advisers" did <i>Carter</i> add?'
+    [reply] = await bot.ask(bot.server.private(user), user, question)
     assert reply.text
     no_errors(bot, mark)
 

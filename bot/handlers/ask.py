@@ -18,7 +18,9 @@ from retrieval.answers import Citation
 
 logger = logging.getLogger(__name__)
 
-HOW_TO_ASK = "Ask me a question about the news articles, e.g. <code>/ask How many troops did the US send to Iraq?</code>"
+HOW_TO_ASK = (
+    "Ask me a question about the news articles, e.g. <code>/ask How many troops did the US send to Iraq?</code>"
+)
 
 
 async def ask(update: Update, context: BotContext) -> None:

@@ -12,7 +12,10 @@ from bot.handlers.ask import allow
 from bot.runtime import BotContext
 from retrieval.briefing import BriefingRequestError, parse_request
 
-USAGE = "Tell me a topic: <code>/brief TOPIC [since YYYY-MM-DD | 7d]</code>, e.g. <code>/brief Mosul since 2016-01-01</code>"
+USAGE = (
+    "Tell me a topic: <code>/brief TOPIC [since YYYY-MM-DD | 7d]</code>, "
+    "e.g. <code>/brief Mosul since 2016-01-01</code>"
+)
 
 
 async def brief(update: Update, context: BotContext) -> None:
@@ -28,8 +31,9 @@ async def brief(update: Update, context: BotContext) -> None:
     except BriefingRequestError as exc:
         await message.reply_text(escape(str(exc), quote=False))
         return
-    if len(topic) > context.settings.max_question_chars:
-        await message.reply_text(f"That topic is too long. Please keep it under {context.settings.max_question_chars} characters.")
+    limit = context.settings.max_question_chars
+    if len(topic) > limit:
+        await message.reply_text(f"That topic is too long. Please keep it under {limit} characters.")
         return
     if not await allow(message, context):
         return

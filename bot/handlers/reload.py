@@ -26,8 +26,10 @@ async def reload(update: Update, context: BotContext) -> None:
     directory = runtime.settings.articles_dir
     assert directory is not None
     async with runtime.ingest_lock:
-        progress = ProgressMessage(await message.reply_text(f"Reloading articles from <code>{escape(directory.name)}</code>…"))
-        logger.info("reload of %s started by user id %s", directory, update.effective_user.id if update.effective_user else None)
+        started = await message.reply_text(f"Reloading articles from <code>{escape(directory.name)}</code>…")
+        progress = ProgressMessage(started)
+        user_id = update.effective_user.id if update.effective_user else None
+        logger.info("reload of %s started by user id %s", directory, user_id)
         try:
             report = await ingest_with_progress(runtime, [directory], progress, prune=True)
         except (StoreError, OSError) as exc:

@@ -24,7 +24,8 @@ def render_page(catalog: Catalog, page: int) -> tuple[str, InlineKeyboardMarkup 
     lines = [f"<b>Indexed articles</b> ({total}), page {page + 1} of {pages}"]
     for number, article in enumerate(catalog.articles[page * PAGE_SIZE : (page + 1) * PAGE_SIZE], page * PAGE_SIZE + 1):
         details = ", ".join(part for part in (article.source, article.published) if part)
-        lines.append(f"{number}. {link(article.title, article.url)}" + (f" — {escape(details, quote=False)}" if details else ""))
+        suffix = f" — {escape(details, quote=False)}" if details else ""
+        lines.append(f"{number}. {link(article.title, article.url)}{suffix}")
     buttons = []
     if page > 0:
         buttons.append(InlineKeyboardButton("‹ Previous", callback_data=f"src:{page - 1}"))
