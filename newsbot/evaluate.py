@@ -57,6 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compare", choices=[NAIVE], help="also run the plain LangChain pipeline, side by side")
     parser.add_argument("--reuse", action="store_true",
                         help="keep the scratch index from an earlier run (only changed articles are embedded)")
+    parser.add_argument("--rebuild", action="store_true",
+                        help="with --reuse: re-embed our index (after changing chunking or cleaning code), "
+                             "keep the naive one")
     parser.add_argument("--workdir", type=Path, metavar="DIR",
                         help="scratch index directory (default DATA_DIR/eval/NAME)")
     parser.add_argument("--out", type=Path, metavar="DIR",
@@ -107,7 +110,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     if args.limit:
         evalset.questions = _limited(evalset.questions, args.limit)
-    runs = evaluate(evalset, settings, workdir, compare=args.compare, reuse=args.reuse)
+    runs = evaluate(evalset, settings, workdir, compare=args.compare, reuse=args.reuse, rebuild=args.rebuild)
     report = build_report(evalset, runs, workdir)
     print(format_table(report))
     out = args.out or workdir
@@ -208,8 +211,36 @@ def ingest_figures(key: str, embedded: int, total: int, seconds: float, articles
     return figures
 
 
+def _drop_ours(services: Services, builds: dict[str, Any]) -> None:
+    """Delete our eval collections (alias registry and versions) so the next ingest embeds everything again."""
+    from retrieval.store import make_client
+
+    client = make_client(services.settings)
+    prefix = f"{services.settings.collection}-"
+    for collection in client.list_collections():
+        name = collection if isinstance(collection, str) else collection.name
+        if name.startswith(prefix):
+            client.delete_collection(name)
+    for key in [key for key in builds if key.startswith(f"{OURS}:")]:
+        del builds[key]
+
+
+def ingest_fingerprint() -> str:
+    """A hash of the code that decides what gets embedded (cleaning and chunking): a changed hash needs --rebuild."""
+    import hashlib
+
+    import retrieval
+
+    root = Path(retrieval.__file__).parent
+    digest = hashlib.sha1()
+    for name in ("articles.py", "text.py", "chunking.py"):
+        path = root / name
+        digest.update(path.read_bytes() if path.exists() else b"")
+    return digest.hexdigest()[:12]
+
+
 def evaluate(evalset: EvalSet, settings: Settings, workdir: Path, *, compare: str | None = None,
-             reuse: bool = False, services: Services | None = None) -> list[SystemRun]:
+             reuse: bool = False, rebuild: bool = False, services: Services | None = None) -> list[SystemRun]:
     """Index the set's articles (ours, and the naive pipeline if asked) and ask every question."""
     if not reuse and (workdir / "chroma").exists():
         shutil.rmtree(workdir / "chroma")
@@ -217,6 +248,15 @@ def evaluate(evalset: EvalSet, settings: Settings, workdir: Path, *, compare: st
     workdir.mkdir(parents=True, exist_ok=True)
     builds = load_builds(workdir)
     services = services or eval_services(settings, workdir)
+    fingerprint = ingest_fingerprint()
+    if reuse and rebuild:
+        _drop_ours(services, builds)
+        services = eval_services(settings, workdir)
+    elif reuse and builds.get("fingerprint") not in (None, fingerprint):
+        print("newsbot eval: the cleaning or chunking code changed since this index was built; "
+              "unchanged articles keep their old chunks (pass --rebuild to re-embed them)", file=sys.stderr)
+    if not reuse or rebuild:  # a reused index without one stays unknown
+        builds["fingerprint"] = fingerprint
     top_k = max(10, settings.top_k)
 
     print(f"indexing {', '.join(map(str, evalset.paths))} into {workdir}", file=sys.stderr)

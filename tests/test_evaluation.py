@@ -207,6 +207,13 @@ def test_eval_realtimeqa_compares_with_naive_and_reuses_the_index(tmp_path: Path
     assert all(system["ingest"]["reused"] for system in again["systems"].values())
     assert again["questions_asked"] == 2  # one answerable, one out of collection
 
+    # --rebuild re-embeds our index (after a cleaning or chunking change) and keeps the naive one.
+    assert main([*args, "--reuse", "--rebuild", "--limit", "1"]) == 0
+    rebuilt = json.loads((workdir / "eval-realtimeqa-20990101.json").read_text())
+    assert rebuilt["systems"]["newsbot"]["ingest"]["reused"] is False
+    assert rebuilt["systems"]["newsbot"]["ingest"]["chunks"] == report["systems"]["newsbot"]["ingest"]["chunks"]
+    assert rebuilt["systems"]["naive"]["ingest"]["reused"] is True
+
 
 def test_eval_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     base = ["--data-dir", str(tmp_path / "var"), "eval"]
