@@ -153,6 +153,7 @@ class BotAPIServer:
         self.username = username
         self.calls: list[Call] = []
         self.commands: list[dict[str, Any]] = []
+        self.webhook: dict[str, Any] | None = None
         self.sent: list[Sent] = []
         self._updates: list[dict[str, Any]] = []
         self._update_ids = itertools.count(1)
@@ -253,6 +254,14 @@ class BotAPIServer:
                  "chat_instance": f"ci{sent.message['chat']['id']}", "data": data}
         await self._push({"callback_query": query})
         return query_id
+
+    def new_message(self, chat: Chat, user: User, text: str) -> dict[str, Any]:
+        """A message from `user` that is not queued for getUpdates (to post to a webhook instead)."""
+        message = self._new_message(chat, user, None)
+        message["text"] = text
+        if text.startswith("/"):
+            message["entities"] = [{"type": "bot_command", "offset": 0, "length": utf16_len(text.split()[0])}]
+        return message
 
     def _new_message(self, chat: Chat, user: User, thread_id: int | None) -> dict[str, Any]:
         message: dict[str, Any] = {
@@ -366,6 +375,11 @@ class BotAPIServer:
         return self.bot
 
     async def _m_deleteWebhook(self, params: dict[str, Any]) -> Any:
+        self.webhook = None
+        return True
+
+    async def _m_setWebhook(self, params: dict[str, Any]) -> Any:
+        self.webhook = params
         return True
 
     async def _m_setMyCommands(self, params: dict[str, Any]) -> Any:

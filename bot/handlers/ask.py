@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import re
 import time
-from html import escape
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 from telegram.constants import ChatAction
@@ -111,8 +110,3 @@ async def quote(update: Update, context: BotContext) -> None:
         await query.message.reply_text(format_quote(citation))
     else:
         await context.bot.send_message(query.from_user.id, format_quote(citation))
-
-
-def plain(text: str) -> str:
-    """Escape text for an HTML-mode message."""
-    return escape(text, quote=False)

@@ -1,0 +1,112 @@
+"""`newsbot serve` itself, as a separate process, against the loopback Bot API server.
+
+Telegram cannot be reached from here, so `tests/botapi.py` stands in for it; the command reads
+TELEGRAM_BOT_TOKEN and TELEGRAM_API_BASE_URL exactly as in production. One run long-polls, the
+other runs PTB's webhook server; both must start, register their commands, answer /start, stop
+cleanly on SIGINT, and never write the token to their logs. The index is empty here: the point
+is the wiring; answers are covered by test_bot_e2e.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import sys
+import urllib.request
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.botapi import BotAPIServer, User
+
+ROOT = Path(__file__).resolve().parent.parent
+USER = User(55, "Sam")
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[BotAPIServer]:
+    server = BotAPIServer(token="987654:SERVE-secret_token_value")
+    await server.start()
+    yield server
+    await server.stop()
+
+
+async def serve(server: BotAPIServer, tmp_path: Path, *args: str) -> asyncio.subprocess.Process:
+    env = {
+        **os.environ,
+        "TELEGRAM_BOT_TOKEN": server.token,
+        "TELEGRAM_API_BASE_URL": server.base_url,
+        "NEWSBOT_ADMIN_IDS": str(USER.id),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "ANONYMIZED_TELEMETRY": "False",
+    }
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "newsbot", "-v", "--data-dir", str(tmp_path / "var"), "serve", *args,
+        cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def stop(process: asyncio.subprocess.Process) -> str:
+    process.send_signal(signal.SIGINT)
+    _, stderr = await asyncio.wait_for(process.communicate(), 120)
+    assert process.returncode == 0, stderr.decode()[-2000:]
+    return stderr.decode()
+
+
+async def test_serve_long_polling(server: BotAPIServer, tmp_path: Path) -> None:
+    process = await serve(server, tmp_path)
+    try:
+        await server.wait_for(lambda: server.commands, timeout=240)
+        chat = server.private(USER)
+        mark = server.mark()
+        await server.send(chat, USER, "/start")
+        [reply] = await server.replies(mark, chat.id, timeout=60)
+        assert "news articles" in reply.text
+    finally:
+        logs = await stop(process)
+    assert server.calls_to("getUpdates") and server.calls_to("deleteWebhook")
+    assert "Application started" in logs or "ready" in logs
+    assert server.token not in logs
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def post(url: str, update: dict[str, object], secret: str) -> int:
+    request = urllib.request.Request(url, data=json.dumps(update).encode(), method="POST", headers={
+        "Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": secret})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+async def test_serve_webhook(server: BotAPIServer, tmp_path: Path) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/telegram"
+    process = await serve(server, tmp_path, "--webhook", url, "--listen", f"127.0.0.1:{port}",
+                          "--secret-token", "s3cret")
+    try:
+        await server.wait_for(lambda: server.webhook and server.commands, timeout=240)
+        assert server.webhook is not None
+        assert server.webhook["url"] == url and server.webhook["secret_token"] == "s3cret"
+        chat = server.private(USER)
+        update = {"update_id": 1, "message": server.new_message(chat, USER, "/start")}
+        assert await asyncio.to_thread(post, url, update, "wrong") == 403
+        mark = server.mark()
+        assert await asyncio.to_thread(post, url, update, "s3cret") == 200
+        [reply] = await server.replies(mark, chat.id, timeout=60)
+        assert "news articles" in reply.text
+    finally:
+        logs = await stop(process)
+    assert not server.calls_to("getUpdates")
+    assert server.token not in logs
