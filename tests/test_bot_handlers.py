@@ -8,9 +8,11 @@ run in milliseconds. The end-to-end tests (`test_bot_e2e.py`) cover the real ans
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -368,6 +370,42 @@ async def test_error_handler_logs_and_tells_the_user(harness: Harness, caplog: p
     assert "exploded" not in reply["text"]
 
 
+class BlockingIngestor:
+    """An ingest that waits until the test lets it finish, reporting progress first."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.release = threading.Event()
+
+    def ingest(self, paths: list[Any], *, rebuild: bool = False, prune: bool = False, progress: Any = None) -> Any:
+        assert rebuild
+        self.started.set()
+        progress(1, 2)
+        assert self.release.wait(30)
+        progress(2, 2)
+        from retrieval.ingest import IngestReport
+
+        return IngestReport(added=["a", "b"], unchanged=["c"])
+
+
+async def test_questions_are_answered_while_a_reload_runs(harness: Harness) -> None:
+    ingestor = BlockingIngestor()
+    harness.services.ingestor = ingestor  # type: ignore[attr-defined]
+    reload = asyncio.create_task(harness.send("/reload", user_id=ADMIN_ID))
+    assert await asyncio.to_thread(ingestor.started.wait, 30)
+    await harness.send("How many troops?")
+    assert harness.services.answerer.questions == ["How many troops?"]
+    assert not reload.done()
+    await harness.send("/reload", user_id=ADMIN_ID)  # a second reload meanwhile is turned away
+    assert "already running" in harness.request.sent()[-1]["text"]
+    ingestor.release.set()
+    await reload
+    edits = [e["text"] for e in harness.request.sent("editMessageText")]
+    assert edits[-1].startswith("<b>Reload finished</b>") and "Added: 2" in edits[-1] and "Unchanged: 1" in edits[-1]
+    assert "Embedding articles: 2 of 2…" in edits
+    assert harness.runtime.last_reload is not None
+
+
 # -- other commands ---------------------------------------------------------------------------
 
 
@@ -469,6 +507,15 @@ def test_token_is_redacted_from_logs(caplog: pytest.LogCaptureFixture) -> None:
                                (token,), None)
     redact.filter(record)
     assert token not in record.getMessage() and "<token>" in record.getMessage()
+    try:
+        raise ConnectionError(f"cannot reach https://api.telegram.org/bot{token}/getUpdates")
+    except ConnectionError:
+        import sys
+
+        record = logger.makeRecord("test", logging.ERROR, __file__, 1, "failed", (), sys.exc_info())
+    redact.filter(record)
+    handler.setFormatter(logging.Formatter())
+    assert token not in handler.format(record) and "<token>" in handler.format(record)
     handler.close()
 
 
