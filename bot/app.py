@@ -9,8 +9,9 @@ import sys
 from typing import Any
 from urllib.parse import urlparse
 
-from telegram import BotCommand, LinkPreviewOptions, Update
+from telegram import BotCommand, BotCommandScopeChat, LinkPreviewOptions, Update
 from telegram.constants import ParseMode
+from telegram.error import TelegramError
 from telegram.ext import (
     AIORateLimiter,
     Application,
@@ -39,7 +40,7 @@ NO_TOKEN = (
     "  newsbot serve"
 )
 
-# What Telegram's command menu shows (admin commands are listed in /help).
+# What Telegram's command menu shows; admins also see ADMIN_COMMANDS in their private chat.
 COMMANDS = [
     BotCommand("ask", "Ask a question about the news articles"),
     BotCommand("brief", "Briefing on a topic: /brief TOPIC [since DATE | 7d]"),
@@ -48,6 +49,10 @@ COMMANDS = [
     BotCommand("reset", "Forget this conversation"),
     BotCommand("help", "How to use me"),
     BotCommand("start", "What this bot is"),
+]
+ADMIN_COMMANDS = [
+    BotCommand("reload", "Rescan the articles directory"),
+    BotCommand("stats", "Questions served, refusals, latency, index size"),
 ]
 
 BotApplication = Application[Any, BotContext, dict[Any, Any], dict[Any, Any], dict[Any, Any], Any]
@@ -77,6 +82,11 @@ def build_application(
         await asyncio.to_thread(lambda: (services.answerer, services.retriever.refresh(), services.embedder.dimension))
         application.bot_data[RUNTIME_KEY] = Runtime.build(settings, services)
         await application.bot.set_my_commands(COMMANDS)
+        for admin_id in settings.admin_ids:
+            try:
+                await application.bot.set_my_commands(COMMANDS + ADMIN_COMMANDS, scope=BotCommandScopeChat(admin_id))
+            except TelegramError as exc:  # the admin has not opened a chat with the bot yet
+                logger.warning("admin commands not shown to user id %s: %s", admin_id, exc)
         logger.info("bot @%s ready", application.bot.username)
 
     async def post_shutdown(application: BotApplication) -> None:

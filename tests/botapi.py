@@ -152,7 +152,8 @@ class BotAPIServer:
                     "can_join_groups": True, "can_read_all_group_messages": False, "supports_inline_queries": False}
         self.username = username
         self.calls: list[Call] = []
-        self.commands: list[dict[str, Any]] = []
+        self.commands: list[dict[str, Any]] = []  # the default menu
+        self.chat_commands: dict[int, list[dict[str, Any]]] = {}  # menus for one chat (BotCommandScopeChat)
         self.webhook: dict[str, Any] | None = None
         self.sent: list[Sent] = []
         self._updates: list[dict[str, Any]] = []
@@ -383,7 +384,14 @@ class BotAPIServer:
         return True
 
     async def _m_setMyCommands(self, params: dict[str, Any]) -> Any:
-        self.commands = params["commands"]
+        scope = params.get("scope") or {"type": "default"}
+        if scope["type"] == "default":
+            self.commands = params["commands"]
+        elif scope["type"] == "chat":
+            self._known_chat(scope["chat_id"])
+            self.chat_commands[int(scope["chat_id"])] = params["commands"]
+        else:
+            raise BadRequest(f"Bad Request: scope {scope['type']} is not supported by the test server")
         return True
 
     async def _m_getMyCommands(self, params: dict[str, Any]) -> Any:

@@ -71,6 +71,7 @@ def bot_services(tmp_path_factory: pytest.TempPathFactory, embedder: SentenceTra
 async def bot(bot_services: Services) -> AsyncIterator[Bot]:
     server = BotAPIServer()
     await server.start()
+    server.private(ADMIN)  # the admin has talked to the bot before, so it can give them the admin menu
     application = build_application(bot_services.settings, server.token, base_url=server.base_url,
                                     services=bot_services)
     # What run_polling does, minus the signal handling and the blocking loop.
@@ -105,6 +106,8 @@ def sources_of(sent: Sent) -> list[str]:
 async def test_start_registers_commands_and_greets(bot: Bot) -> None:
     names = {command["command"] for command in bot.server.commands}
     assert {"ask", "brief", "sources", "about", "help", "start", "reset"} <= names
+    assert "reload" not in names
+    assert {"reload", "stats"} <= {command["command"] for command in bot.server.chat_commands[ADMIN.id]}
     user = User(101, "Bea")
     [reply] = await bot.ask(bot.server.private(user), user, "/start")
     assert "news articles" in reply.text and "/ask" in reply.text
