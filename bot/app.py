@@ -117,28 +117,29 @@ def register(application: BotApplication) -> None:
     """The handlers, in the order they are tried."""
     # 1. The chat allow-list, before anything else.
     application.add_handler(TypeHandler(Update, access.gate), group=-1)
-    # 2. Commands.
+    # 2. Commands (new messages only: editing an old command does not run it again).
+    new = filters.UpdateType.MESSAGE
     application.add_handlers([
-        CommandHandler("start", start.start),
-        CommandHandler("help", start.help),
-        CommandHandler("ask", ask.ask),
-        CommandHandler("brief", brief.brief),
-        CommandHandler("sources", sources.sources),
-        CommandHandler("about", about.about),
-        CommandHandler("reset", reset.reset),
-        CommandHandler("reload", reload.reload),
-        CommandHandler("stats", stats.stats),
+        CommandHandler("start", start.start, filters=new),
+        CommandHandler("help", start.help, filters=new),
+        CommandHandler("ask", ask.ask, filters=new),
+        CommandHandler("brief", brief.brief, filters=new),
+        CommandHandler("sources", sources.sources, filters=new),
+        CommandHandler("about", about.about, filters=new),
+        CommandHandler("reset", reset.reset, filters=new),
+        CommandHandler("reload", reload.reload, filters=new),
+        CommandHandler("stats", stats.stats, filters=new),
     ])
     # 3. Buttons under answers and lists.
     application.add_handler(CallbackQueryHandler(ask.quote, pattern=r"^q:\d+:\d+$"))
     application.add_handler(CallbackQueryHandler(sources.page, pattern=r"^src:\d+$"))
     # 4. Documents (admins add articles) in private chats.
-    application.add_handler(MessageHandler(filters.ChatType.PRIVATE & filters.Document.ALL, upload.upload))
+    application.add_handler(MessageHandler(new & filters.ChatType.PRIVATE & filters.Document.ALL, upload.upload))
     # 5. Questions: any private text; in groups only mentions of the bot and replies to it.
-    application.add_handler(MessageHandler(filters.ChatType.PRIVATE & filters.TEXT & ~filters.COMMAND, ask.message))
+    text = new & filters.TEXT & ~filters.COMMAND
+    application.add_handler(MessageHandler(filters.ChatType.PRIVATE & text, ask.message))
     application.add_handler(MessageHandler(
-        filters.ChatType.GROUPS & filters.TEXT & ~filters.COMMAND & (access.MENTIONS_ME | access.REPLIES_TO_ME),
-        ask.message,
+        filters.ChatType.GROUPS & text & (access.MENTIONS_ME | access.REPLIES_TO_ME), ask.message
     ))
     # 6. One error handler.
     application.add_error_handler(errors.error)

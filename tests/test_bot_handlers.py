@@ -227,6 +227,13 @@ async def test_private_question_answered_in_escaped_html_with_sources_and_quote_
     assert harness.request.sent("answerCallbackQuery")[-1]["callback_query_id"] == "cq1"
 
 
+async def test_edited_messages_are_not_answered_again(harness: Harness) -> None:
+    message = harness.message("How many troops?")
+    await harness.process({"edited_message": {**message, "edit_date": int(time.time())}})
+    await harness.process({"edited_message": {**harness.message("/ask troops?"), "edit_date": int(time.time())}})
+    assert harness.request.calls == [] and harness.services.answerer.questions == []
+
+
 async def test_refusal_has_no_sources_or_buttons(harness: Harness) -> None:
     harness.services.answerer.queue.append(Answer("q", REFUSAL, True))
     await harness.send("Who won the World Cup?")
