@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from telegram.ext import Application, CallbackContext, ExtBot
 
-from bot.conversation import Conversations
+from bot.conversation import ChatKey, Conversations, follow_up_question
 from bot.limits import RateLimiter
 from bot.quotes import QuoteCache
 from bot.usage import Usage
 from config import Settings
 
 if TYPE_CHECKING:
-    from retrieval.answers import Answerer
+    from retrieval.answers import Answer, Answerer
     from retrieval.briefing import Briefer
     from retrieval.service import Services
 
@@ -41,6 +42,17 @@ class Runtime:
     @property
     def answerer(self) -> Answerer:
         return self.services.answerer
+
+    async def answer(self, key: ChatKey, question: str, replying_to: int | None = None) -> tuple[Answer, str]:
+        """Answer `question`, read in the context of the exchange it replies to; also return what was searched."""
+        searched = question
+        previous = self.conversations.find(key, replying_to) if replying_to is not None else None
+        if previous is not None:
+            searched = follow_up_question(previous, question)
+        started = time.perf_counter()
+        answer = await self.answerer.aanswer(searched)
+        self.usage.record(refused=answer.refused, latency_ms=(time.perf_counter() - started) * 1000)
+        return answer, searched
 
     @classmethod
     def build(cls, settings: Settings, services: Services) -> Runtime:

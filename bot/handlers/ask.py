@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 from telegram.constants import ChatAction
 
 from bot.access import chat_key
-from bot.conversation import Exchange, follow_up_question
+from bot.conversation import Exchange
 from bot.formatting import format_answer, format_quote, split_message
 from bot.runtime import BotContext
 from retrieval.answers import Citation
@@ -56,16 +55,9 @@ async def respond(message: Message, context: BotContext, question: str) -> None:
     if not await allow(message, context):
         return
     key = chat_key(message)
-    searched = question
     replied = message.reply_to_message
-    if replied is not None:
-        previous = runtime.conversations.find(key, replied.message_id)
-        if previous is not None:
-            searched = follow_up_question(previous, question)
     await message.reply_chat_action(ChatAction.TYPING)
-    started = time.perf_counter()
-    answer = await runtime.answerer.aanswer(searched)
-    runtime.usage.record(refused=answer.refused, latency_ms=(time.perf_counter() - started) * 1000)
+    answer, searched = await runtime.answer(key, question, replied.message_id if replied else None)
     pieces = split_message(format_answer(answer))
     keyboard = quote_keyboard(runtime.quotes.add(answer.citations), answer.citations) if answer.citations else None
     sent = []
