@@ -52,8 +52,14 @@ async def serve(server: BotAPIServer, tmp_path: Path, *args: str) -> asyncio.sub
 
 
 async def stop(process: asyncio.subprocess.Process) -> str:
-    process.send_signal(signal.SIGINT)
-    _, stderr = await asyncio.wait_for(process.communicate(), 120)
+    """Ctrl-C, as a user would; the bot must shut down cleanly and exit 0."""
+    if process.returncode is None:
+        process.send_signal(signal.SIGINT)
+    try:
+        _, stderr = await asyncio.wait_for(process.communicate(), 120)
+    except TimeoutError:
+        process.kill()
+        raise
     assert process.returncode == 0, stderr.decode()[-2000:]
     return stderr.decode()
 
