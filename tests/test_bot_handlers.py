@@ -536,3 +536,24 @@ def test_serve_without_token_exits_with_instructions(monkeypatch: pytest.MonkeyP
     assert run(make_settings()) == 2
     err = capsys.readouterr().err
     assert "TELEGRAM_BOT_TOKEN" in err and "BotFather" in err
+
+
+def test_upload_names_are_safe_and_never_overwrite(tmp_path: Any) -> None:
+    from bot.handlers.upload import is_text, safe_name
+
+    assert safe_name("../../etc/passwd", tmp_path).name == "passwd"
+    assert safe_name("my report (final).md", tmp_path).name == "my_report_final_.md"
+    (tmp_path / "a.txt").write_text("x")
+    assert safe_name("a.txt", tmp_path).name == "a-1.txt"
+    assert safe_name(".hidden.txt", tmp_path).name == "hidden.txt"
+    assert is_text("Zürich &amp; co".encode()) and not is_text(b"\x00\x01") and not is_text(b"\xff\xfe\xfa")
+
+
+def test_usage_median() -> None:
+    from bot.usage import Usage
+
+    usage = Usage()
+    assert usage.median_ms is None
+    for ms in (10.0, 30.0, 20.0):
+        usage.record(refused=ms > 25, latency_ms=ms)
+    assert (usage.questions, usage.refusals, usage.median_ms) == (3, 1, 20.0)
