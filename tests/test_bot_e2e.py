@@ -261,10 +261,12 @@ async def test_admin_commands_refused_for_others_and_logged(bot: Bot, caplog: py
 
 async def test_stats_and_about(bot: Bot) -> None:
     chat = bot.server.private(ADMIN)
+    await bot.ask(chat, ADMIN, TROOPS)
+    await bot.ask(chat, ADMIN, "Who won the 2018 FIFA World Cup?")
     [stats] = await bot.ask(chat, ADMIN, "/stats")
     served = int(re.search(r"Questions served: (\d+)", stats.text).group(1))  # type: ignore[union-attr]
     refusals = int(re.search(r"Refusals: (\d+)", stats.text).group(1))  # type: ignore[union-attr]
-    assert served >= 5 and 1 <= refusals < served and "Median answer latency:" in stats.text
+    assert served >= 2 and 1 <= refusals < served and "Median answer latency:" in stats.text
     assert re.search(r"Articles: \d+", stats.text)
     [about] = await bot.ask(chat, ADMIN, "/about")
     assert re.search(r"\d+ articles in \d+ chunks", about.text) and "2016-07-11" in about.text
