@@ -24,13 +24,14 @@ _ANSWER_TYPES: list[tuple[str, re.Pattern[str]]] = [
         r"\b(how (many|much|far|long|old|big|large|high|tall|often)|what (is|was|were|are) the "
         r"(number|total|amount|cost|price|percentage|share|rate|size|population|toll|figure|distance)|"
         r"the (total )?(number|amount|cost|price|percentage|population|death toll) of)\b", re.I)),
-    ("date", re.compile(r"^\s*(when\b|(in |on )?what (year|date|day|month)\b)", re.I)),
-    ("person", re.compile(r"^\s*(who|whom|whose)\b", re.I)),
+    ("date", re.compile(r"\b(when\b|(in |on )?(which|what) (year|date|day|month)\b)", re.I)),
+    ("person", re.compile(r"\b(who|whom|whose)\b", re.I)),
     ("place", re.compile(
-        r"^\s*(where\b|(in |at |from )?(which|what) (city|country|town|state|province|region|base|air ?base|"
+        r"\b(where\b|(in |at |from )?(which|what) (city|country|town|state|province|region|base|air ?base|"
         r"place|capital|village|county|nation|continent|island|airport|port)\b)", re.I)),
-    ("name", re.compile(r"^\s*(which|what|name)\b", re.I)),
+    ("name", re.compile(r"\b(which|what|name)\b", re.I)),
 ]
+
 _NUMBER = re.compile(r"(?<![\w.])\$?\d[\d,]*(?:\.\d+)?(?:\s?(?:%|percent|million|billion|trillion|thousand))?")
 _NUMBER_WORDS = re.compile(r"\b(hundreds?|thousands?|millions?|billions?|dozens?|two|three|four|five|six|seven|"
                            r"eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|half)\b", re.I)
@@ -38,14 +39,18 @@ _YEAR = re.compile(r"^(1[89]|20)\d\d$")
 _MONTH_WORDS = re.compile(r"\b(jan(uary)?|feb(ruary)?|march|april|may|june|july|aug(ust)?|sept?(ember)?|"
                           r"oct(ober)?|nov(ember)?|dec(ember)?|monday|tuesday|wednesday|thursday|friday|"
                           r"saturday|sunday|yesterday|today)\b", re.I)
+_NAME_RUN = re.compile(r"\b[A-Z][\w.&'’-]*(?:\s+(?:(?:of|de|the|&)\s+)?[A-Z][\w.&'’-]*)*")
+_SENTENCE_STARTERS = frozenset("The A An He She It They We I In On At But And As After When This That".split())
 _CAPITALISED = re.compile(r"(?<!^)(?<![.!?]\s)\b[A-Z][a-zA-Z'’-]+")
 
 
 def answer_type(question: str) -> str | None:
     """"number", "date", "person", "place", "name", or None for open questions."""
-    for kind, pattern in _ANSWER_TYPES:
-        if pattern.search(question):
-            return kind
+    asking = [part for part in re.split(r"(?<=[.!?])\s+", question.strip()) if part]
+    for part in reversed(asking[-2:]):
+        for kind, pattern in _ANSWER_TYPES:
+            if pattern.search(part):
+                return kind
     return None
 
 
@@ -113,6 +118,7 @@ class ExtractiveGenerator:
         question_figures = figures(query.text)
         contexts: dict[str, set[str]] = {}
         w_dense, w_cov, w_type = self.weights
+        support = _support(kind, candidates, question_words, question_figures)
         for candidate, similarity, vector in zip(candidates, similarities, sentence_vectors):
             passage = candidate.passage
             if passage.chunk_id not in contexts:
@@ -123,7 +129,10 @@ class ExtractiveGenerator:
             around = sum(w for t, w in weights.items() if t in context)
             candidate.dense = float(similarity)
             candidate.coverage = (0.75 * covered + 0.25 * around) / total
-            candidate.fits = _fits(kind, candidate.sentence, question_words, question_figures)
+            # Half for holding the kind of thing asked for, half for how many articles repeat it.
+            candidate.fits = 0.5 * _fits(kind, candidate.sentence, question_words, question_figures) + 0.5 * support.get(
+                candidate.order, 0.0
+            )
             candidate.score = w_dense * candidate.dense + w_cov * candidate.coverage + w_type * candidate.fits
             candidate.vector = vector
         return sorted(candidates, key=lambda c: c.score, reverse=True)
@@ -230,6 +239,44 @@ def _framed_figures(sentence: str, asked: set[str]) -> list[tuple[str, set[str]]
         after = tokenize(sentence[match.end():])[:4]
         found.append((value, set(before + after)))
     return found
+
+
+def _answers(kind: str | None, sentence: str, question_words: set[str], question_figures: set[str]) -> set[str]:
+    """The things in a sentence that could be the answer: new figures, or new names."""
+    if kind in ("number", "date"):
+        return figures(sentence) - question_figures if kind == "number" else set(_MONTH_WORDS.findall(sentence.lower()))
+    found = set()
+    for run in _NAME_RUN.findall(sentence):
+        words = [w for w in run.split() if w.lower() not in question_words]
+        if words and run.split()[0] not in _SENTENCE_STARTERS:
+            found.add(" ".join(words).lower())
+    return found
+
+
+def _support(
+    kind: str | None, candidates: list[_Candidate], question_words: set[str], question_figures: set[str]
+) -> dict[int, float]:
+    """For each candidate, how widely its best answer-like thing is repeated across articles (0 to 1).
+
+    Redundancy is evidence: the name or figure that many retrieved articles give in sentences about
+    the question is more likely the answer than one that a single sentence mentions.
+    """
+    if kind == "date":
+        return {}
+    docs: dict[str, set[str]] = {}
+    found: dict[int, set[str]] = {}
+    for candidate in candidates:
+        answers = _answers(kind, candidate.sentence, question_words, question_figures)
+        found[candidate.order] = answers
+        holders = {candidate.passage.doc_id, *(d.doc_id for d in candidate.passage.duplicates)}
+        for answer in answers:
+            docs.setdefault(answer, set()).update(holders)
+    if not docs:
+        return {}
+    top = max(len(holders) for holders in docs.values())
+    if top < 2:
+        return {}
+    return {order: max((len(docs[a]) for a in answers), default=0) / top for order, answers in found.items()}
 
 
 def _fits(kind: str | None, sentence: str, question_words: set[str], question_figures: set[str]) -> float:
