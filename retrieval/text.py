@@ -75,6 +75,14 @@ _FURNITURE = [
         r"^(share|sharing) (this|on) .{0,40}$",
         r"^(sign up|subscribe)\b.{0,120}(newsletter|inbox|email|updates|subscribe|free)\b.*",
         r"^(get|receive) (our|the) .{0,60}newsletter.*",
+        r"^.{0,120}\bnewsletter\b.{0,160}$",  # short lines about newsletters are sign-up prompts
+        r"^.{0,200}\b(privacy (policy|notice)|terms (of|and) (use|service|conditions)|tick (here|the box)|"
+        r"(processing|use) of your (personal )?(data|information)|details you have shared)\b.*",
+        r"^.{0,80}\b(this ad|the ad|ad (froze|was|is))\b.{0,160}$",
+        r"^video (player|content)\b.{0,200}(load|loading|loaded)\b.*",
+        r"^(follow|watch) (every|all|live|our|us|the latest)\b.{0,80}$",
+        r"^(contributing|additional reporting|reporting by|editing by|from [\w .]{0,40} and wire reports)\b.{0,100}$",
+        r"^[A-Z][\w .,&'-]{0,50}\s[—–]$",  # a bare dateline/byline prefix: "CNN —", "New York CNN Business —"
         r"^(click|tap) here\b.*",
         r"^(all rights reserved|©|copyright\s).*",
         r"^(photo|image|video|picture|file photo|credit)s?\s*:.*",
@@ -82,7 +90,7 @@ _FURNITURE = [
         r"^(listen to (this|the) (article|story)|audio)\b.{0,40}$",
         r"^(leave a comment|comments are closed|add comment|post a comment)\.?$",
         r"^(log ?in|sign ?in|register|menu|search|home|close)$",
-        r"^\W*$",
+        r"^[\W_]*$",
     ]
 ]
 # A photo caption ends with a credit in brackets: "[Getty]", "[Ahmad al-Rubaye/AFP]",
@@ -107,8 +115,16 @@ def _norm(line: str) -> str:
     return re.sub(r"\W+", " ", line).strip().lower()
 
 
+def _is_menu_item(line: str) -> bool:
+    return len(line.split()) <= 4 and not line.rstrip().endswith((".", "!", "?", '"', "”", ":"))
+
+
 def clean_lines(lines: list[str]) -> list[str]:
-    """Drop furniture, captions and lines that repeat an earlier line (repeated titles, captions)."""
+    """Drop furniture, captions, menus and lines that repeat an earlier line (repeated titles, captions).
+
+    A menu is a run of five or more consecutive very short lines with no sentence punctuation
+    (a list of sections, states or share buttons); a single short line (a subheading) stays.
+    """
     seen: set[str] = set()
     kept: list[str] = []
     for raw in lines:
@@ -120,6 +136,21 @@ def clean_lines(lines: list[str]) -> list[str]:
             continue
         seen.add(key)
         kept.append(line)
+    return _drop_menus(kept)
+
+
+def _drop_menus(lines: list[str], run: int = 5) -> list[str]:
+    kept: list[str] = []
+    start = 0
+    while start < len(lines):
+        end = start
+        while end < len(lines) and _is_menu_item(lines[end]):
+            end += 1
+        if end - start >= run:
+            start = end
+            continue
+        kept.extend(lines[start:max(end, start + 1)])
+        start = max(end, start + 1)
     return kept
 
 

@@ -57,3 +57,25 @@ def test_dateline_is_a_line_that_is_only_a_date() -> None:
     assert dateline("11 July, 2016") == date(2016, 7, 11)
     assert dateline("Updated: Monday, 4 December 2023 10:32 GMT") == date(2023, 12, 4)
     assert dateline("On 11 July, 2016 the Pentagon announced more troops for Iraq.") is None
+
+
+def test_web_page_boilerplate_is_dropped() -> None:
+    page = [
+        "CNN —",
+        "Get the Morning Brief newsletter in your inbox every weekday.",
+        "We will use the details you have shared to manage your registration, see our privacy policy.",
+        "1. How relevant is this ad to you?",
+        "Video player was slow to load content Video content never loaded Ad froze or did not finish loading",
+        "Follow every game: Latest NBA Scores and Schedules",
+        "Utah", "Florida", "Oregon", "New Mexico", "District of Columbia", "Texas",
+        "The storm dropped 20 inches of snow on Denver, the weather service said.",
+        "Schools closed",
+        "Officials expect the roads to reopen on Friday.",
+        "Contributing: The Associated Press",
+        "___",
+    ]
+    assert clean_lines(page) == [
+        "The storm dropped 20 inches of snow on Denver, the weather service said.",
+        "Schools closed",
+        "Officials expect the roads to reopen on Friday.",
+    ]
