@@ -260,9 +260,10 @@ async def test_admin_commands_refused_for_others_and_logged(bot: Bot, caplog: py
 
 
 async def test_stats_and_about(bot: Bot) -> None:
+    user = User(304, "Rae")
+    await bot.ask(bot.server.private(user), user, TROOPS)
+    await bot.ask(bot.server.private(user), user, "Who won the 2018 FIFA World Cup?")
     chat = bot.server.private(ADMIN)
-    await bot.ask(chat, ADMIN, TROOPS)
-    await bot.ask(chat, ADMIN, "Who won the 2018 FIFA World Cup?")
     [stats] = await bot.ask(chat, ADMIN, "/stats")
     served = int(re.search(r"Questions served: (\d+)", stats.text).group(1))  # type: ignore[union-attr]
     refusals = int(re.search(r"Refusals: (\d+)", stats.text).group(1))  # type: ignore[union-attr]

@@ -10,6 +10,7 @@ is the wiring; answers are covered by test_bot_e2e.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -51,8 +52,8 @@ async def serve(server: BotAPIServer, tmp_path: Path, *args: str) -> asyncio.sub
     )
 
 
-async def stop(process: asyncio.subprocess.Process) -> str:
-    """Ctrl-C, as a user would; the bot must shut down cleanly and exit 0."""
+async def stop(process: asyncio.subprocess.Process) -> tuple[int | None, str]:
+    """Ctrl-C, as a user would; the exit status and everything the bot logged."""
     if process.returncode is None:
         process.send_signal(signal.SIGINT)
     try:
@@ -60,24 +61,35 @@ async def stop(process: asyncio.subprocess.Process) -> str:
     except TimeoutError:
         process.kill()
         raise
-    assert process.returncode == 0, stderr.decode()[-2000:]
-    return stderr.decode()
+    return process.returncode, stderr.decode()
+
+
+@contextlib.asynccontextmanager
+async def running(process: asyncio.subprocess.Process) -> AsyncIterator[list[str]]:
+    """Stop the bot after the block; it must exit 0. If the block failed, its log is printed for the report."""
+    logs: list[str] = []
+    try:
+        yield logs
+    except BaseException:
+        _, log = await stop(process)
+        print(f"newsbot serve log:\n{log[-5000:]}")
+        raise
+    status, log = await stop(process)
+    logs.append(log)
+    assert status == 0, f"exit status {status}; log ends:\n{log[-3000:]}"
 
 
 async def test_serve_long_polling(server: BotAPIServer, tmp_path: Path) -> None:
-    process = await serve(server, tmp_path)
-    try:
+    async with running(await serve(server, tmp_path)) as logs:
         await server.wait_for(lambda: server.commands, timeout=240)
         chat = server.private(USER)
         mark = server.mark()
         await server.send(chat, USER, "/start")
         [reply] = await server.replies(mark, chat.id, timeout=60)
         assert "news articles" in reply.text
-    finally:
-        logs = await stop(process)
     assert server.calls_to("getUpdates") and server.calls_to("deleteWebhook")
-    assert "Application started" in logs or "ready" in logs
-    assert server.token not in logs
+    assert "ready" in logs[0]
+    assert server.token not in logs[0]
 
 
 def free_port() -> int:
@@ -101,7 +113,7 @@ async def test_serve_webhook(server: BotAPIServer, tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{port}/telegram"
     process = await serve(server, tmp_path, "--webhook", url, "--listen", f"127.0.0.1:{port}",
                           "--secret-token", "s3cret")
-    try:
+    async with running(process) as logs:
         await server.wait_for(lambda: server.webhook and server.commands, timeout=240)
         assert server.webhook is not None
         assert server.webhook["url"] == url and server.webhook["secret_token"] == "s3cret"
@@ -112,7 +124,5 @@ async def test_serve_webhook(server: BotAPIServer, tmp_path: Path) -> None:
         assert await asyncio.to_thread(post, url, update, "s3cret") == 200
         [reply] = await server.replies(mark, chat.id, timeout=60)
         assert "news articles" in reply.text
-    finally:
-        logs = await stop(process)
     assert not server.calls_to("getUpdates")
-    assert server.token not in logs
+    assert server.token not in logs[0]
