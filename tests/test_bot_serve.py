@@ -98,6 +98,21 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+async def listening(port: int, timeout: float = 60.0) -> None:
+    """Wait until the webhook server accepts connections: PTB sets the webhook before it starts serving."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            assert asyncio.get_running_loop().time() < deadline, f"nothing listens on port {port}"
+            await asyncio.sleep(0.1)
+            continue
+        writer.close()
+        await writer.wait_closed()
+        return
+
+
 def post(url: str, update: dict[str, object], secret: str) -> int:
     request = urllib.request.Request(url, data=json.dumps(update).encode(), method="POST", headers={
         "Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": secret})
@@ -117,6 +132,7 @@ async def test_serve_webhook(server: BotAPIServer, tmp_path: Path) -> None:
         await server.wait_for(lambda: server.webhook and server.commands, timeout=240)
         assert server.webhook is not None
         assert server.webhook["url"] == url and server.webhook["secret_token"] == "s3cret"
+        await listening(port)
         chat = server.private(USER)
         update = {"update_id": 1, "message": server.new_message(chat, USER, "/start")}
         assert await asyncio.to_thread(post, url, update, "wrong") == 403
