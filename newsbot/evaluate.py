@@ -195,19 +195,27 @@ def load_builds(workdir: Path) -> dict[str, Any]:
 
 def ingest_figures(key: str, embedded: int, total: int, seconds: float, articles: int,
                     builds: dict[str, Any]) -> dict[str, Any]:
-    """This run's ingest figures, or the recorded ones of the run that embedded the reused index."""
+    """This run's ingest figures, or the recorded ones of the run that embedded the reused index.
+
+    Only a build from empty is recorded in `builds`: an incremental run (a few changed articles)
+    reports its own figures with the full build's beside them, and does not replace them.
+    """
     if embedded == 0 and key in builds:
         return {**builds[key], "reused": True}
-    figures = {
+    figures: dict[str, Any] = {
         "articles": articles,
         "chunks": total,
         "chunks_embedded": embedded,
         "seconds": round(seconds, 1),
         "chunks_per_s": round(embedded / seconds, 1) if seconds > 0 else None,
         "reused": False,
+        "incremental": embedded < total,
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    builds[key] = figures
+    if embedded < total and key in builds:
+        figures["full_build"] = builds[key]
+    elif embedded == total:
+        builds[key] = dict(figures)
     return figures
 
 
@@ -364,7 +372,8 @@ def table_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         cells = []
         for s in systems:
             ingest = report["systems"][s]["ingest"]
-            cells.append(_cell(ingest.get(key)) + (" (reused)" if ingest.get("reused") and key != "chunks" else ""))
+            note = " (reused)" if ingest.get("reused") else " (incremental)" if ingest.get("incremental") else ""
+            cells.append(_cell(ingest.get(key)) + (note if key != "chunks" else ""))
         rows.append([label, *cells])
     for s_index, s in enumerate(systems):
         seed = report["systems"][s].get("seed")
