@@ -14,6 +14,7 @@ from retrieval.chunking import indexed_text
 from retrieval.embedding import Embedder
 from retrieval.keywords import KeywordIndex, tokenize
 from retrieval.store import ArticleStore, day_number
+from retrieval.text import split_sentences
 
 logger = logging.getLogger(__name__)
 
@@ -42,12 +43,13 @@ class HybridRetriever:
         embedder: Embedder,
         *,
         top_k: int = 10,
-        candidates: int = 60,
+        candidates: int = 150,
         rrf_k: int = 60,
         keyword_weight: float = 1.0,
         dense_weight: float = 1.0,
-        recency_weight: float = 0.5,
+        recency_weight: float = 1.0,
         recency_half_life: float = 30.0,
+        window: int = 1,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -58,6 +60,7 @@ class HybridRetriever:
         self.dense_weight = dense_weight
         self.recency_weight = recency_weight
         self.recency_half_life = recency_half_life
+        self.window = window
         self._version: str | None = None
         self._keywords: KeywordIndex | None = None
         self._chunks: dict[str, _Chunk] = {}
@@ -108,29 +111,78 @@ class HybridRetriever:
         ]
 
     def _closeness(self, cid: str, as_of: date, half_life: float) -> float:
-        """1.0 for an article published on the as-of date, halving every `half_life` days before it."""
+        """1.0 for an article published on the as-of date, halving every `half_life` days before it.
+
+        Undated articles and articles published after the as-of date get no boost.
+        """
         day = self._chunks[cid].meta.get("published_day")
-        if day is None:
+        if day is None or int(day) > day_number(as_of):
             return 0.0
-        return float(0.5 ** (max(day_number(as_of) - int(day), 0) / half_life))
+        return float(0.5 ** ((day_number(as_of) - int(day)) / half_life))
 
     def _group_stories(self, ranked: list[str], k: int) -> list[list[str]]:
-        """The first `k` stories: a passage that repeats a better one from another article joins its group.
+        """The first `k` stories, each article's best passage first, near-duplicates folded in.
 
         Wire copy runs in many outlets; without this the top results can be five copies of one story.
+        An article's best passage (with its neighbours as context) stands for it, so the first slots go
+        to distinct articles; an article's further passages fill the slots that are left.
         """
         groups: list[tuple[set[str], list[str]]] = []
+        covered: set[str] = set()  # chunks already shown inside a passage's window
+        placed: set[str] = set()
+        later: list[str] = []
         for cid in ranked:
-            terms = self._terms(cid)
-            doc_id = self._chunks[cid].meta.get("doc_id")
-            for head_terms, members in groups:
-                if self._chunks[members[0]].meta.get("doc_id") != doc_id and _jaccard(terms, head_terms) >= 0.5:
-                    members.append(cid)
-                    break
-            else:
-                if len(groups) < k:
-                    groups.append((terms, [cid]))
-        return [members for _, members in groups]
+            doc_id = str(self._chunks[cid].meta.get("doc_id"))
+            if doc_id in placed:
+                later.append(cid)
+                continue
+            if len(groups) >= k and not self._joins(cid, groups):
+                continue
+            placed.add(doc_id)
+            self._place(cid, groups, covered)
+        for cid in later:
+            if len(groups) >= k:
+                break
+            if cid not in covered:
+                self._place(cid, groups, covered)
+        return [members for _, members in groups[:k]]
+
+    def _joins(self, cid: str, groups: list[tuple[set[str], list[str]]]) -> bool:
+        doc_id = self._chunks[cid].meta.get("doc_id")
+        terms = self._terms(cid)
+        return any(
+            self._chunks[members[0]].meta.get("doc_id") != doc_id and _jaccard(terms, head) >= 0.5
+            for head, members in groups
+        )
+
+    def _place(self, cid: str, groups: list[tuple[set[str], list[str]]], covered: set[str]) -> None:
+        """Fold `cid` into the story it repeats, or start a new one."""
+        doc_id = self._chunks[cid].meta.get("doc_id")
+        terms = self._terms(cid)
+        for head_terms, members in groups:
+            if self._chunks[members[0]].meta.get("doc_id") != doc_id and _jaccard(terms, head_terms) >= 0.5:
+                members.append(cid)
+                return
+        groups.append((terms, [cid]))
+        covered.update(self._neighbours(cid))
+
+    def _neighbours(self, cid: str) -> list[str]:
+        """The chunk and up to `window` chunks each side of it in its article, in order."""
+        doc_id, _, index = cid.rpartition(":")
+        around = (f"{doc_id}:{position:04d}" for position in range(int(index) - self.window, int(index) + self.window + 1))
+        return [other for other in around if other in self._chunks]
+
+    def _window(self, cid: str) -> str:
+        """The chunk with its neighbours, overlapping sentences once ("small to big" retrieval)."""
+        sentences: list[str] = []
+        seen: set[str] = set()
+        for neighbour_id in self._neighbours(cid):
+            for paragraph in self._chunks[neighbour_id].text.split("\n\n"):
+                for sentence in split_sentences(paragraph):
+                    if sentence not in seen:
+                        seen.add(sentence)
+                        sentences.append(sentence)
+        return " ".join(sentences) or self._chunks[cid].text
 
     def _terms(self, cid: str) -> set[str]:
         chunk = self._chunks[cid]
@@ -145,8 +197,7 @@ class HybridRetriever:
             return False
         if query.until is not None and (day is None or day > day_number(query.until)):
             return False
-        # An "as of" date hides what was published after it; undated articles stay in.
-        return not (query.as_of is not None and day is not None and day > day_number(query.as_of))
+        return True
 
     def _passage(self, rank: int, cid: str, score: float, duplicates: list[str] | None = None) -> Passage:
         chunk = self._chunks[cid]
@@ -156,7 +207,7 @@ class HybridRetriever:
             doc_id=str(meta.get("doc_id", "")),
             chunk_id=cid,
             title=str(meta.get("title", "")),
-            text=chunk.text,
+            text=self._window(cid) if self.window else chunk.text,
             score=score,
             source=meta.get("source"),
             url=meta.get("url"),

@@ -52,10 +52,3 @@ def test_conflicting_figures_are_both_given_with_their_citations(seed_services: 
 def test_off_topic_questions_are_refused_without_sources(seed_services: Services, question: str) -> None:
     answer = seed_services.answerer.answer(question)
     assert answer.refused and answer.text == REFUSAL and answer.citations == []
-
-
-def test_an_as_of_date_hides_later_articles(seed_services: Services) -> None:
-    from datetime import date
-
-    answer = seed_services.answerer.answer("How many additional troops did Ash Carter announce?", as_of=date(2016, 1, 1))
-    assert all((p.published or "0") <= "2016-01-01" for p in answer.passages)
