@@ -7,7 +7,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     HF_HUB_OFFLINE=1 \
     TRANSFORMERS_OFFLINE=1 \
     ANONYMIZED_TELEMETRY=False \
-    NEWSBOT_DATA_DIR=/data
+    NEWSBOT_DATA_DIR=/data \
+    NEWSBOT_ARTICLES_DIR=/data/articles
 
 WORKDIR /app
 # torch is pinned (2.13.0) and installed first. To get the small CPU-only build, pass your CPU wheel
@@ -24,5 +25,6 @@ COPY data data
 RUN pip install -e .
 
 VOLUME /data
-# Index the bundled articles at start if the index is empty, then serve.
-CMD ["sh", "-c", "newsbot ingest && exec newsbot serve"]
+# Articles (with uploads from admins) and the index live on the volume. The first start seeds it
+# with the bundled sample articles; every start indexes what changed, then serves.
+CMD ["sh", "-c", "mkdir -p \"$NEWSBOT_ARTICLES_DIR\" && { [ -n \"$(ls -A \"$NEWSBOT_ARTICLES_DIR\")\" ] || cp -r /app/data/articles/. \"$NEWSBOT_ARTICLES_DIR\"; } && newsbot ingest; exec newsbot serve"]

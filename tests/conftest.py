@@ -10,6 +10,7 @@ os.environ["ANONYMIZED_TELEMETRY"] = "False"
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,7 +29,7 @@ def embedder() -> SentenceTransformerEmbedder:
     return SentenceTransformerEmbedder()
 
 
-def make_services(data_dir: Path, embedder: SentenceTransformerEmbedder, **overrides: object) -> Services:
+def make_services(data_dir: Path, embedder: SentenceTransformerEmbedder, **overrides: Any) -> Services:
     """Services on a fresh data directory that share the session's embedding model."""
     settings = load_settings(data_dir=str(data_dir), **overrides)
     services = Services(settings)
