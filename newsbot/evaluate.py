@@ -110,7 +110,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     if args.limit:
         evalset.questions = _limited(evalset.questions, args.limit)
-    runs = evaluate(evalset, settings, workdir, compare=args.compare, reuse=args.reuse, rebuild=args.rebuild)
+    try:
+        runs = evaluate(evalset, settings, workdir, compare=args.compare, reuse=args.reuse, rebuild=args.rebuild)
+    except EvalDataError as exc:
+        print(f"newsbot eval: {exc}", file=sys.stderr)
+        return 2
     report = build_report(evalset, runs, workdir)
     print(format_table(report))
     out = args.out or workdir
@@ -251,8 +255,11 @@ def evaluate(evalset: EvalSet, settings: Settings, workdir: Path, *, compare: st
              reuse: bool = False, rebuild: bool = False, services: Services | None = None) -> list[SystemRun]:
     """Index the set's articles (ours, and the naive pipeline if asked) and ask every question."""
     if not reuse and (workdir / "chroma").exists():
+        if not (workdir / BUILDS_FILE).exists():  # never wipe an index that `newsbot eval` did not build
+            raise EvalDataError(f"{workdir} holds an index that newsbot eval did not build; "
+                                "choose another --workdir, or pass --reuse to add to it")
         shutil.rmtree(workdir / "chroma")
-        (workdir / BUILDS_FILE).unlink(missing_ok=True)
+        (workdir / BUILDS_FILE).unlink()
     workdir.mkdir(parents=True, exist_ok=True)
     builds = load_builds(workdir)
     services = services or eval_services(settings, workdir)
@@ -265,6 +272,7 @@ def evaluate(evalset: EvalSet, settings: Settings, workdir: Path, *, compare: st
               "unchanged articles keep their old chunks (pass --rebuild to re-embed them)", file=sys.stderr)
     if not reuse or rebuild:  # a reused index without one stays unknown
         builds["fingerprint"] = fingerprint
+    (workdir / BUILDS_FILE).write_text(json.dumps(builds, indent=2), encoding="utf-8")  # marks the scratch dir
     top_k = max(10, settings.top_k)
 
     print(f"indexing {', '.join(map(str, evalset.paths))} into {workdir}", file=sys.stderr)

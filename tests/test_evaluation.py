@@ -220,6 +220,10 @@ def test_eval_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert main([*base, "--realtimeqa", str(RTQA), "--weeks", "20990115"]) == 2
     assert "20990115" in capsys.readouterr().err
     assert main([*base, "--seed", str(SEED_QA), "--limit", "0"]) == 2
+    # A directory holding an index that eval did not build is never wiped.
+    (tmp_path / "live" / "chroma").mkdir(parents=True)
+    assert main([*base, "--seed", str(SEED_QA), "--workdir", str(tmp_path / "live")]) == 2
+    assert "did not build" in capsys.readouterr().err and (tmp_path / "live" / "chroma").exists()
     with pytest.raises(SystemExit) as exited:
         main(base)  # neither --seed nor --realtimeqa
     assert exited.value.code == 2
