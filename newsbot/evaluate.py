@@ -327,7 +327,13 @@ def build_report(evalset: EvalSet, runs: list[SystemRun], workdir: Path) -> dict
     }
     for system in runs:
         results = system.results
-        report["systems"][system.name] = {"ingest": system.ingest, "metrics": summarise(results)}
+        metrics = summarise(results)
+        weeks = evalset.info.get("weeks")
+        if weeks:  # RealTimeQA: refusals of the chosen weeks' unanswerable questions and of the other weeks'
+            for label, inside in (("refusal_out_same_weeks", True), ("refusal_out_other_weeks", False)):
+                group = [r.refused for r in results if r.kind == "out" and (r.week in weeks) == inside]
+                metrics[label] = sum(group) / len(group) if group else None
+        report["systems"][system.name] = {"ingest": system.ingest, "metrics": metrics}
         report["questions"][system.name] = [asdict(result) for result in results]
         if evalset.seed_items is not None:
             by_id = {item["id"]: item for item in evalset.seed_items}
@@ -351,6 +357,8 @@ _ROWS: list[tuple[str, str, str]] = [
     ("accuracy", "answer accuracy", "ratio"),
     ("cited_accuracy", "cited accuracy", "ratio"),
     ("refusal_out", "refusal (out of collection)", "ratio"),
+    ("refusal_out_same_weeks", "  of which same weeks", "ratio"),
+    ("refusal_out_other_weeks", "  of which other weeks", "ratio"),
     ("false_refusal", "false refusal (answerable)", "ratio"),
     ("latency_p50_ms", "ask latency p50 (ms)", "ms"),
     ("latency_p95_ms", "ask latency p95 (ms)", "ms"),
@@ -375,6 +383,8 @@ def table_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     header = ["metric", *systems]
     rows: list[list[str]] = []
     for key, label, unit in _ROWS:
+        if all(key not in report["systems"][s]["metrics"] for s in systems):
+            continue
         rows.append([label, *(_cell(report["systems"][s]["metrics"].get(key), unit) for s in systems)])
     for key, label in _INGEST_ROWS:
         cells = []

@@ -290,6 +290,7 @@ class QuestionResult:
     cited: list[str]
     latency_ms: float
     retrieve_ms: float
+    week: str = ""
 
 
 def score_answer(question: EvalQuestion, answer: Answer) -> QuestionResult:
@@ -314,6 +315,7 @@ def score_answer(question: EvalQuestion, answer: Answer) -> QuestionResult:
         cited=sorted(cited_ids),
         latency_ms=answer.timings_ms.get("total", 0.0),
         retrieve_ms=answer.timings_ms.get("retrieve", 0.0),
+        week=question.week,
     )
 
 

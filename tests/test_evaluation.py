@@ -197,6 +197,8 @@ def test_eval_realtimeqa_compares_with_naive_and_reuses_the_index(tmp_path: Path
     for system in report["systems"].values():
         assert system["metrics"]["counted"] == 1 and system["metrics"]["out"] == 2
         assert system["ingest"]["reused"] is False and system["ingest"]["chunks"] > 0
+        assert system["metrics"]["refusal_out_same_weeks"] in (0.0, 1.0)  # one question each
+        assert system["metrics"]["refusal_out_other_weeks"] in (0.0, 1.0)
     asked = [q["id"] for q in report["questions"]["newsbot"]]
     assert asked == ["20990101_0", "20990101_1", "20990108_1"]
     # The corpus was written as JSON Lines articles in the scratch directory.
