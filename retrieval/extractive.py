@@ -93,6 +93,7 @@ class ExtractiveGenerator:
         threshold: float,
         max_sentences: int = 2,
         max_passages: int = 8,
+        max_embedded: int = 48,
         weights: tuple[float, float, float] = (0.45, 0.40, 0.15),
     ) -> None:
         self.embedder = embedder
@@ -100,6 +101,7 @@ class ExtractiveGenerator:
         self.threshold = threshold
         self.max_sentences = max_sentences
         self.max_passages = max_passages
+        self.max_embedded = max_embedded
         self.weights = weights
 
     def score(self, query: Query, passages: list[Passage]) -> list[_Candidate]:
@@ -107,12 +109,18 @@ class ExtractiveGenerator:
         candidates = self._candidates(passages)
         if not candidates:
             return []
-        vectors = self.embedder.embed([query.text] + [c.sentence for c in candidates])
-        question_vector, sentence_vectors = vectors[0], vectors[1:]
-        similarities = sentence_vectors @ question_vector
         terms = list(dict.fromkeys(tokenize(query.text)))
         weights = {term: self.term_weight(term) for term in terms}
         total = sum(weights.values()) or 1.0
+        if len(candidates) > self.max_embedded:
+            # Only the sentences sharing the most question terms are worth embedding.
+            term_sets = [set(tokenize(c.sentence)) for c in candidates]
+            shared = [sum(w for t, w in weights.items() if t in own) for own in term_sets]
+            keep = sorted(range(len(candidates)), key=lambda i: (-shared[i], i))[: self.max_embedded]
+            candidates = [candidates[i] for i in sorted(keep)]
+        vectors = self.embedder.embed([query.text] + [c.sentence for c in candidates])
+        question_vector, sentence_vectors = vectors[0], vectors[1:]
+        similarities = sentence_vectors @ question_vector
         kind = answer_type(query.text)
         question_words = {w.lower() for w in re.findall(r"[\w'’-]+", query.text)}
         question_figures = figures(query.text)
@@ -142,7 +150,8 @@ class ExtractiveGenerator:
         if not ranked or ranked[0].score < self.threshold:
             return Draft(REFUSAL, refused=True, citations=[])
         best = ranked[0]
-        contenders = [c for c in ranked[:12] if c.score >= best.score - 0.12]
+        # Only the best few sentences can disagree: a figure far down the list is another matter.
+        contenders = [c for c in ranked[:3] if c.score >= best.score - 0.1]
         disagreement = self._disagreement(query, contenders)
         if disagreement:
             return self._write(disagreement, conflict=True)

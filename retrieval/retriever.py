@@ -182,7 +182,8 @@ class HybridRetriever:
                     if sentence not in seen:
                         seen.add(sentence)
                         sentences.append(sentence)
-        return " ".join(sentences) or self._chunks[cid].text
+        # One sentence a line: web text has headlines and list items without a full stop.
+        return "\n".join(sentences) or self._chunks[cid].text
 
     def _terms(self, cid: str) -> set[str]:
         chunk = self._chunks[cid]
