@@ -44,11 +44,12 @@ def default_model_path() -> Path:
 class SentenceTransformerEmbedder:
     """A sentence-transformers model loaded from a local directory, on the CPU."""
 
-    def __init__(self, model_path: str | Path | None = None, batch_size: int = 64) -> None:
+    def __init__(self, model_path: str | Path | None = None, batch_size: int = 64, threads: int = 0) -> None:
         self.path = Path(model_path) if model_path else default_model_path()
         if not self.path.is_dir():
             raise EmbeddingError(f"embedding model directory not found: {self.path} (setting embedding_model)")
         self.batch_size = batch_size
+        self.threads = threads
         self.name = self.path.name
         self._model: Any = None
 
@@ -58,9 +59,12 @@ class SentenceTransformerEmbedder:
             # Nothing may reach a model hub: the model is local, and so must be everything it loads.
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            import torch
             from sentence_transformers import SentenceTransformer
             from transformers.utils import logging as transformers_logging
 
+            if self.threads:
+                torch.set_num_threads(self.threads)
             transformers_logging.disable_progress_bar()
             transformers_logging.set_verbosity_error()
             logger.info("loading embedding model from %s", self.path)

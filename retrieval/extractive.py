@@ -187,7 +187,8 @@ class ExtractiveGenerator:
         seen: set[str] = set()
         found: list[_Candidate] = []
         for passage in passages[: self.max_passages]:
-            for sentence in split_sentences(passage.text):
+            # A headline often states the answer in the fewest words.
+            for sentence in [passage.title, *split_sentences(passage.text)]:
                 key = _normal(sentence)
                 if len(key.split()) < 4 or key in seen:
                     continue

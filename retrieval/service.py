@@ -25,7 +25,9 @@ class Services:
 
     @cached_property
     def embedder(self) -> Embedder:
-        return SentenceTransformerEmbedder(self.settings.embedding_model or None, self.settings.embedding_batch_size)
+        return SentenceTransformerEmbedder(
+            self.settings.embedding_model or None, self.settings.embedding_batch_size, self.settings.embedding_threads
+        )
 
     @cached_property
     def store(self) -> ArticleStore:

@@ -106,9 +106,9 @@ _CAPTION_CREDIT = re.compile(
 def is_furniture(line: str) -> bool:
     """True for a line a reader would not count as part of the article."""
     stripped = line.strip()
-    if any(rule.match(stripped) for rule in _FURNITURE):
-        return True
-    return bool(_CAPTION_CREDIT.search(stripped)) and len(stripped) < 400
+    if len(stripped) > 300:  # furniture is short; a long line is a paragraph, whatever it mentions
+        return False
+    return any(rule.match(stripped) for rule in _FURNITURE) or bool(_CAPTION_CREDIT.search(stripped))
 
 
 def _norm(line: str) -> str:

@@ -26,7 +26,7 @@ SEED_QA = Path(__file__).resolve().parent / "data" / "seed_qa_dev.jsonl"
 @pytest.fixture(scope="session")
 def embedder() -> SentenceTransformerEmbedder:
     """One real all-MiniLM-L6-v2 for the whole run (loading it takes seconds)."""
-    return SentenceTransformerEmbedder()
+    return SentenceTransformerEmbedder(threads=1)
 
 
 def make_services(data_dir: Path, embedder: SentenceTransformerEmbedder, **overrides: Any) -> Services:
