@@ -58,6 +58,11 @@ class Citation:
     path: str | None
     quote: str
 
+    @classmethod
+    def of(cls, n: int, passage: Passage, quote: str) -> Citation:
+        """Citation number `n` of the article behind `passage`, quoting `quote` from it."""
+        return cls(n, passage.doc_id, passage.title, passage.source, passage.url, passage.published, passage.path, quote)
+
 
 @dataclass
 class Answer:

@@ -218,19 +218,7 @@ class ExtractiveGenerator:
             text = "The sources differ on this. " + " ".join(
                 f"One says: {part}" if index == 0 else f"Another says: {part}" for index, part in enumerate(parts)
             )
-        citations = [
-            Citation(
-                n=n,
-                doc_id=doc_id,
-                title=by_doc[doc_id].title,
-                source=by_doc[doc_id].source,
-                url=by_doc[doc_id].url,
-                published=by_doc[doc_id].published,
-                path=by_doc[doc_id].path,
-                quote=" … ".join(quotes[doc_id]),
-            )
-            for doc_id, n in numbers.items()
-        ]
+        citations = [Citation.of(n, by_doc[doc_id], " … ".join(quotes[doc_id])) for doc_id, n in numbers.items()]
         return Draft(text, refused=False, citations=citations, conflict=conflict)
 
 

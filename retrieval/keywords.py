@@ -21,7 +21,7 @@ STOPWORDS = frozenset(
     they this those through to too under until up very was we were what when where which while who
     whom why will with would you your yours yourself yourselves said says say told according week
     weeks year years new many much one two did does whose within since per
-    """.split()  # noqa: SIM905
+    """.split()
 )
 _TOKEN = re.compile(r"[a-z0-9]+(?:[.,][0-9]+)*(?:'[a-z]+)?")
 

@@ -96,16 +96,7 @@ class LLMGenerator:
         if not numbers:
             return None
         citations = [
-            Citation(
-                n=n,
-                doc_id=doc_id,
-                title=passage_of[doc_id].title,
-                source=passage_of[doc_id].source,
-                url=passage_of[doc_id].url,
-                published=passage_of[doc_id].published,
-                path=passage_of[doc_id].path,
-                quote=_supporting_sentence(passage_of[doc_id].text, " ".join(claims[doc_id])),
-            )
+            Citation.of(n, passage_of[doc_id], _supporting_sentence(passage_of[doc_id].text, " ".join(claims[doc_id])))
             for doc_id, n in numbers.items()
         ]
         return Draft(rewritten, refused=False, citations=citations, conflict="differ" in rewritten.lower())
