@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from telegram.ext import Application, CallbackContext, ExtBot
@@ -43,14 +43,19 @@ class Runtime:
     def answerer(self) -> Answerer:
         return self.services.answerer
 
-    async def answer(self, key: ChatKey, question: str, replying_to: int | None = None) -> tuple[Answer, str]:
-        """Answer `question`, read in the context of the exchange it replies to; also return what was searched."""
+    async def answer(
+        self, key: ChatKey, question: str, replying_to: int | None = None, as_of: date | None = None
+    ) -> tuple[Answer, str]:
+        """Answer `question` as of the message's date, read in the context of the exchange it replies to.
+
+        Also returns what was searched.
+        """
         searched = question
         previous = self.conversations.find(key, replying_to) if replying_to is not None else None
         if previous is not None:
             searched = follow_up_question(previous, question)
         started = time.perf_counter()
-        answer = await self.answerer.aanswer(searched)
+        answer = await self.answerer.aanswer(searched, as_of=as_of)
         self.usage.record(refused=answer.refused, latency_ms=(time.perf_counter() - started) * 1000)
         return answer, searched
 

@@ -57,7 +57,9 @@ async def respond(message: Message, context: BotContext, question: str) -> None:
     key = chat_key(message)
     replied = message.reply_to_message
     await message.reply_chat_action(ChatAction.TYPING)
-    answer, searched = await runtime.answer(key, question, replied.message_id if replied else None)
+    # Questions are answered as of the day they were asked: "this week" means that week.
+    as_of = message.date.date() if message.date else None
+    answer, searched = await runtime.answer(key, question, replied.message_id if replied else None, as_of=as_of)
     pieces = split_message(format_answer(answer))
     keyboard = quote_keyboard(runtime.quotes.add(answer.citations), answer.citations) if answer.citations else None
     sent = []
