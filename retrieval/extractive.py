@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -74,6 +74,7 @@ class _Candidate:
     fits: float = 0.0
     score: float = 0.0
     vector: np.ndarray | None = None
+    terms: set[str] = field(default_factory=set)
 
 
 class ExtractiveGenerator:
@@ -112,12 +113,12 @@ class ExtractiveGenerator:
         terms = list(dict.fromkeys(tokenize(query.text)))
         weights = {term: self.term_weight(term) for term in terms}
         total = sum(weights.values()) or 1.0
+        shared = [sum(w for t, w in weights.items() if t in c.terms) for c in candidates]
         if len(candidates) > self.max_embedded:
             # Only the sentences sharing the most question terms are worth embedding.
-            term_sets = [set(tokenize(c.sentence)) for c in candidates]
-            shared = [sum(w for t, w in weights.items() if t in own) for own in term_sets]
             keep = sorted(range(len(candidates)), key=lambda i: (-shared[i], i))[: self.max_embedded]
             candidates = [candidates[i] for i in sorted(keep)]
+            shared = [shared[i] for i in sorted(keep)]
         vectors = self.embedder.embed([query.text] + [c.sentence for c in candidates])
         question_vector, sentence_vectors = vectors[0], vectors[1:]
         similarities = sentence_vectors @ question_vector
@@ -127,13 +128,11 @@ class ExtractiveGenerator:
         contexts: dict[str, set[str]] = {}
         w_dense, w_cov, w_type = self.weights
         support = _support(kind, candidates, question_words, question_figures)
-        for candidate, similarity, vector in zip(candidates, similarities, sentence_vectors):
+        for candidate, covered, similarity, vector in zip(candidates, shared, similarities, sentence_vectors):
             passage = candidate.passage
             if passage.chunk_id not in contexts:
                 contexts[passage.chunk_id] = set(tokenize(indexed_text(passage.title, passage.published, passage.text)))
-            own = set(tokenize(candidate.sentence))
             context = contexts[passage.chunk_id]
-            covered = sum(w for t, w in weights.items() if t in own)
             around = sum(w for t, w in weights.items() if t in context)
             candidate.dense = float(similarity)
             candidate.coverage = (0.75 * covered + 0.25 * around) / total
@@ -193,7 +192,7 @@ class ExtractiveGenerator:
                 if len(key.split()) < 4 or key in seen:
                     continue
                 seen.add(key)
-                found.append(_Candidate(sentence, passage, len(found)))
+                found.append(_Candidate(sentence, passage, len(found), terms=set(tokenize(sentence))))
         return found
 
     def _write(self, chosen: list[_Candidate], *, conflict: bool) -> Draft:
