@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator
+from datetime import date
 from typing import Any
 
 import pytest
@@ -85,10 +86,12 @@ class FakeAnswerer:
 
     def __init__(self) -> None:
         self.questions: list[str] = []
+        self.options: list[dict[str, Any]] = []
         self.queue: list[Answer | Exception] = []
 
-    async def aanswer(self, question: str, **_: Any) -> Answer:
+    async def aanswer(self, question: str, **options: Any) -> Answer:
         self.questions.append(question)
+        self.options.append(options)
         item = self.queue.pop(0) if self.queue else answer_about(question)
         if isinstance(item, Exception):
             raise item
@@ -225,6 +228,13 @@ async def test_private_question_answered_in_escaped_html_with_sources_and_quote_
     quote = harness.request.sent()[-1]["text"]
     assert quote.startswith("<blockquote>An exact &lt;quoted&gt; sentence &amp; more.</blockquote>")
     assert harness.request.sent("answerCallbackQuery")[-1]["callback_query_id"] == "cq1"
+
+
+async def test_questions_are_answered_as_of_the_message_date(harness: Harness) -> None:
+    message = harness.message("What happened this week?")
+    message["date"] = 1673049600  # 2023-01-07 00:00 UTC
+    await harness.process({"message": message})
+    assert harness.services.answerer.options[-1]["as_of"] == date(2023, 1, 7)
 
 
 async def test_edited_messages_are_not_answered_again(harness: Harness) -> None:
