@@ -73,9 +73,6 @@ class KeywordIndex:
         """Inverse document frequency; a term the collection never uses weighs the most."""
         return math.log(1 + (self.size + 1) / (self._df.get(term, 0) + 0.5))
 
-    def known(self, term: str) -> bool:
-        return term in self._df
-
     def search(self, query: str, k: int) -> list[tuple[str, float]]:
         """The `k` best chunk ids with their BM25 scores (only chunks sharing a term)."""
         terms = [term for term in tokenize(query) if term in self._df]

@@ -239,14 +239,6 @@ class ArticleStore:
             )
         ]
 
-    def get(self, ids: Sequence[str]) -> list[tuple[str, str, dict[str, Any]]]:
-        """Chunks by id, in the order asked."""
-        if not ids:
-            return []
-        page = self.live().get(ids=list(ids), include=["documents", "metadatas"])
-        found = {cid: (cid, doc, dict(meta)) for cid, doc, meta in zip(page["ids"], page["documents"], page["metadatas"])}
-        return [found[cid] for cid in ids if cid in found]
-
     # -- writing ----------------------------------------------------------------------------
 
     def add(self, collection: Any, article: Article, chunks: list[Chunk], embeddings: np.ndarray) -> None:
