@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import date
@@ -12,6 +13,9 @@ from typing import Any, Protocol
 logger = logging.getLogger(__name__)
 
 REFUSAL = "I couldn't find that in the articles I have."
+
+# "This week" in a question means the week before the as-of date: recency then counts for more.
+_THIS_WEEK = re.compile(r"\b(this|last|past) week\b", re.I)
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,18 @@ class Query:
     as_of: date | None = None
     since: date | None = None
     until: date | None = None
+
+    def recency(self, published: date | None, half_life: float = 30.0) -> float:
+        """How close to the as-of date an article was published: 1.0 on the day, halving every `half_life` days.
+
+        A question about "this week" halves every 7 days. No as-of date, an undated article or one
+        published after the as-of date: 0.0.
+        """
+        if self.as_of is None or published is None or published > self.as_of:
+            return 0.0
+        if _THIS_WEEK.search(self.text):
+            half_life = 7.0
+        return float(0.5 ** ((self.as_of - published).days / half_life))
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date
 
 import numpy as np
 
@@ -72,7 +73,8 @@ class _Candidate:
     dense: float = 0.0
     coverage: float = 0.0
     fits: float = 0.0
-    score: float = 0.0
+    score: float = 0.0  # how well the sentence answers the question: what the refusal threshold judges
+    rank: float = 0.0  # the score with the article's recency: which answering sentence is quoted first
     vector: np.ndarray | None = None
     terms: set[str] = field(default_factory=set)
 
@@ -84,6 +86,11 @@ class ExtractiveGenerator:
     share of the question's rare terms it contains, weighted by inverse document frequency, with
     the surrounding passage counting for a little) and whether it holds the kind of thing asked
     for (a figure for "how many", a date for "when", a name for "who"/"where"/"which").
+    A sentence that is itself a question is never quoted: it restates what was asked (a headline
+    such as "Why did the dam fail?") rather than answering it. Among the answering sentences,
+    those from articles published close to the question's as-of date are quoted first, as
+    retrieval prefers them ("Which team ... this week?" is answered by this week's report, not
+    last year's).
     """
 
     def __init__(
@@ -96,6 +103,7 @@ class ExtractiveGenerator:
         max_passages: int = 8,
         max_embedded: int = 48,
         weights: tuple[float, float, float] = (0.45, 0.40, 0.15),
+        recency_weight: float = 0.1,
     ) -> None:
         self.embedder = embedder
         self.term_weight = term_weight
@@ -104,6 +112,7 @@ class ExtractiveGenerator:
         self.max_passages = max_passages
         self.max_embedded = max_embedded
         self.weights = weights
+        self.recency_weight = recency_weight
 
     def score(self, query: Query, passages: list[Passage]) -> list[_Candidate]:
         """Every candidate sentence, best first."""
@@ -141,22 +150,23 @@ class ExtractiveGenerator:
                 candidate.order, 0.0
             )
             candidate.score = w_dense * candidate.dense + w_cov * candidate.coverage + w_type * candidate.fits
+            candidate.rank = candidate.score + self.recency_weight * query.recency(_day(passage.published))
             candidate.vector = vector
-        return sorted(candidates, key=lambda c: c.score, reverse=True)
+        return sorted(candidates, key=lambda c: c.rank, reverse=True)
 
     def generate(self, query: Query, passages: list[Passage]) -> Draft:
         ranked = self.score(query, passages)
-        if not ranked or ranked[0].score < self.threshold:
+        if not ranked or max(c.score for c in ranked) < self.threshold:
             return Draft(REFUSAL, refused=True, citations=[])
         best = ranked[0]
         # Only the best few sentences can disagree: a figure far down the list is another matter.
-        contenders = [c for c in ranked[:3] if c.score >= best.score - 0.1]
+        contenders = [c for c in ranked[:3] if c.rank >= best.rank - 0.1]
         disagreement = self._disagreement(query, contenders)
         if disagreement:
             return self._write(disagreement, conflict=True)
         chosen = [best]
         for candidate in ranked[1:]:
-            if len(chosen) >= self.max_sentences or candidate.score < best.score - 0.15:
+            if len(chosen) >= self.max_sentences or candidate.rank < best.rank - 0.15:
                 break
             if all(_cosine(candidate, other) < 0.85 for other in chosen):
                 chosen.append(candidate)
@@ -189,7 +199,7 @@ class ExtractiveGenerator:
             # A headline often states the answer in the fewest words.
             for sentence in [passage.title, *split_sentences(passage.text)]:
                 key = _normal(sentence)
-                if len(key.split()) < 4 or key in seen:
+                if len(key.split()) < 4 or key in seen or sentence.rstrip().endswith("?"):
                     continue
                 seen.add(key)
                 found.append(_Candidate(sentence, passage, len(found), terms=set(tokenize(sentence))))
@@ -219,6 +229,14 @@ class ExtractiveGenerator:
             )
         citations = [Citation.of(n, by_doc[doc_id], " … ".join(quotes[doc_id])) for doc_id, n in numbers.items()]
         return Draft(text, refused=False, citations=citations, conflict=conflict)
+
+
+def _day(published: str | None) -> date | None:
+    """The date of a passage's `published` value ("2023-01-06" or a full ISO timestamp)."""
+    try:
+        return date.fromisoformat(published[:10]) if published else None
+    except ValueError:
+        return None
 
 
 def _normal(text: str) -> str:

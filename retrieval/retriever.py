@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from dataclasses import dataclass
 from datetime import date
@@ -24,10 +23,6 @@ class _Chunk:
     text: str
     meta: dict[str, Any]
     terms: set[str] | None = None
-
-
-# "This week" in a question means the week before the as-of date: recency then counts for more.
-_THIS_WEEK = re.compile(r"\b(this|last|past) week\b", re.I)
 
 
 def _jaccard(a: set[str], b: set[str]) -> float:
@@ -101,24 +96,17 @@ class HybridRetriever:
             for rank, cid in enumerate(ranking):
                 fused[cid] = fused.get(cid, 0.0) + weight / (self.rrf_k + rank + 1)
         if query.as_of is not None and self.recency_weight:
-            half_life = 7.0 if _THIS_WEEK.search(query.text) else self.recency_half_life
             for cid in fused:
-                fused[cid] *= 1.0 + self.recency_weight * self._closeness(cid, query.as_of, half_life)
+                fused[cid] *= 1.0 + self.recency_weight * query.recency(self._published(cid), self.recency_half_life)
         ranked = sorted(fused, key=fused.__getitem__, reverse=True)
         return [
             self._passage(rank, group[0], fused[group[0]], group[1:])
             for rank, group in enumerate(self._group_stories(ranked, k), start=1)
         ]
 
-    def _closeness(self, cid: str, as_of: date, half_life: float) -> float:
-        """1.0 for an article published on the as-of date, halving every `half_life` days before it.
-
-        Undated articles and articles published after the as-of date get no boost.
-        """
+    def _published(self, cid: str) -> date | None:
         day = self._chunks[cid].meta.get("published_day")
-        if day is None or int(day) > day_number(as_of):
-            return 0.0
-        return float(0.5 ** ((day_number(as_of) - int(day)) / half_life))
+        return None if day is None else date.fromordinal(int(day))
 
     def _group_stories(self, ranked: list[str], k: int) -> list[list[str]]:
         """The first `k` stories, each article's best passage first, near-duplicates folded in.

@@ -5,8 +5,9 @@ from datetime import date
 
 import pytest
 
-from retrieval.answers import Query
+from retrieval.answers import Passage, Query
 from retrieval.embedding import SentenceTransformerEmbedder
+from retrieval.extractive import ExtractiveGenerator
 from retrieval.service import Services
 from tests.conftest import make_services
 
@@ -71,3 +72,29 @@ def test_since_until_filter(news: Services) -> None:
 
 def _id(services: Services, source: str) -> str:
     return next(a.doc_id for a in services.store.articles().values() if a.source == source)
+
+
+def test_the_answer_quotes_the_report_closest_to_the_as_of_date(embedder: SentenceTransformerEmbedder) -> None:
+    generator = ExtractiveGenerator(embedder, lambda term: 1.0, threshold=0.3, max_sentences=1)
+    passages = [
+        _passage("old", "Tomas Reyes now manages the Kallaru dam project, the ministry said.", "2013-03-01"),
+        _passage("new", "Maria Okafor now manages the Kallaru dam project, the ministry said.", "2023-01-03"),
+    ]
+    question = "Who manages the Kallaru dam project?"
+    assert generator.generate(Query(question, as_of=date(2023, 1, 6)), passages).text.startswith("Maria Okafor")
+    assert generator.generate(Query(question, as_of=date(2013, 6, 1)), passages).text.startswith("Tomas Reyes")
+
+
+def test_a_sentence_that_asks_the_question_is_not_quoted_as_its_answer(embedder: SentenceTransformerEmbedder) -> None:
+    generator = ExtractiveGenerator(embedder, lambda term: 1.0, threshold=0.3, max_sentences=1)
+    passage = _passage(
+        "q", "Why was the Kallaru dam delayed for so long? "
+        "The Kallaru dam was delayed by floods that washed away its foundations in 2019.", "2023-01-03",
+    )
+    draft = generator.generate(Query("Why was the Kallaru dam delayed?"), [passage])
+    assert draft.text.startswith("The Kallaru dam was delayed by floods") and "?" not in draft.text
+
+
+def _passage(doc_id: str, text: str, published: str) -> Passage:
+    return Passage(rank=1, doc_id=doc_id, chunk_id=f"{doc_id}:0000", title="Kallaru dam", text=text, score=1.0,
+                   published=published)
