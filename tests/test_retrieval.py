@@ -98,3 +98,13 @@ def test_a_sentence_that_asks_the_question_is_not_quoted_as_its_answer(embedder:
 def _passage(doc_id: str, text: str, published: str) -> Passage:
     return Passage(rank=1, doc_id=doc_id, chunk_id=f"{doc_id}:0000", title="Kallaru dam", text=text, score=1.0,
                    published=published)
+
+
+def test_recency_halves_every_thirty_days_or_every_seven_for_this_week() -> None:
+    as_of = date(2023, 1, 31)
+    assert Query("Who won?", as_of=as_of).recency(date(2023, 1, 31)) == 1.0
+    assert Query("Who won?", as_of=as_of).recency(date(2023, 1, 1)) == 0.5
+    assert Query("Who won this week?", as_of=as_of).recency(date(2023, 1, 24)) == 0.5
+    assert Query("Who won?", as_of=as_of).recency(date(2023, 2, 1)) == 0.0  # after the as-of date
+    assert Query("Who won?", as_of=as_of).recency(None) == 0.0
+    assert Query("Who won?").recency(date(2023, 1, 31)) == 0.0
