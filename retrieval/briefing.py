@@ -15,7 +15,7 @@ from datetime import date, timedelta
 
 import numpy as np
 
-from retrieval.answers import Passage, Query, Retriever
+from retrieval.answers import Citation, Passage, Query, Retriever
 from retrieval.embedding import Embedder
 from retrieval.extractive import figures
 from retrieval.keywords import tokenize
@@ -38,19 +38,6 @@ class BriefingRequestError(ValueError):
 
 
 @dataclass(frozen=True)
-class BriefSource:
-    """A numbered article behind one or more bullets."""
-
-    n: int
-    doc_id: str
-    title: str
-    source: str | None
-    url: str | None
-    published: str | None
-    quote: str
-
-
-@dataclass(frozen=True)
 class BriefPoint:
     """One story: its date, a sentence quoted from it, and the sources that carry it."""
 
@@ -65,7 +52,7 @@ class Briefing:
 
     topic: str
     points: list[BriefPoint] = field(default_factory=list)
-    sources: list[BriefSource] = field(default_factory=list)
+    sources: list[Citation] = field(default_factory=list)  # the numbered articles behind the bullets
     message: str = ""
 
     @property
@@ -160,8 +147,7 @@ class Briefer:
             parts: list[str] = []
             for pick in story:
                 n = len(briefing.sources) + 1
-                p = pick.passage
-                briefing.sources.append(BriefSource(n, p.doc_id, p.title, p.source, p.url, p.published, pick.sentence))
+                briefing.sources.append(Citation.of(n, pick.passage, pick.sentence))
                 numbers.append(n)
                 # Each outlet's own sentence, unless it says what an earlier one already said.
                 if len(parts) < 2 and all(float(np.dot(pick.vector, o.vector)) < 0.85 for o in story[: len(parts)]):

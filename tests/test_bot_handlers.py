@@ -29,7 +29,7 @@ from bot.limits import RateLimiter
 from bot.runtime import RUNTIME_KEY, Runtime
 from config import Settings, load_settings
 from retrieval.answers import REFUSAL, Answer, Citation
-from retrieval.briefing import Briefing, BriefPoint, BriefSource
+from retrieval.briefing import Briefing, BriefPoint
 from retrieval.store import StoredArticle
 from tests.botapi import BadRequest, html_to_text
 
@@ -122,7 +122,7 @@ class FakeBriefer:
 
     async def abrief(self, topic: str, *, since: Any = None, until: Any = None) -> Briefing:
         self.topics.append((topic, since))
-        source = BriefSource(1, "d1", "Mosul <push>", "Outlet", None, "2016-07-11", "quote")
+        source = Citation(1, "d1", "Mosul <push>", "Outlet", None, "2016-07-11", None, "quote")
         return Briefing(topic, [BriefPoint("2016-07-11", "Troops & advisers head to Mosul [1].", [1])], [source])
 
 
