@@ -35,6 +35,14 @@ class Passage:
     # The same story from other articles (near-duplicate passages folded into this one).
     duplicates: tuple[Passage, ...] = ()
 
+    @property
+    def published_on(self) -> date | None:
+        """The day of `published` (an ISO date or timestamp), None when undated."""
+        try:
+            return date.fromisoformat(self.published[:10]) if self.published else None
+        except ValueError:
+            return None
+
     def public(self) -> dict[str, Any]:
         return {
             "rank": self.rank,

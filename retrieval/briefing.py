@@ -202,7 +202,7 @@ class Briefer:
         or like headlines sharing a figure."""
         if frozenset((a.passage.doc_id, b.passage.doc_id)) in linked:
             return True
-        day_a, day_b = _day(a.passage.published), _day(b.passage.published)
+        day_a, day_b = a.passage.published_on, b.passage.published_on
         if day_a and day_b and abs((day_a - day_b).days) > self.same_days:
             return False
         if float(np.dot(a.vector, b.vector)) >= self.same_sentence:
@@ -246,13 +246,6 @@ def _specific_figures(text: str) -> set[str]:
         except ValueError:
             continue
     return found
-
-
-def _day(published: str | None) -> date | None:
-    try:
-        return date.fromisoformat(published[:10]) if published else None
-    except ValueError:
-        return None
 
 
 def _story_date(story: list[_Pick]) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
 
 import numpy as np
 
@@ -150,7 +149,7 @@ class ExtractiveGenerator:
                 candidate.order, 0.0
             )
             candidate.score = w_dense * candidate.dense + w_cov * candidate.coverage + w_type * candidate.fits
-            candidate.rank = candidate.score + self.recency_weight * query.recency(_day(passage.published))
+            candidate.rank = candidate.score + self.recency_weight * query.recency(passage.published_on)
             candidate.vector = vector
         return sorted(candidates, key=lambda c: c.rank, reverse=True)
 
@@ -229,14 +228,6 @@ class ExtractiveGenerator:
             )
         citations = [Citation.of(n, by_doc[doc_id], " … ".join(quotes[doc_id])) for doc_id, n in numbers.items()]
         return Draft(text, refused=False, citations=citations, conflict=conflict)
-
-
-def _day(published: str | None) -> date | None:
-    """The date of a passage's `published` value ("2023-01-06" or a full ISO timestamp)."""
-    try:
-        return date.fromisoformat(published[:10]) if published else None
-    except ValueError:
-        return None
 
 
 def _normal(text: str) -> str:
