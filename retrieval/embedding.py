@@ -44,7 +44,7 @@ def default_model_path() -> Path:
 class SentenceTransformerEmbedder:
     """A sentence-transformers model loaded from a local directory, on the CPU."""
 
-    def __init__(self, model_path: str | Path | None = None, batch_size: int = 64, threads: int = 0) -> None:
+    def __init__(self, model_path: str | Path | None = None, batch_size: int = 16, threads: int = 0) -> None:
         self.path = Path(model_path) if model_path else default_model_path()
         if not self.path.is_dir():
             raise EmbeddingError(f"embedding model directory not found: {self.path} (setting embedding_model)")
