@@ -124,7 +124,7 @@ class HybridRetriever:
             if doc_id in placed:
                 later.append(cid)
                 continue
-            if len(groups) >= k and not self._joins(cid, groups):
+            if len(groups) >= k and self._story(cid, groups) is None:
                 continue
             placed.add(doc_id)
             self._place(cid, groups, covered)
@@ -135,23 +135,22 @@ class HybridRetriever:
                 self._place(cid, groups, covered)
         return [members for _, members in groups[:k]]
 
-    def _joins(self, cid: str, groups: list[tuple[set[str], list[str]]]) -> bool:
-        doc_id = self._chunks[cid].meta.get("doc_id")
-        terms = self._terms(cid)
-        return any(
-            self._chunks[members[0]].meta.get("doc_id") != doc_id and _jaccard(terms, head) >= 0.5
-            for head, members in groups
-        )
-
-    def _place(self, cid: str, groups: list[tuple[set[str], list[str]]], covered: set[str]) -> None:
-        """Fold `cid` into the story it repeats, or start a new one."""
+    def _story(self, cid: str, groups: list[tuple[set[str], list[str]]]) -> list[str] | None:
+        """The story (group members) that `cid` repeats from another article, if any."""
         doc_id = self._chunks[cid].meta.get("doc_id")
         terms = self._terms(cid)
         for head_terms, members in groups:
             if self._chunks[members[0]].meta.get("doc_id") != doc_id and _jaccard(terms, head_terms) >= 0.5:
-                members.append(cid)
-                return
-        groups.append((terms, [cid]))
+                return members
+        return None
+
+    def _place(self, cid: str, groups: list[tuple[set[str], list[str]]], covered: set[str]) -> None:
+        """Fold `cid` into the story it repeats, or start a new one."""
+        story = self._story(cid, groups)
+        if story is not None:
+            story.append(cid)
+            return
+        groups.append((self._terms(cid), [cid]))
         covered.update(self._neighbours(cid))
 
     def _neighbours(self, cid: str) -> list[str]:
