@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from config import Settings, load_settings  # noqa: E402
+from config.settings import BUNDLED_ARTICLES  # noqa: E402
 from newsbot.evaluate import (  # noqa: E402
     BUILDS_FILE,
     OURS,
@@ -41,7 +42,7 @@ from newsbot.evaluate import (  # noqa: E402
     realtimeqa_set,
     seed_set,
 )
-from retrieval.evaluation import percentile  # noqa: E402
+from retrieval.evaluation.scoring import percentile  # noqa: E402
 
 
 def bench(evalset: EvalSet, settings: Settings, workdir: Path, *, reuse: bool) -> dict[str, Any]:
@@ -95,7 +96,7 @@ def _print(row: dict[str, Any]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--articles", type=Path, default=ROOT / "data" / "articles")
+    parser.add_argument("--articles", type=Path, default=BUNDLED_ARTICLES)
     parser.add_argument("--questions", type=Path, default=ROOT / "tests" / "data" / "seed_qa_dev.jsonl")
     parser.add_argument("--realtimeqa", type=Path, metavar="DIR", help="RealTimeQA folder; omit to skip")
     parser.add_argument("--weeks", default="20230106", metavar="W1,W2", help="RealTimeQA weeks (default 20230106)")

@@ -13,7 +13,7 @@ from telegram import Message
 from telegram.error import BadRequest
 
 from bot.runtime import Runtime
-from retrieval.ingest import IngestReport
+from retrieval.ingest.pipeline import IngestReport
 
 logger = logging.getLogger(__name__)
 

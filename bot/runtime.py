@@ -17,8 +17,8 @@ from bot.usage import Usage
 from config import Settings
 
 if TYPE_CHECKING:
-    from retrieval.answers import Answer, Answerer
-    from retrieval.briefing import Briefer
+    from retrieval.answer.answerer import Answer, Answerer
+    from retrieval.answer.briefing import Briefer
     from retrieval.service import Services
 
 RUNTIME_KEY = "newsbot"
@@ -61,7 +61,7 @@ class Runtime:
 
     @classmethod
     def build(cls, settings: Settings, services: Services) -> Runtime:
-        from retrieval.briefing import Briefer
+        from retrieval.answer.briefing import Briefer
 
         return cls(
             settings=settings,

@@ -24,8 +24,8 @@ from tqdm import tqdm
 
 from config import Settings
 from config.settings import BUNDLED_ARTICLES
-from retrieval.answers import Answer, Answerer
-from retrieval.evaluation import (
+from retrieval.answer.answerer import Answer, Answerer
+from retrieval.evaluation.scoring import (
     RECALL_AT,
     EvalDataError,
     EvalQuestion,
@@ -225,7 +225,7 @@ def ingest_figures(key: str, embedded: int, total: int, seconds: float, articles
 
 def _drop_ours(services: Services, builds: dict[str, Any]) -> None:
     """Delete our eval collections (alias registry and versions) so the next ingest embeds everything again."""
-    from retrieval.store import make_client
+    from retrieval.index.store import make_client
 
     client = make_client(services.settings)
     prefix = f"{services.settings.collection}-"
@@ -240,14 +240,13 @@ def _drop_ours(services: Services, builds: dict[str, Any]) -> None:
 def ingest_fingerprint() -> str:
     """A hash of the code that decides what gets embedded (cleaning and chunking): a changed hash needs --rebuild."""
     import hashlib
+    from importlib import resources
 
-    import retrieval
-
-    root = Path(retrieval.__file__).parent
+    root = resources.files("retrieval.ingest")
     digest = hashlib.sha1()
     for name in ("articles.py", "text.py", "chunking.py"):
         path = root / name
-        digest.update(path.read_bytes() if path.exists() else b"")
+        digest.update(path.read_bytes() if path.is_file() else b"")
     return digest.hexdigest()[:12]
 
 
@@ -288,8 +287,8 @@ def evaluate(evalset: EvalSet, settings: Settings, workdir: Path, *, compare: st
     runs = [(ours, services.answerer)]
 
     if compare == NAIVE:
-        from retrieval.naive import NAIVE_COLLECTION, NaiveRetriever
-        from retrieval.store import make_client
+        from retrieval.evaluation.naive import NAIVE_COLLECTION, NaiveRetriever
+        from retrieval.index.store import make_client
 
         naive = NaiveRetriever(make_client(services.settings), services.embedder, top_k=top_k)
         naive_report = naive.ingest(list(evalset.paths))

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from config import Settings
-from retrieval.answers import Answerer, AnswerGenerator
-from retrieval.embedding import Embedder, SentenceTransformerEmbedder
-from retrieval.extractive import ExtractiveGenerator
-from retrieval.ingest import Ingestor
-from retrieval.retriever import HybridRetriever
-from retrieval.store import ArticleStore
+from retrieval.answer.answerer import Answerer, AnswerGenerator
+from retrieval.answer.extractive import ExtractiveGenerator
+from retrieval.index.embedding import Embedder, SentenceTransformerEmbedder
+from retrieval.index.store import ArticleStore
+from retrieval.ingest.pipeline import Ingestor
+from retrieval.search.hybrid import HybridRetriever
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class Services:
     @cached_property
     def generator(self) -> AnswerGenerator:
         if self.settings.answer_backend == "llm":
-            from retrieval.llm import LLMGenerator
+            from retrieval.answer.llm import LLMGenerator
 
             return LLMGenerator.from_settings(self.settings, fallback=self._extractive())
         return self._extractive()

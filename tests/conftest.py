@@ -15,11 +15,12 @@ from typing import Any
 import pytest
 
 from config import Settings, load_settings
-from retrieval.embedding import SentenceTransformerEmbedder
+from config.settings import BUNDLED_ARTICLES
+from retrieval.index.embedding import SentenceTransformerEmbedder
 from retrieval.service import Services
 
 ROOT = Path(__file__).resolve().parent.parent
-ARTICLES = ROOT / "data" / "articles"
+ARTICLES = BUNDLED_ARTICLES
 SEED_QA = Path(__file__).resolve().parent / "data" / "seed_qa_dev.jsonl"
 
 

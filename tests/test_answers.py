@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from retrieval.answers import REFUSAL
-from retrieval.evaluation import contains, evaluate_seed, load_jsonl
+from retrieval.answer.answerer import REFUSAL
+from retrieval.evaluation.scoring import contains, evaluate_seed, load_jsonl
 from retrieval.service import Services
 from tests.conftest import SEED_QA
 

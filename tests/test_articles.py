@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from retrieval.articles import ArticleError, load_file
+from retrieval.ingest.articles import ArticleError, load_file
 from tests.conftest import ARTICLES
 
 

@@ -4,7 +4,7 @@ Telegram cannot be reached from here, so `tests/botapi.py` stands in for it: the
 application `newsbot serve` builds (`bot.app.build_application`, same handlers, post_init and
 rate limiter) with `base_url` pointing at the stand-in, long polling it with getUpdates. Answers
 come from the real answerer over the sample articles, indexed into a temporary directory from a
-temporary copy of data/articles (uploads and reloads never touch the repository).
+temporary copy of the sample articles (uploads and reloads never touch the repository).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import pytest
 
 from bot.app import build_application
 from bot.runtime import RUNTIME_KEY, Runtime
-from retrieval.answers import Answer, Citation
-from retrieval.embedding import SentenceTransformerEmbedder
+from retrieval.answer.answerer import Answer, Citation
+from retrieval.index.embedding import SentenceTransformerEmbedder
 from retrieval.service import Services
 from tests.botapi import BotAPIServer, Chat, Sent, User
 from tests.conftest import ARTICLES, make_services

@@ -28,9 +28,9 @@ from bot.formatting import MAX_MESSAGE_CHARS, format_answer, split_message
 from bot.limits import RateLimiter
 from bot.runtime import RUNTIME_KEY, Runtime
 from config import Settings, load_settings
-from retrieval.answers import REFUSAL, Answer, Citation
-from retrieval.briefing import Briefing, BriefPoint
-from retrieval.store import StoredArticle
+from retrieval.answer.answerer import REFUSAL, Answer, Citation
+from retrieval.answer.briefing import Briefing, BriefPoint
+from retrieval.index.store import StoredArticle
 from tests.botapi import BadRequest, html_to_text
 
 BOT: dict[str, Any] = {"id": 4242, "is_bot": True, "first_name": "NewsBot", "username": "news_test_bot"}
@@ -400,7 +400,7 @@ class BlockingIngestor:
         progress(1, 2)
         assert self.release.wait(30)
         progress(2, 2)
-        from retrieval.ingest import IngestReport
+        from retrieval.ingest.pipeline import IngestReport
 
         return IngestReport(added=["a", "b"], unchanged=["c"])
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from retrieval.briefing import Briefer, Briefing, BriefingRequestError, clean_topic, parse_request
-from retrieval.embedding import SentenceTransformerEmbedder
+from retrieval.answer.briefing import Briefer, Briefing, BriefingRequestError, clean_topic, parse_request
+from retrieval.index.embedding import SentenceTransformerEmbedder
 from retrieval.service import Services
 from tests.conftest import make_services
 
@@ -132,6 +132,6 @@ def test_clean_topic() -> None:
 
 
 def test_module_needs_no_telegram() -> None:
-    import retrieval.briefing as module
+    import retrieval.answer.briefing as module
 
     assert "telegram" not in Path(module.__file__).read_text()

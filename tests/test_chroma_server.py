@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from retrieval.embedding import SentenceTransformerEmbedder
+from retrieval.index.embedding import SentenceTransformerEmbedder
 from tests.conftest import ARTICLES, make_services
 
 CHROMA = shutil.which("chroma") or str(Path(__file__).resolve().parent.parent / ".venv" / "bin" / "chroma")
@@ -69,7 +69,7 @@ def test_http_mode_serves_the_same_answers(
 
 
 def test_unreachable_server_fails_with_a_clear_message(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
-    from retrieval.store import StoreError
+    from retrieval.index.store import StoreError
 
     services = make_services(tmp_path, embedder, chroma_mode="http", chroma_host="127.0.0.1", chroma_port=_free_port())
     with pytest.raises(StoreError, match="cannot reach the Chroma server"):

@@ -11,9 +11,9 @@ import pytest
 
 from config import load_settings
 from newsbot.cli import main
-from retrieval.answers import Answer, Citation, Passage, Query
-from retrieval.articles import load_json_file
-from retrieval.evaluation import (
+from retrieval.answer.answerer import Answer, Citation, Passage, Query
+from retrieval.evaluation.naive import NaiveRetriever
+from retrieval.evaluation.scoring import (
     EvalDataError,
     EvalQuestion,
     first_hit,
@@ -25,8 +25,8 @@ from retrieval.evaluation import (
     summarise,
     write_corpus,
 )
-from retrieval.naive import NaiveRetriever
-from retrieval.store import make_client
+from retrieval.index.store import make_client
+from retrieval.ingest.articles import load_json_file
 from tests.conftest import ARTICLES, SEED_QA
 
 RTQA = Path(__file__).resolve().parent / "data" / "realtimeqa"
@@ -177,13 +177,13 @@ def test_eval_seed_passes_every_fact_conflict_and_negative_question(
     assert status == 0
     printed = capsys.readouterr().out
     assert "answer-recall@4" in printed and "seed fact passed" in printed
-    report = json.loads((tmp_path / "out" / "eval-seed-articles.json").read_text())
+    report = json.loads((tmp_path / "out" / "eval-seed-samples.json").read_text())
     counts = report["systems"]["newsbot"]["seed"]["counts"]
     for kind in ("fact", "conflict", "negative"):
         assert counts[kind]["passed"] == counts[kind]["total"], report["systems"]["newsbot"]["seed"]["failures"]
     assert counts["fact"]["total"] == 10 and counts["negative"]["total"] == 3
     assert report["systems"]["newsbot"]["metrics"]["refusal_out"] == 1.0
-    assert (tmp_path / "out" / "eval-seed-articles.md").read_text().startswith("# newsbot eval")
+    assert (tmp_path / "out" / "eval-seed-samples.md").read_text().startswith("# newsbot eval")
 
 
 def test_eval_realtimeqa_compares_with_naive_and_reuses_the_index(tmp_path: Path) -> None:

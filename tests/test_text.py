@@ -2,7 +2,7 @@
 
 from datetime import date
 
-from retrieval.text import clean_lines, dateline, is_furniture, parse_date, split_sentences
+from retrieval.ingest.text import clean_lines, dateline, is_furniture, parse_date, split_sentences
 
 
 def test_furniture_of_unseen_pages_is_dropped() -> None:

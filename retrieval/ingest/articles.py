@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from retrieval.text import clean_lines, dateline, looks_like_headline, parse_date, split_sentences
+from retrieval.ingest.text import clean_lines, dateline, looks_like_headline, parse_date, split_sentences
 
 logger = logging.getLogger(__name__)
 

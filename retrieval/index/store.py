@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 
 from config import Settings
-from retrieval.articles import Article
-from retrieval.chunking import Chunk
+from retrieval.ingest.articles import Article
+from retrieval.ingest.chunking import Chunk
 
 logger = logging.getLogger(__name__)
 

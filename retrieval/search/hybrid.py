@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from retrieval.answers import Passage, Query
-from retrieval.chunking import indexed_text
-from retrieval.embedding import Embedder
-from retrieval.keywords import KeywordIndex, tokenize
-from retrieval.store import ArticleStore, day_number
-from retrieval.text import split_sentences
+from retrieval.answer.answerer import Passage, Query
+from retrieval.index.embedding import Embedder
+from retrieval.index.keywords import KeywordIndex, tokenize
+from retrieval.index.store import ArticleStore, day_number
+from retrieval.ingest.chunking import indexed_text
+from retrieval.ingest.text import split_sentences
 
 logger = logging.getLogger(__name__)
 

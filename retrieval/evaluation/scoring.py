@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from retrieval.answers import Answer
+from retrieval.answer.answerer import Answer
 
 
 def normalise(text: str) -> str:

@@ -15,11 +15,11 @@ from datetime import date, timedelta
 
 import numpy as np
 
-from retrieval.answers import Citation, Passage, Query, Retriever
-from retrieval.embedding import Embedder
-from retrieval.extractive import figures
-from retrieval.keywords import tokenize
-from retrieval.text import split_sentences
+from retrieval.answer.answerer import Citation, Passage, Query, Retriever
+from retrieval.answer.extractive import figures
+from retrieval.index.embedding import Embedder
+from retrieval.index.keywords import tokenize
+from retrieval.ingest.text import split_sentences
 
 logger = logging.getLogger(__name__)
 

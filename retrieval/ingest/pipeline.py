@@ -11,10 +11,10 @@ from typing import Any
 
 from tqdm import tqdm
 
-from retrieval.articles import Article, ArticleError, iter_files, load_file
-from retrieval.chunking import Chunk, chunk_article
-from retrieval.embedding import Embedder
-from retrieval.store import ArticleStore
+from retrieval.index.embedding import Embedder
+from retrieval.index.store import ArticleStore
+from retrieval.ingest.articles import Article, ArticleError, iter_files, load_file
+from retrieval.ingest.chunking import Chunk, chunk_article
 
 logger = logging.getLogger(__name__)
 

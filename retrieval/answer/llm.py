@@ -9,21 +9,21 @@ from __future__ import annotations
 
 import logging
 import re
-from pathlib import Path
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.prompts import PromptTemplate
 
 from config import Settings
-from retrieval.answers import REFUSAL, Citation, Draft, Passage, Query
-from retrieval.extractive import ExtractiveGenerator
-from retrieval.keywords import tokenize
-from retrieval.text import split_sentences
+from prompts import load_prompt
+from retrieval.answer.answerer import REFUSAL, Citation, Draft, Passage, Query
+from retrieval.answer.extractive import ExtractiveGenerator
+from retrieval.index.keywords import tokenize
+from retrieval.ingest.text import split_sentences
 
 logger = logging.getLogger(__name__)
 
-PROMPT_FILE = Path(__file__).resolve().parent.parent / "prompts" / "answer.txt"
+PROMPT_FILE = "answer.txt"  # in the prompts package
 _MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 
 
@@ -38,7 +38,7 @@ class LLMGenerator:
         self.model = model
         self.gate = gate
         self.max_passages = max_passages
-        self.prompt = PromptTemplate.from_template(PROMPT_FILE.read_text(encoding="utf-8"))
+        self.prompt = PromptTemplate.from_template(load_prompt(PROMPT_FILE))
 
     @classmethod
     def from_settings(cls, settings: Settings, fallback: ExtractiveGenerator) -> LLMGenerator:

@@ -20,9 +20,9 @@ from typing import Any
 
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-from retrieval.answers import Passage, Query
-from retrieval.articles import iter_files
-from retrieval.embedding import Embedder
+from retrieval.answer.answerer import Passage, Query
+from retrieval.index.embedding import Embedder
+from retrieval.ingest.articles import iter_files
 
 logger = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from retrieval.articles import Article
-from retrieval.text import split_sentences
+from retrieval.ingest.articles import Article
+from retrieval.ingest.text import split_sentences
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from retrieval.answers import REFUSAL, Citation, Draft, Passage, Query
-from retrieval.chunking import indexed_text
-from retrieval.embedding import Embedder
-from retrieval.keywords import tokenize
-from retrieval.text import split_sentences
+from retrieval.answer.answerer import REFUSAL, Citation, Draft, Passage, Query
+from retrieval.index.embedding import Embedder
+from retrieval.index.keywords import tokenize
+from retrieval.ingest.chunking import indexed_text
+from retrieval.ingest.text import split_sentences
 
 # What kind of thing a question asks for, recognised from its wording.
 _ANSWER_TYPES: list[tuple[str, re.Pattern[str]]] = [

@@ -1,0 +1,1 @@
+"""The bundled sample articles (package data, found with importlib.resources)."""
