@@ -8,7 +8,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from retrieval.answer.answerer import Citation
+from retrieval.answer.types import Citation
 
 # A chat, and the forum topic in it (None outside topics).
 ChatKey = tuple[int, int | None]

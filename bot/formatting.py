@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from html import escape
 
-from retrieval.answer.answerer import Answer, Citation
 from retrieval.answer.briefing import Briefing
+from retrieval.answer.types import Answer, Citation
 
 # Telegram's limit on one message's text.
 MAX_MESSAGE_CHARS = 4096

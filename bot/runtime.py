@@ -17,8 +17,9 @@ from bot.usage import Usage
 from config import Settings
 
 if TYPE_CHECKING:
-    from retrieval.answer.answerer import Answer, Answerer
+    from retrieval.answer.answerer import Answerer
     from retrieval.answer.briefing import Briefer
+    from retrieval.answer.types import Answer
     from retrieval.service import Services
 
 RUNTIME_KEY = "newsbot"
@@ -30,7 +31,6 @@ class Runtime:
 
     settings: Settings
     services: Services
-    briefer: Briefer
     conversations: Conversations
     limiter: RateLimiter
     quotes: QuoteCache = field(default_factory=QuoteCache)
@@ -42,6 +42,10 @@ class Runtime:
     @property
     def answerer(self) -> Answerer:
         return self.services.answerer
+
+    @property
+    def briefer(self) -> Briefer:
+        return self.services.briefer
 
     async def answer(
         self, key: ChatKey, question: str, replying_to: int | None = None, as_of: date | None = None
@@ -61,12 +65,9 @@ class Runtime:
 
     @classmethod
     def build(cls, settings: Settings, services: Services) -> Runtime:
-        from retrieval.answer.briefing import Briefer
-
         return cls(
             settings=settings,
             services=services,
-            briefer=Briefer(services.retriever, services.embedder),
             conversations=Conversations(settings.context_turns, settings.context_ttl_seconds),
             limiter=RateLimiter(settings.rate_limit_per_minute),
         )

@@ -19,7 +19,7 @@ from pydantic_settings import (
 # Bundled files are package data, found through importlib.resources: this works in a plain
 # `pip install .` as well as in an editable install (both install them as ordinary files).
 DEFAULTS_FILE = Path(str(resources.files("config") / "defaults.toml"))
-BUNDLED_ARTICLES = Path(str(resources.files("retrieval.ingest.samples")))
+BUNDLED_ARTICLES = Path(str(resources.files("retrieval.ingest") / "samples"))
 
 # Set by load_settings() for the duration of one construction: the user's --config file.
 _CONFIG_FILE: Path | None = None

@@ -24,7 +24,8 @@ from tqdm import tqdm
 
 from config import Settings
 from config.settings import BUNDLED_ARTICLES
-from retrieval.answer.answerer import Answer, Answerer
+from retrieval.answer.answerer import Answerer
+from retrieval.answer.types import Answer
 from retrieval.evaluation.scoring import (
     RECALL_AT,
     EvalDataError,

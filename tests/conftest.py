@@ -16,7 +16,7 @@ import pytest
 
 from config import Settings, load_settings
 from config.settings import BUNDLED_ARTICLES
-from retrieval.index.embedding import SentenceTransformerEmbedder
+from retrieval.index.embedding import Embedder, SentenceTransformerEmbedder
 from retrieval.service import Services
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,12 +30,10 @@ def embedder() -> SentenceTransformerEmbedder:
     return SentenceTransformerEmbedder(threads=1)
 
 
-def make_services(data_dir: Path, embedder: SentenceTransformerEmbedder, **overrides: Any) -> Services:
-    """Services on a fresh data directory that share the session's embedding model."""
+def make_services(data_dir: Path, embedder: Embedder, **overrides: Any) -> Services:
+    """Services on a fresh data directory that share the session's embedding model (passed in, not loaded again)."""
     settings = load_settings(data_dir=str(data_dir), **overrides)
-    services = Services(settings)
-    services.__dict__["embedder"] = embedder  # cached_property slot: reuse the loaded model
-    return services
+    return Services(settings, embedder=embedder)
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from retrieval.answer.answerer import REFUSAL
+from retrieval.answer.types import REFUSAL
 from retrieval.evaluation.scoring import contains, evaluate_seed, load_jsonl
 from retrieval.service import Services
 from tests.conftest import SEED_QA

@@ -20,7 +20,7 @@ import pytest
 
 from bot.app import build_application
 from bot.runtime import RUNTIME_KEY, Runtime
-from retrieval.answer.answerer import Answer, Citation
+from retrieval.answer.types import Answer, Citation
 from retrieval.index.embedding import SentenceTransformerEmbedder
 from retrieval.service import Services
 from tests.botapi import BotAPIServer, Chat, Sent, User
@@ -367,15 +367,15 @@ class _LongAnswerer:
 async def test_long_answer_split_into_valid_messages(bot: Bot) -> None:
     user = User(404, "Quin")
     chat = bot.server.private(user)
-    services = bot.runtime.services
-    real = services.answerer
-    services.__dict__["answerer"] = _LongAnswerer()
+    real = bot.runtime.services
+    bot.runtime.services = Services(real.settings, embedder=real.embedder, store=real.store,
+                                    answerer=_LongAnswerer())  # type: ignore[arg-type]
     try:
         mark = bot.server.mark()
         await bot.server.send(chat, user, "Tell me everything")
         pieces = await bot.server.wait_for(lambda: (s := bot.server.sent_since(mark, chat.id)) and s[-1].buttons and s)
     finally:
-        services.__dict__["answerer"] = real
+        bot.runtime.services = real
     assert len(pieces) >= 3
     assert all(len(p.text) <= 4096 for p in pieces)
     assert all(not p.buttons for p in pieces[:-1])

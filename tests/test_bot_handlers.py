@@ -28,8 +28,8 @@ from bot.formatting import MAX_MESSAGE_CHARS, format_answer, split_message
 from bot.limits import RateLimiter
 from bot.runtime import RUNTIME_KEY, Runtime
 from config import Settings, load_settings
-from retrieval.answer.answerer import REFUSAL, Answer, Citation
 from retrieval.answer.briefing import Briefing, BriefPoint
+from retrieval.answer.types import REFUSAL, Answer, Citation
 from retrieval.index.store import StoredArticle
 from tests.botapi import BadRequest, html_to_text
 
@@ -114,6 +114,7 @@ class FakeServices:
     def __init__(self) -> None:
         self.answerer = FakeAnswerer()
         self.store = FakeStore()
+        self.briefer = FakeBriefer()
 
 
 class FakeBriefer:
@@ -142,10 +143,10 @@ class Harness:
     def __init__(self, settings: Settings) -> None:
         self.request = RecordingRequest()
         self.services = FakeServices()
-        self.briefer = FakeBriefer()
+        self.briefer = self.services.briefer
         self.application = build_application(settings, "1:TEST", services=self.services, request=self.request)
         self.runtime = Runtime(
-            settings=settings, services=self.services, briefer=self.briefer,  # type: ignore[arg-type]
+            settings=settings, services=self.services,  # type: ignore[arg-type]
             conversations=Conversations(settings.context_turns, settings.context_ttl_seconds),
             limiter=RateLimiter(settings.rate_limit_per_minute),
         )

@@ -11,7 +11,7 @@ import pytest
 
 from config import load_settings
 from newsbot.cli import main
-from retrieval.answer.answerer import Answer, Citation, Passage, Query
+from retrieval.answer.types import Answer, Citation
 from retrieval.evaluation.naive import NaiveRetriever
 from retrieval.evaluation.scoring import (
     EvalDataError,
@@ -27,6 +27,7 @@ from retrieval.evaluation.scoring import (
 )
 from retrieval.index.store import make_client
 from retrieval.ingest.articles import load_json_file
+from retrieval.passages import Passage, Query
 from tests.conftest import ARTICLES, SEED_QA
 
 RTQA = Path(__file__).resolve().parent / "data" / "realtimeqa"

@@ -31,9 +31,8 @@ class CountingEmbedder:
 def counted(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> tuple[Services, CountingEmbedder, Path]:
     articles = tmp_path / "articles"
     shutil.copytree(ARTICLES, articles)
-    services = make_services(tmp_path / "var", embedder)
     counter = CountingEmbedder(embedder)
-    services.__dict__["embedder"] = counter
+    services = make_services(tmp_path / "var", counter)
     return services, counter, articles
 
 

@@ -5,9 +5,9 @@ from datetime import date
 
 import pytest
 
-from retrieval.answer.answerer import Passage, Query
 from retrieval.answer.extractive import ExtractiveGenerator
 from retrieval.index.embedding import SentenceTransformerEmbedder
+from retrieval.passages import Passage, Query
 from retrieval.service import Services
 from tests.conftest import make_services
 

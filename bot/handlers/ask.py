@@ -12,7 +12,7 @@ from bot.access import chat_key
 from bot.conversation import Exchange
 from bot.formatting import format_answer, format_quote, split_message
 from bot.runtime import BotContext
-from retrieval.answer.answerer import Citation
+from retrieval.answer.types import Citation
 
 logger = logging.getLogger(__name__)
 

@@ -15,11 +15,13 @@ from datetime import date, timedelta
 
 import numpy as np
 
-from retrieval.answer.answerer import Citation, Passage, Query, Retriever
 from retrieval.answer.extractive import figures
+from retrieval.answer.protocols import Retriever
+from retrieval.answer.types import Citation
 from retrieval.index.embedding import Embedder
 from retrieval.index.keywords import tokenize
 from retrieval.ingest.text import split_sentences
+from retrieval.passages import Passage, Query
 
 logger = logging.getLogger(__name__)
 

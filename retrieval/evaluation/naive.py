@@ -20,9 +20,9 @@ from typing import Any
 
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-from retrieval.answer.answerer import Passage, Query
 from retrieval.index.embedding import Embedder
 from retrieval.ingest.articles import iter_files
+from retrieval.passages import Passage, Query
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from retrieval.answer.answerer import Answer
+from retrieval.answer.types import Answer
 
 
 def normalise(text: str) -> str:

@@ -1,1 +1,0 @@
-"""The bundled sample articles (package data, found with importlib.resources)."""
