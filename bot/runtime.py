@@ -87,9 +87,9 @@ class BotContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], d
     @property
     def runtime(self) -> Runtime:
         runtime = self.bot_data.get(RUNTIME_KEY)
-        if runtime is None:
+        if not isinstance(runtime, Runtime):
             raise RuntimeError("the bot's services are not ready (post_init has not run)")
-        return runtime  # type: ignore[no-any-return]
+        return runtime
 
     @property
     def settings(self) -> Settings:

@@ -113,7 +113,7 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     for error in report.skipped:
         print(f"skipped {error}", file=sys.stderr)
     if args.json:
-        print(json.dumps(report.as_dict(), indent=2))
+        print(json.dumps(report.to_dict(), indent=2))
     else:
         print(f"ingest: {report.summary()}")
     return EXIT_OK if report.ok else EXIT_PARTIAL

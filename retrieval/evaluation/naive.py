@@ -16,13 +16,17 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 from retrieval.index.embedding import Embedder
+from retrieval.index.store import delete_articles, nearest, pages
 from retrieval.ingest.articles import iter_files
 from retrieval.passages import Passage, Query
+
+if TYPE_CHECKING:
+    from chromadb.api import ClientAPI
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +111,7 @@ class NaiveRetriever:
 
     def __init__(
         self,
-        client: Any,
+        client: ClientAPI,
         embedder: Embedder,
         *,
         collection: str = NAIVE_COLLECTION,
@@ -124,14 +128,10 @@ class NaiveRetriever:
 
     def _stored_hashes(self) -> dict[str, str]:
         hashes: dict[str, str] = {}
-        offset = 0
-        while True:
-            page = self.collection.get(where={"chunk_index": 0}, include=["metadatas"], limit=5000, offset=offset)
-            if not page["ids"]:
-                return hashes
-            for meta in page["metadatas"]:
+        for page in pages(self.collection, ["metadatas"], batch=5000, where={"chunk_index": 0}):
+            for meta in page["metadatas"] or []:
                 hashes[str(meta["doc_id"])] = str(meta.get("content_hash", ""))
-            offset += len(page["ids"])
+        return hashes
 
     def ingest(self, paths: list[Path]) -> NaiveIngestReport:
         """Index the documents under `paths`; unchanged ones are not embedded again."""
@@ -142,8 +142,7 @@ class NaiveRetriever:
         stored = self._stored_hashes()
         todo = [doc for doc in documents if stored.get(doc.doc_id) != doc.content_hash]
         stale = [doc.doc_id for doc in todo if doc.doc_id in stored]
-        for start in range(0, len(stale), 500):
-            self.collection.delete(where={"doc_id": {"$in": stale[start:start + 500]}})
+        delete_articles(self.collection, stale)
         ids: list[str] = []
         texts: list[str] = []
         metas: list[dict[str, Any]] = []
@@ -177,17 +176,10 @@ class NaiveRetriever:
 
     def retrieve(self, query: Query, top_k: int | None = None) -> list[Passage]:
         """The top-k chunks by cosine similarity to the question; dates are ignored, as in the tutorial."""
-        k = top_k or self.top_k
-        total = self.collection.count()
-        if total == 0:
+        if self.collection.count() == 0:
             return []
         vector = self.embedder.embed([query.text])[0]
-        result = self.collection.query(
-            query_embeddings=[vector.tolist()], n_results=min(k, total),
-            include=["documents", "metadatas", "distances"],
-        )
-        columns = (result["ids"][0], result["documents"][0], result["metadatas"][0], result["distances"][0])
-        rows = zip(*columns, strict=True)
+        hits = nearest(self.collection, vector, top_k or self.top_k)
         return [
             Passage(
                 rank=rank,
@@ -195,11 +187,11 @@ class NaiveRetriever:
                 chunk_id=cid,
                 title=str(meta.get("title", "")),
                 text=text,
-                score=1.0 - float(distance),
+                score=similarity,
                 source=meta.get("source"),
                 url=meta.get("url"),
                 published=meta.get("published"),
                 path=meta.get("path"),
             )
-            for rank, (cid, text, meta, distance) in enumerate(rows, start=1)
+            for rank, (cid, text, meta, similarity) in enumerate(hits, start=1)
         ]
