@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 
 from config import load_settings  # noqa: E402
 from config.settings import BUNDLED_ARTICLES  # noqa: E402
-from retrieval.evaluation.scoring import load_jsonl, load_realtimeqa, realtimeqa_weeks  # noqa: E402
+from retrieval.evaluation.datasets import load_jsonl, load_realtimeqa, realtimeqa_weeks  # noqa: E402
 from retrieval.index.embedding import SentenceTransformerEmbedder  # noqa: E402
 from retrieval.passages import Query  # noqa: E402
 from retrieval.service import Services  # noqa: E402

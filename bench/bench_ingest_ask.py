@@ -32,17 +32,9 @@ sys.path.insert(0, str(ROOT))
 
 from config import Settings, load_settings  # noqa: E402
 from config.settings import BUNDLED_ARTICLES  # noqa: E402
-from newsbot.evaluate import (  # noqa: E402
-    BUILDS_FILE,
-    OURS,
-    EvalSet,
-    eval_services,
-    ingest_figures,
-    load_builds,
-    realtimeqa_set,
-    seed_set,
-)
-from retrieval.evaluation.scoring import percentile  # noqa: E402
+from retrieval.evaluation.datasets import EvalSet, realtimeqa_set, seed_set  # noqa: E402
+from retrieval.evaluation.harness import BUILDS_FILE, OURS, eval_services, ingest_figures, load_builds  # noqa: E402
+from retrieval.evaluation.metrics import percentile  # noqa: E402
 
 
 def bench(evalset: EvalSet, settings: Settings, workdir: Path, *, reuse: bool) -> dict[str, Any]:

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from retrieval.answer.types import REFUSAL
-from retrieval.evaluation.scoring import contains, evaluate_seed, load_jsonl
+from retrieval.evaluation.datasets import load_jsonl
+from retrieval.evaluation.metrics import contains, evaluate_seed
 from retrieval.service import Services
 from tests.conftest import SEED_QA
 

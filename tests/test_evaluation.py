@@ -12,19 +12,9 @@ import pytest
 from config import load_settings
 from newsbot.cli import main
 from retrieval.answer.types import Answer, Citation
+from retrieval.evaluation.datasets import EvalDataError, EvalQuestion, load_realtimeqa, write_corpus
+from retrieval.evaluation.metrics import first_hit, mrr_at, percentile, recall_at, score_answer, summarise
 from retrieval.evaluation.naive import NaiveRetriever
-from retrieval.evaluation.scoring import (
-    EvalDataError,
-    EvalQuestion,
-    first_hit,
-    load_realtimeqa,
-    mrr_at,
-    percentile,
-    recall_at,
-    score_answer,
-    summarise,
-    write_corpus,
-)
 from retrieval.index.store import make_client
 from retrieval.ingest.articles import load_json_file
 from retrieval.passages import Passage, Query
@@ -198,8 +188,10 @@ def test_eval_realtimeqa_compares_with_naive_and_reuses_the_index(tmp_path: Path
     for system in report["systems"].values():
         assert system["metrics"]["counted"] == 1 and system["metrics"]["out"] == 2
         assert system["ingest"]["reused"] is False and system["ingest"]["chunks"] > 0
-        assert system["metrics"]["refusal_out_same_weeks"] in (0.0, 1.0)  # one question each
-        assert system["metrics"]["refusal_out_other_weeks"] in (0.0, 1.0)
+        # One question each. The same week's (the national bird of Atlantis) has an on-topic article that
+        # lacks the gold answer, so it is answered, not refused; the other week's (the Zephyr probe) has none.
+        assert system["metrics"]["refusal_out_same_weeks"] == 0.0
+        assert system["metrics"]["refusal_out_other_weeks"] == 1.0
     asked = [q["id"] for q in report["questions"]["newsbot"]]
     assert asked == ["20990101_0", "20990101_1", "20990108_1"]
     # The corpus was written as JSON Lines articles in the scratch directory.
