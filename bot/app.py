@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from telegram import BotCommand, BotCommandScopeChat, LinkPreviewOptions, Update
@@ -30,6 +30,9 @@ from bot import access
 from bot.handlers import about, ask, brief, errors, reload, reset, sources, start, stats, upload
 from bot.runtime import RUNTIME_KEY, BotContext, Runtime
 from config import Settings
+
+if TYPE_CHECKING:
+    from retrieval.service import Services
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +67,7 @@ def build_application(
     *,
     base_url: str | None = None,
     base_file_url: str | None = None,
-    services: Any | None = None,
+    services: Services | None = None,
     request: BaseRequest | None = None,
 ) -> BotApplication:
     """The Application with every handler registered; services are built in post_init unless given.
@@ -78,8 +81,7 @@ def build_application(
             from retrieval.service import Services
 
             services = Services(settings)
-        # Load the model and the index now, once, rather than on the first question.
-        await asyncio.to_thread(lambda: (services.answerer, services.retriever.refresh(), services.embedder.dimension))
+        await asyncio.to_thread(services.warm_up)
         application.bot_data[RUNTIME_KEY] = Runtime.build(settings, services)
         await application.bot.set_my_commands(COMMANDS)
         for admin_id in settings.admin_ids:

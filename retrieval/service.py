@@ -102,3 +102,9 @@ class Services:
             settings = self.settings
             self._ingestor = Ingestor(self.store, self.embedder, settings.chunk_size, settings.chunk_overlap)
         return self._ingestor
+
+    def warm_up(self) -> None:
+        """Load the model and the keyword index now, once, rather than on the first question."""
+        _ = self.answerer, self.briefer
+        self.retriever.refresh()
+        _ = self.embedder.dimension

@@ -568,3 +568,19 @@ def test_usage_median() -> None:
     for ms in (10.0, 30.0, 20.0):
         usage.record(refused=ms > 25, latency_ms=ms)
     assert (usage.questions, usage.refusals, usage.median_ms) == (3, 1, 20.0)
+
+
+def test_upload_checks_accept_what_the_loaders_read_and_refuse_the_rest() -> None:
+    from bot.handlers.upload import upload_refusal
+    from retrieval.ingest.articles import SUPPORTED_SUFFIXES
+
+    assert {".markdown", ".htm"} <= set(SUPPORTED_SUFFIXES)
+    for suffix in SUPPORTED_SUFFIXES:
+        assert upload_refusal(f"story{suffix.upper()}", 100, size=10) is None
+        assert upload_refusal(f"story{suffix}", 100, data=b"Troops arrive.") is None
+    assert "I only read" in (upload_refusal("report.pdf", 100, size=10) or "")
+    assert "too large (0.0 MB)" in (upload_refusal("a.txt", 10, size=11) or "")
+    assert "too large; the limit" in (upload_refusal("a.txt", 10, data=b"x" * 11) or "")
+    assert "text file" in (upload_refusal("a.txt", 100, data=b"\x00\x01") or "")
+    assert "text file" in (upload_refusal("a.txt", 100, data=b"\xff\xfe bad") or "")
+    assert "&lt;b&gt;" in (upload_refusal("<b>.pdf", 100) or "")
