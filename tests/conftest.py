@@ -24,6 +24,17 @@ ARTICLES = BUNDLED_ARTICLES
 SEED_QA = Path(__file__).resolve().parent / "data" / "seed_qa_dev.jsonl"
 
 
+# Tests that use these fixtures load the embedding model (and Chroma with it): marked `model`, so that
+# `pytest -m "not model"` is the quick loop. Tests that load it another way (the CLI) carry the mark themselves.
+MODEL_FIXTURES = frozenset({"embedder", "services", "seed_services"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.model)
+
+
 @pytest.fixture(scope="session")
 def embedder() -> SentenceTransformerEmbedder:
     """One real all-MiniLM-L6-v2 for the whole run (loading it takes seconds)."""

@@ -26,6 +26,8 @@ from tests.botapi import BotAPIServer, User
 
 ROOT = Path(__file__).resolve().parent.parent
 USER = User(55, "Sam")
+# A real `newsbot serve` process loads the embedding model and opens Chroma at start.
+pytestmark = pytest.mark.model
 
 
 @pytest.fixture

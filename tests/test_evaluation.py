@@ -160,6 +160,7 @@ def test_naive_retriever_indexes_once_and_ranks_by_similarity(tmp_path: Path, em
 # -- `newsbot eval` end to end ---------------------------------------------------------------
 
 
+@pytest.mark.model
 def test_eval_seed_passes_every_fact_conflict_and_negative_question(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -177,6 +178,7 @@ def test_eval_seed_passes_every_fact_conflict_and_negative_question(
     assert (tmp_path / "out" / "eval-seed-samples.md").read_text().startswith("# newsbot eval")
 
 
+@pytest.mark.model
 def test_eval_realtimeqa_compares_with_naive_and_reuses_the_index(tmp_path: Path) -> None:
     args = ["--data-dir", str(tmp_path / "var"), "eval", "--realtimeqa", str(RTQA), "--weeks", "20990101",
             "--compare", "naive"]
