@@ -89,8 +89,9 @@ def main() -> None:
         print("batch  sentences ms/question  chunks/s  max vector difference")
         for size in sizes:
             sentences, chunk_time = best[size]
-            print(f"{size:>5}  {sentences / len(batches) * 1000:>21.0f}  {len(chunks) / chunk_time:>8.1f}  "
-                  f"{difference[size]:.1e}")
+            print(
+                f"{size:>5}  {sentences / len(batches) * 1000:>21.0f}  {len(chunks) / chunk_time:>8.1f}  {difference[size]:.1e}"
+            )
 
 
 def _answer_batches(services: Services, queries: list[Query]) -> list[list[str]]:

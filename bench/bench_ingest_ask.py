@@ -48,8 +48,14 @@ def bench(evalset: EvalSet, settings: Settings, workdir: Path, *, reuse: bool) -
     builds = load_builds(workdir)
     report = services.ingestor.ingest(list(evalset.paths), prune=True)
     store = services.store
-    ingest = ingest_figures(f"{OURS}:{store.live_name}", report.chunks_embedded, store.count(), report.seconds,
-                            len(report.added) + len(report.updated) + len(report.unchanged), builds)
+    ingest = ingest_figures(
+        f"{OURS}:{store.live_name}",
+        report.chunks_embedded,
+        store.count(),
+        report.seconds,
+        len(report.added) + len(report.updated) + len(report.unchanged),
+        builds,
+    )
     (workdir / BUILDS_FILE).write_text(json.dumps(builds, indent=2), encoding="utf-8")
     services.retriever.refresh()
     totals: list[float] = []
@@ -79,11 +85,15 @@ def bench(evalset: EvalSet, settings: Settings, workdir: Path, *, reuse: bool) -
 
 def _print(row: dict[str, Any]) -> None:
     reused = " (recorded when the reused index was built)" if row["ingest_reused"] else ""
-    print(f"{row['set']}: {row['articles']} articles, {row['chunks']} chunks "
-          f"(chunk_size {row['chunk_size']}, overlap {row['chunk_overlap']})")
+    print(
+        f"{row['set']}: {row['articles']} articles, {row['chunks']} chunks "
+        f"(chunk_size {row['chunk_size']}, overlap {row['chunk_overlap']})"
+    )
     print(f"  ingest  {row['ingest_s']:.1f} s, {row['chunks_per_s']} chunks/s{reused}")
-    print(f"  ask     p50 {row['ask_p50_ms']:.0f} ms, p95 {row['ask_p95_ms']:.0f} ms over {row['questions']} questions "
-          f"(retrieve p50 {row['retrieve_p50_ms']:.0f} ms, generate p50 {row['generate_p50_ms']:.0f} ms)")
+    print(
+        f"  ask     p50 {row['ask_p50_ms']:.0f} ms, p95 {row['ask_p95_ms']:.0f} ms over {row['questions']} questions "
+        f"(retrieve p50 {row['retrieve_p50_ms']:.0f} ms, generate p50 {row['generate_p50_ms']:.0f} ms)"
+    )
 
 
 def main() -> int:

@@ -121,17 +121,19 @@ def register(application: BotApplication) -> None:
     application.add_handler(TypeHandler(Update, access.gate), group=-1)
     # 2. Commands (new messages only: editing an old command does not run it again).
     new = filters.UpdateType.MESSAGE
-    application.add_handlers([
-        CommandHandler("start", start.start, filters=new),
-        CommandHandler("help", start.help, filters=new),
-        CommandHandler("ask", ask.ask, filters=new),
-        CommandHandler("brief", brief.brief, filters=new),
-        CommandHandler("sources", sources.sources, filters=new),
-        CommandHandler("about", about.about, filters=new),
-        CommandHandler("reset", reset.reset, filters=new),
-        CommandHandler("reload", reload.reload, filters=new),
-        CommandHandler("stats", stats.stats, filters=new),
-    ])
+    application.add_handlers(
+        [
+            CommandHandler("start", start.start, filters=new),
+            CommandHandler("help", start.help, filters=new),
+            CommandHandler("ask", ask.ask, filters=new),
+            CommandHandler("brief", brief.brief, filters=new),
+            CommandHandler("sources", sources.sources, filters=new),
+            CommandHandler("about", about.about, filters=new),
+            CommandHandler("reset", reset.reset, filters=new),
+            CommandHandler("reload", reload.reload, filters=new),
+            CommandHandler("stats", stats.stats, filters=new),
+        ]
+    )
     # 3. Buttons under answers and lists.
     application.add_handler(CallbackQueryHandler(ask.quote, pattern=r"^q:\d+:\d+$"))
     application.add_handler(CallbackQueryHandler(sources.page, pattern=r"^src:\d+$"))
@@ -140,9 +142,9 @@ def register(application: BotApplication) -> None:
     # 5. Questions: any private text; in groups only mentions of the bot and replies to it.
     text = new & filters.TEXT & ~filters.COMMAND
     application.add_handler(MessageHandler(filters.ChatType.PRIVATE & text, ask.message))
-    application.add_handler(MessageHandler(
-        filters.ChatType.GROUPS & text & (access.MENTIONS_ME | access.REPLIES_TO_ME), ask.message
-    ))
+    application.add_handler(
+        MessageHandler(filters.ChatType.GROUPS & text & (access.MENTIONS_ME | access.REPLIES_TO_ME), ask.message)
+    )
     # 6. One error handler.
     application.add_error_handler(errors.error)
 

@@ -54,9 +54,7 @@ def format_briefing(briefing: Briefing) -> str:
     for point in briefing.points:
         day = escape(point.date or "undated", quote=False)
         lines.append(f"• <b>{day}</b> {escape(point.text, quote=False)}")
-    sources = ["<b>Sources</b>"] + [
-        source_line(s.n, s.title, s.url, s.source, s.published) for s in briefing.sources
-    ]
+    sources = ["<b>Sources</b>"] + [source_line(s.n, s.title, s.url, s.source, s.published) for s in briefing.sources]
     return "\n".join(lines) + "\n\n" + "\n".join(sources)
 
 

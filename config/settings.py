@@ -78,13 +78,9 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
         if self.chunk_overlap >= self.chunk_size:
-            raise ValueError(
-                f"chunk_overlap ({self.chunk_overlap}) must be smaller than chunk_size ({self.chunk_size})"
-            )
+            raise ValueError(f"chunk_overlap ({self.chunk_overlap}) must be smaller than chunk_size ({self.chunk_size})")
         if self.answer_backend == "llm" and not self.llm_model:
-            raise ValueError(
-                'answer_backend "llm" needs llm_model, e.g. NEWSBOT_LLM_MODEL=openai:gpt-4o-mini'
-            )
+            raise ValueError('answer_backend "llm" needs llm_model, e.g. NEWSBOT_LLM_MODEL=openai:gpt-4o-mini')
         return self
 
     @property

@@ -26,21 +26,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--seed", type=Path, metavar="FILE", help="seed-style QA file (seed_qa_dev.jsonl format)")
     source.add_argument("--realtimeqa", type=Path, metavar="DIR", help="RealTimeQA folder (WEEK_qa/_gcs.jsonl)")
-    parser.add_argument("--articles", type=Path, metavar="DIR",
-                        help="articles the --seed questions are about (default: the articles directory)")
+    parser.add_argument(
+        "--articles", type=Path, metavar="DIR", help="articles the --seed questions are about (default: the articles directory)"
+    )
     parser.add_argument("--weeks", metavar="W1,W2", help="RealTimeQA weeks, YYYYMMDD, comma-separated (default: all)")
     parser.add_argument("--compare", choices=[NAIVE], help="also run the plain LangChain pipeline, side by side")
-    parser.add_argument("--reuse", action="store_true",
-                        help="keep the scratch index from an earlier run (only changed articles are embedded)")
-    parser.add_argument("--rebuild", action="store_true",
-                        help="with --reuse: re-embed our index (after changing chunking or cleaning code), "
-                             "keep the naive one")
-    parser.add_argument("--workdir", type=Path, metavar="DIR",
-                        help="scratch index directory (default DATA_DIR/eval/NAME)")
-    parser.add_argument("--out", type=Path, metavar="DIR",
-                        help="where the JSON and Markdown reports go (default: the workdir)")
-    parser.add_argument("--limit", type=int, metavar="N",
-                        help="ask only the first N answerable and N out-of-collection questions")
+    parser.add_argument(
+        "--reuse", action="store_true", help="keep the scratch index from an earlier run (only changed articles are embedded)"
+    )
+    parser.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="with --reuse: re-embed our index (after changing chunking or cleaning code), keep the naive one",
+    )
+    parser.add_argument("--workdir", type=Path, metavar="DIR", help="scratch index directory (default DATA_DIR/eval/NAME)")
+    parser.add_argument("--out", type=Path, metavar="DIR", help="where the JSON and Markdown reports go (default: the workdir)")
+    parser.add_argument(
+        "--limit", type=int, metavar="N", help="ask only the first N answerable and N out-of-collection questions"
+    )
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:

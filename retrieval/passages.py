@@ -53,7 +53,6 @@ class Passage:
         }
 
 
-
 @dataclass(frozen=True)
 class Query:
     """A question and the dates that scope it."""

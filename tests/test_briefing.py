@@ -15,24 +15,32 @@ from tests.conftest import make_services
 # Two outlets on one story (same day, same figures), and two other stories on the same topic.
 HARBOUR_ARTICLES = {
     "gazette_bridge.md": (
-        "Port Ellery opens new harbour bridge", "Ellery Gazette", "2019-05-04",
+        "Port Ellery opens new harbour bridge",
+        "Ellery Gazette",
+        "2019-05-04",
         "Port Ellery opened its new harbour bridge on Saturday after four years of construction. "
         "The 37 million dollar crossing links the old town with the container port. "
         "The mayor said the harbour bridge would cut traffic on the coast road by half.",
     ),
     "courier_bridge.md": (
-        "Harbour bridge opens in Port Ellery after four years", "Ellery Courier", "2019-05-04",
+        "Harbour bridge opens in Port Ellery after four years",
+        "Ellery Courier",
+        "2019-05-04",
         "The harbour bridge in Port Ellery opened to traffic on Saturday, four years after work began. "
         "The crossing cost 37 million dollars and connects the old town to the container port. "
         "Officials expect the harbour bridge to halve traffic on the coast road.",
     ),
     "gazette_dredging.md": (
-        "Dredging of Port Ellery harbour begins", "Ellery Gazette", "2018-02-11",
+        "Dredging of Port Ellery harbour begins",
+        "Ellery Gazette",
+        "2018-02-11",
         "Dredging of Port Ellery harbour began on Monday so that larger cargo ships can dock at the container port. "
         "The harbour authority said the work would take eight months and remove 90,000 tonnes of silt.",
     ),
     "times_ferry.md": (
-        "New ferry service for Port Ellery harbour", "Coast Times", "2020-09-30",
+        "New ferry service for Port Ellery harbour",
+        "Coast Times",
+        "2020-09-30",
         "A new ferry service will cross Port Ellery harbour every twenty minutes from October. "
         "The harbour ferry will carry 300 passengers and stop at the old town and the container port.",
     ),
@@ -58,9 +66,7 @@ def harbour(tmp_path_factory: pytest.TempPathFactory, embedder: SentenceTransfor
 
 
 def test_seed_briefing_on_mosul(seed_services: Services) -> None:
-    briefing = Briefer(seed_services.retriever, seed_services.embedder).brief(
-        "Brief me on the campaign to retake Mosul."
-    )
+    briefing = Briefer(seed_services.retriever, seed_services.embedder).brief("Brief me on the campaign to retake Mosul.")
     text = " ".join(point.text for point in briefing.points)
     assert "Mosul" in text and re.search(r"Qayyarah|Qayara", text)
     assert 3 <= len(briefing.points) <= 6

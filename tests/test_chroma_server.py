@@ -50,9 +50,7 @@ def chroma_server(tmp_path: Path) -> Iterator[int]:
         log.close()
 
 
-def test_http_mode_serves_the_same_answers(
-    chroma_server: int, tmp_path: Path, embedder: SentenceTransformerEmbedder
-) -> None:
+def test_http_mode_serves_the_same_answers(chroma_server: int, tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
     options = {"chroma_mode": "http", "chroma_host": "127.0.0.1", "chroma_port": chroma_server}
     writer = make_services(tmp_path / "writer", embedder, **options)
     assert len(writer.ingestor.ingest([ARTICLES]).added) == 5

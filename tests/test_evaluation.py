@@ -27,8 +27,14 @@ def _passage(rank: int, text: str, doc_id: str = "d1") -> Passage:
     return Passage(rank=rank, doc_id=doc_id, chunk_id=f"{doc_id}:{rank}", title="t", text=text, score=1.0)
 
 
-def _answer(text: str, *, refused: bool = False, quotes: tuple[str, ...] = (), passages: list[Passage] | None = None,
-            cited_doc: str = "d1") -> Answer:
+def _answer(
+    text: str,
+    *,
+    refused: bool = False,
+    quotes: tuple[str, ...] = (),
+    passages: list[Passage] | None = None,
+    cited_doc: str = "d1",
+) -> Answer:
     citations = [Citation(n, cited_doc, "t", None, None, None, None, quote) for n, quote in enumerate(quotes, 1)]
     return Answer("q", text, refused, citations, passages or [], {"total": 5.0, "retrieve": 1.0})
 
@@ -64,8 +70,9 @@ def test_percentile_interpolates() -> None:
 def test_score_answer_separates_accuracy_from_cited_accuracy() -> None:
     question = EvalQuestion("q1", "Who?", ("Buffalo Bills",))
     passages = [_passage(1, "Steelers news"), _passage(2, "The Buffalo Bills player", doc_id="d2")]
-    cited = score_answer(question, _answer("The Buffalo Bills [1].", quotes=("the buffalo bills player",),
-                                           passages=passages, cited_doc="d2"))
+    cited = score_answer(
+        question, _answer("The Buffalo Bills [1].", quotes=("the buffalo bills player",), passages=passages, cited_doc="d2")
+    )
     assert (cited.hit_rank, cited.correct, cited.cited_correct) == (2, True, True)
     # Right string, but the cited sentence and the cited article's passages do not hold it.
     uncited = score_answer(question, _answer("The Buffalo Bills [1].", quotes=("Steelers news",), passages=passages))
@@ -161,11 +168,20 @@ def test_naive_retriever_indexes_once_and_ranks_by_similarity(tmp_path: Path, em
 
 
 @pytest.mark.model
-def test_eval_seed_passes_every_fact_conflict_and_negative_question(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    status = main(["--data-dir", str(tmp_path / "var"), "eval", "--seed", str(SEED_QA), "--articles", str(ARTICLES),
-                   "--out", str(tmp_path / "out")])
+def test_eval_seed_passes_every_fact_conflict_and_negative_question(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(
+        [
+            "--data-dir",
+            str(tmp_path / "var"),
+            "eval",
+            "--seed",
+            str(SEED_QA),
+            "--articles",
+            str(ARTICLES),
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     assert status == 0
     printed = capsys.readouterr().out
     assert "answer-recall@4" in printed and "seed fact passed" in printed
@@ -180,8 +196,7 @@ def test_eval_seed_passes_every_fact_conflict_and_negative_question(
 
 @pytest.mark.model
 def test_eval_realtimeqa_compares_with_naive_and_reuses_the_index(tmp_path: Path) -> None:
-    args = ["--data-dir", str(tmp_path / "var"), "eval", "--realtimeqa", str(RTQA), "--weeks", "20990101",
-            "--compare", "naive"]
+    args = ["--data-dir", str(tmp_path / "var"), "eval", "--realtimeqa", str(RTQA), "--weeks", "20990101", "--compare", "naive"]
     assert main(args) == 0
     workdir = tmp_path / "var" / "eval" / "realtimeqa-20990101"
     report = json.loads((workdir / "eval-realtimeqa-20990101.json").read_text())

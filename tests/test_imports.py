@@ -70,8 +70,15 @@ MODULES = _modules()
 
 
 def test_the_walk_finds_the_pipeline() -> None:
-    for module in ("bot.app", "retrieval.service", "retrieval.answer.answerer", "retrieval.search.hybrid",
-                   "retrieval.index.store", "retrieval.ingest.pipeline", "retrieval.evaluation.harness"):
+    for module in (
+        "bot.app",
+        "retrieval.service",
+        "retrieval.answer.answerer",
+        "retrieval.search.hybrid",
+        "retrieval.index.store",
+        "retrieval.ingest.pipeline",
+        "retrieval.evaluation.harness",
+    ):
         assert module in MODULES
     assert "retrieval.index.store" in _imports(MODULES["retrieval.search.hybrid"])
 

@@ -73,9 +73,7 @@ def test_prune_removes_articles_whose_files_are_gone(counted: tuple[Services, Co
     assert len(services.store.articles()) == 5 and not kept.removed
     pruned = services.ingestor.ingest([articles], prune=True)
     assert len(pruned.removed) == 1
-    assert {Path(a.path).name for a in services.store.articles().values()} == {
-        p.name for p in articles.iterdir()
-    }
+    assert {Path(a.path).name for a in services.store.articles().values()} == {p.name for p in articles.iterdir()}
 
 
 def test_bad_files_are_skipped_and_the_rest_ingested(counted: tuple[Services, CountingEmbedder, Path]) -> None:

@@ -91,7 +91,7 @@ def _parse_since(value: str, today: date | None) -> date:
 
 
 def clean_topic(text: str) -> str:
-    """"Brief me on the campaign to retake Mosul." → "the campaign to retake Mosul"."""
+    """ "Brief me on the campaign to retake Mosul." → "the campaign to retake Mosul"."""
     return _LEAD_IN.sub("", text).strip().rstrip(".?!").strip()
 
 
@@ -194,7 +194,11 @@ class Briefer:
             current = best.get(passage.doc_id)
             if current is None or score > current.score:
                 best[passage.doc_id] = _Pick(
-                    passage, sentence, score, vector, title_vectors[passage.doc_id],
+                    passage,
+                    sentence,
+                    score,
+                    vector,
+                    title_vectors[passage.doc_id],
                     frozenset(article_figures[passage.doc_id]),
                 )
         return sorted(best.values(), key=lambda pick: pick.score, reverse=True)

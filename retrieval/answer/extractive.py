@@ -21,32 +21,48 @@ from retrieval.passages import Passage, Query
 
 # What kind of thing a question asks for, recognised from its wording.
 _ANSWER_TYPES: list[tuple[str, re.Pattern[str]]] = [
-    ("number", re.compile(
-        r"\b(how (many|much|far|long|old|big|large|high|tall|often)|what (is|was|were|are) the "
-        r"(number|total|amount|cost|price|percentage|share|rate|size|population|toll|figure|distance)|"
-        r"the (total )?(number|amount|cost|price|percentage|population|death toll) of)\b", re.I)),
+    (
+        "number",
+        re.compile(
+            r"\b(how (many|much|far|long|old|big|large|high|tall|often)|what (is|was|were|are) the "
+            r"(number|total|amount|cost|price|percentage|share|rate|size|population|toll|figure|distance)|"
+            r"the (total )?(number|amount|cost|price|percentage|population|death toll) of)\b",
+            re.I,
+        ),
+    ),
     ("date", re.compile(r"\b(when\b|(in |on )?(which|what) (year|date|day|month)\b)", re.I)),
     ("person", re.compile(r"\b(who|whom|whose)\b", re.I)),
-    ("place", re.compile(
-        r"\b(where\b|(in |at |from )?(which|what) (city|country|town|state|province|region|base|air ?base|"
-        r"place|capital|village|county|nation|continent|island|airport|port)\b)", re.I)),
+    (
+        "place",
+        re.compile(
+            r"\b(where\b|(in |at |from )?(which|what) (city|country|town|state|province|region|base|air ?base|"
+            r"place|capital|village|county|nation|continent|island|airport|port)\b)",
+            re.I,
+        ),
+    ),
     ("name", re.compile(r"\b(which|what|name)\b", re.I)),
 ]
 
 _NUMBER = re.compile(r"(?<![\w.])\$?\d[\d,]*(?:\.\d+)?(?:\s?(?:%|percent|million|billion|trillion|thousand))?")
-_NUMBER_WORDS = re.compile(r"\b(hundreds?|thousands?|millions?|billions?|dozens?|two|three|four|five|six|seven|"
-                           r"eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|half)\b", re.I)
+_NUMBER_WORDS = re.compile(
+    r"\b(hundreds?|thousands?|millions?|billions?|dozens?|two|three|four|five|six|seven|"
+    r"eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|half)\b",
+    re.I,
+)
 _YEAR = re.compile(r"^(1[89]|20)\d\d$")
-_MONTH_WORDS = re.compile(r"\b(jan(uary)?|feb(ruary)?|march|april|may|june|july|aug(ust)?|sept?(ember)?|"
-                          r"oct(ober)?|nov(ember)?|dec(ember)?|monday|tuesday|wednesday|thursday|friday|"
-                          r"saturday|sunday|yesterday|today)\b", re.I)
+_MONTH_WORDS = re.compile(
+    r"\b(jan(uary)?|feb(ruary)?|march|april|may|june|july|aug(ust)?|sept?(ember)?|"
+    r"oct(ober)?|nov(ember)?|dec(ember)?|monday|tuesday|wednesday|thursday|friday|"
+    r"saturday|sunday|yesterday|today)\b",
+    re.I,
+)
 _NAME_RUN = re.compile(r"\b[A-Z][\w.&'’-]*(?:\s+(?:(?:of|de|the|&)\s+)?[A-Z][\w.&'’-]*)*")
 _SENTENCE_STARTERS = frozenset("The A An He She It They We I In On At But And As After When This That".split())
 _CAPITALISED = re.compile(r"(?<!^)(?<![.!?]\s)\b[A-Z][a-zA-Z'’-]+")
 
 
 def answer_type(question: str) -> str | None:
-    """"number", "date", "person", "place", "name", or None for open questions."""
+    """ "number", "date", "person", "place", "name", or None for open questions."""
     asking = [part for part in re.split(r"(?<=[.!?])\s+", question.strip()) if part]
     for part in reversed(asking[-2:]):
         for kind, pattern in _ANSWER_TYPES:
@@ -256,7 +272,7 @@ class ExtractiveGenerator:
         asked = set(tokenize(query.text))
         framed = [(c, _framed_figures(c.sentence, asked)) for c in contenders]
         for i, (first, first_frames) in enumerate(framed):
-            for second, second_frames in framed[i + 1:]:
+            for second, second_frames in framed[i + 1 :]:
                 if second.passage.doc_id == first.passage.doc_id:
                     continue
                 for value_a, frame_a in first_frames:
@@ -317,7 +333,7 @@ def _framed_figures(sentence: str, asked: set[str]) -> list[tuple[str, set[str]]
         if _YEAR.match(value) or value in asked:
             continue
         before = tokenize(sentence[: match.start()])[-8:]
-        after = tokenize(sentence[match.end():])[:4]
+        after = tokenize(sentence[match.end() :])[:4]
         found.append((value, set(before + after)))
     return found
 

@@ -29,7 +29,6 @@ class Citation:
         return cls(n, passage.doc_id, passage.title, passage.source, passage.url, passage.published, passage.path, quote)
 
 
-
 @dataclass
 class Answer:
     """A reply: text with [n] markers, its citations, and how it was found."""
@@ -52,7 +51,6 @@ class Answer:
             "passages": [passage.to_dict() for passage in self.passages],
             "timings_ms": {key: round(value, 1) for key, value in self.timings_ms.items()},
         }
-
 
 
 @dataclass(frozen=True)

@@ -57,8 +57,7 @@ def load_builds(workdir: Path) -> dict[str, Any]:
         return {}
 
 
-def ingest_figures(key: str, embedded: int, total: int, seconds: float, articles: int,
-                    builds: dict[str, Any]) -> dict[str, Any]:
+def ingest_figures(key: str, embedded: int, total: int, seconds: float, articles: int, builds: dict[str, Any]) -> dict[str, Any]:
     """This run's ingest figures, or the recorded ones of the run that embedded the reused index.
 
     Only a build from empty is recorded in `builds`: an incremental run (a few changed articles)
@@ -174,9 +173,7 @@ def index_systems(
         logger.warning("skipped %s", error)
     store = services.store
     articles = len(report.added) + len(report.updated) + len(report.unchanged)
-    figures = ingest_figures(
-        f"{OURS}:{store.live_name}", report.chunks_embedded, store.count(), report.seconds, articles, builds
-    )
+    figures = ingest_figures(f"{OURS}:{store.live_name}", report.chunks_embedded, store.count(), report.seconds, articles, builds)
     ours = SystemRun(OURS, figures)
     ours.ingest["skipped"] = len(report.skipped)
     runs = [(ours, services.answerer)]

@@ -79,8 +79,7 @@ def judge_seed(item: dict[str, Any], answer: Answer) -> SeedResult:
     elif kind == "fact":
         correct = any(contains(answer.text, gold) for gold in golds)
         cited = any(
-            Path(c.path or "").name in sources and any(contains(c.quote, gold) for gold in golds)
-            for c in answer.citations
+            Path(c.path or "").name in sources and any(contains(c.quote, gold) for gold in golds) for c in answer.citations
         )
         passed = correct and cited
         why = "" if passed else ("wrong answer" if not correct else "no citation of a source quoting the answer")
@@ -185,7 +184,7 @@ def summarise(results: list[QuestionResult]) -> dict[str, Any]:
     latencies = [r.latency_ms for r in results]
     figures: dict[str, Any] = {f"recall@{k}": recall_at(hits, k) for k in RECALL_AT}
     figures["mrr@10"] = mrr_at(hits, 10)
-    share = (lambda xs: sum(xs) / len(xs) if xs else None)  # noqa: E731
+    share = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
     figures["accuracy"] = share([r.correct for r in counted])
     figures["cited_accuracy"] = share([r.cited_correct for r in counted])
     figures["refusal_out"] = share([r.refused for r in out])

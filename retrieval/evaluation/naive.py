@@ -95,8 +95,13 @@ def load_documents(paths: Iterable[Path]) -> tuple[list[NaiveDocument], list[str
                 url = record.get("url") or record.get("link")
                 key = str(record.get("id") or url or f"{file.resolve()}#{number}")
                 doc = NaiveDocument(
-                    _doc_id(key), f"{title}\n{text}" if title else text, title, str(file),
-                    url, record.get("source"), record.get("published"),
+                    _doc_id(key),
+                    f"{title}\n{text}" if title else text,
+                    title,
+                    str(file),
+                    url,
+                    record.get("source"),
+                    record.get("published"),
                 )
                 documents.setdefault(doc.doc_id, doc)
         elif suffix in (".txt", ".md", ".markdown") and raw.strip():
@@ -122,9 +127,7 @@ class NaiveRetriever:
         self.embedder = embedder
         self.top_k = top_k
         self.splitter = RecursiveCharacterTextSplitter(chunk_size=chunk_size, chunk_overlap=chunk_overlap)
-        self.collection = client.get_or_create_collection(
-            collection, embedding_function=None, metadata={"hnsw:space": "cosine"}
-        )
+        self.collection = client.get_or_create_collection(collection, embedding_function=None, metadata={"hnsw:space": "cosine"})
 
     def _stored_hashes(self) -> dict[str, str]:
         hashes: dict[str, str] = {}
@@ -150,8 +153,9 @@ class NaiveRetriever:
         def flush() -> None:
             if not ids:
                 return
-            self.collection.add(ids=list(ids), embeddings=self.embedder.embed(texts).tolist(),
-                                documents=list(texts), metadatas=list(metas))
+            self.collection.add(
+                ids=list(ids), embeddings=self.embedder.embed(texts).tolist(), documents=list(texts), metadatas=list(metas)
+            )
             report.chunks_embedded += len(ids)
             ids.clear()
             texts.clear()
@@ -159,10 +163,14 @@ class NaiveRetriever:
 
         for doc in todo:
             for index, chunk in enumerate(self.splitter.split_text(doc.page_content)):
-                meta: dict[str, Any] = {"doc_id": doc.doc_id, "chunk_index": index, "title": doc.title,
-                                        "path": doc.path, "content_hash": doc.content_hash}
-                meta.update({k: v for k, v in (("url", doc.url), ("source", doc.source),
-                                               ("published", doc.published)) if v})
+                meta: dict[str, Any] = {
+                    "doc_id": doc.doc_id,
+                    "chunk_index": index,
+                    "title": doc.title,
+                    "path": doc.path,
+                    "content_hash": doc.content_hash,
+                }
+                meta.update({k: v for k, v in (("url", doc.url), ("source", doc.source), ("published", doc.published)) if v})
                 ids.append(f"{doc.doc_id}:{index:04d}")
                 texts.append(chunk)
                 metas.append(meta)

@@ -41,9 +41,7 @@ def build_report(evalset: EvalSet, runs: list[SystemRun], workdir: Path) -> dict
             seed = SeedReport([judge_seed(by_id[question.id], answer) for question, answer in system.answers])
             report["systems"][system.name]["seed"] = {
                 "counts": {kind: {"passed": p, "total": t} for kind, (p, t) in seed.counts().items()},
-                "failures": [
-                    {"id": r.id, "type": r.type, "why": r.why, "answer": r.answer} for r in seed.failures
-                ],
+                "failures": [{"id": r.id, "type": r.type, "why": r.why, "answer": r.answer} for r in seed.failures],
             }
     return report
 
@@ -130,19 +128,39 @@ def format_markdown(report: dict[str, Any]) -> str:
         lines += ["", f"`{report['command']}`"]
     lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
-    facts = {k: v for k, v in report.items() if k in (
-        "dataset", "weeks", "articles", "questions_in_weeks", "counted", "out_of_collection",
-        "out_of_collection_same_weeks", "questions_asked", "qa_file")}
+    facts = {
+        k: v
+        for k, v in report.items()
+        if k
+        in (
+            "dataset",
+            "weeks",
+            "articles",
+            "questions_in_weeks",
+            "counted",
+            "out_of_collection",
+            "out_of_collection_same_weeks",
+            "questions_asked",
+            "qa_file",
+        )
+    }
     lines += ["", "## Set", ""] + [f"- {key}: {value}" for key, value in facts.items()]
     ours = report["questions"].get(OURS, [])
     missed = [q for q in ours if q["kind"] == "counted" and not q["correct"]]
     if missed:
-        lines += ["", f"## Answerable questions {OURS} got wrong ({len(missed)})", "",
-                  "| id | question | gold | top-10 rank | refused |", "|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"## Answerable questions {OURS} got wrong ({len(missed)})",
+            "",
+            "| id | question | gold | top-10 rank | refused |",
+            "|---|---|---|---|---|",
+        ]
         for q in missed:
             question = q["question"].replace("|", "/")
-            lines.append(f"| {q['id']} | {question} | {' / '.join(q['golds'])} | {q['hit_rank'] or '-'} | "
-                         f"{'yes' if q['refused'] else 'no'} |")
+            lines.append(
+                f"| {q['id']} | {question} | {' / '.join(q['golds'])} | {q['hit_rank'] or '-'} | "
+                f"{'yes' if q['refused'] else 'no'} |"
+            )
     return "\n".join(lines) + "\n"
 
 

@@ -118,9 +118,7 @@ class ArticleStore:
         return f"{self.name}-v{time.time_ns() // 1000}"
 
     def _create(self, collection_name: str) -> Collection:
-        return self._client.create_collection(
-            collection_name, embedding_function=None, metadata={"hnsw:space": "cosine"}
-        )
+        return self._client.create_collection(collection_name, embedding_function=None, metadata={"hnsw:space": "cosine"})
 
     def live(self) -> Collection:
         """The collection questions are answered from."""
@@ -189,8 +187,7 @@ class ArticleStore:
                     published=_opt(meta.get("published")),
                 )
         return {
-            doc_id: StoredArticle(**{**article.__dict__, "chunks": counts.get(doc_id, 0)})
-            for doc_id, article in found.items()
+            doc_id: StoredArticle(**{**article.__dict__, "chunks": counts.get(doc_id, 0)}) for doc_id, article in found.items()
         }
 
     def _iter_metadatas(self, collection: Collection) -> Iterator[dict[str, Any]]:
@@ -232,9 +229,7 @@ class ArticleStore:
 # -- Chroma helpers shared with the naive peer ----------------------------------------------------
 
 
-def pages(
-    collection: Collection, include: Include, *, batch: int, where: Where | None = None
-) -> Iterator[GetResult]:
+def pages(collection: Collection, include: Include, *, batch: int, where: Where | None = None) -> Iterator[GetResult]:
     """Every record of `collection` (matching `where`), `batch` at a time: Chroma caps one `get`."""
     offset = 0
     while True:

@@ -76,8 +76,10 @@ def iter_files(paths: list[Path]) -> Iterator[Path]:
         if path.is_dir():
             for child in sorted(path.rglob("*")):
                 relative = child.relative_to(path).parts
-                if child.is_file() and child.suffix.lower() in SUPPORTED_SUFFIXES and not any(
-                    part.startswith(".") for part in relative
+                if (
+                    child.is_file()
+                    and child.suffix.lower() in SUPPORTED_SUFFIXES
+                    and not any(part.startswith(".") for part in relative)
                 ):
                     yield child
         else:
@@ -111,7 +113,7 @@ def _front_matter(text: str) -> tuple[dict[str, str], str]:
         key, sep, value = line.partition(":")
         if sep:
             meta[key.strip().lower()] = value.strip().strip("\"'")
-    return meta, text[match.end():]
+    return meta, text[match.end() :]
 
 
 def _strip_markdown(line: str) -> str:
@@ -160,7 +162,7 @@ def _take_title(lines: list[str]) -> tuple[str, list[str]]:
         if looks_like_headline(line):
             above = lines[:index]
             if all(len(label.split()) < 4 for label in above):
-                return line, lines[index + 1:]
+                return line, lines[index + 1 :]
             break
     if not lines:
         return "", lines

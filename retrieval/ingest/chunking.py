@@ -61,12 +61,11 @@ def chunk_article(article: Article, chunk_size: int, chunk_overlap: int) -> list
             current, length = overlap, size
         current.append(sentence)
         length += len(sentence) + 1
-    if current and (not chunks or current != chunks[-1][-len(current):]):
+    if current and (not chunks or current != chunks[-1][-len(current) :]):
         chunks.append(current)
 
     return [
-        Chunk(f"{article.doc_id}:{index:04d}", article.doc_id, index, _join(sentences))
-        for index, sentences in enumerate(chunks)
+        Chunk(f"{article.doc_id}:{index:04d}", article.doc_id, index, _join(sentences)) for index, sentences in enumerate(chunks)
     ]
 
 

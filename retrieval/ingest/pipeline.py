@@ -184,7 +184,7 @@ class Ingestor:
             vectors = self.embedder.embed(texts)
             offset = 0
             for article, chunks in batch:
-                self.store.add(target, article, chunks, vectors[offset:offset + len(chunks)])
+                self.store.add(target, article, chunks, vectors[offset : offset + len(chunks)])
                 offset += len(chunks)
             report.chunks_embedded += len(texts)
             done += len(batch)
@@ -204,4 +204,3 @@ class Ingestor:
                 flush()
         finally:
             bar.close()
-
