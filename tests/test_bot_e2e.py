@@ -43,7 +43,7 @@ class Bot:
 
     @property
     def runtime(self) -> Runtime:
-        return self.application.bot_data[RUNTIME_KEY]  # type: ignore[no-any-return]
+        return self.application.bot_data[RUNTIME_KEY]
 
     async def ask(self, chat: Chat, user: User, text: str, count: int = 1, **kwargs: Any) -> list[Sent]:
         """Send a message and wait for the bot's first `count` replies in that chat."""

@@ -56,7 +56,7 @@ class RecordingRequest(BaseRequest):
     async def shutdown(self) -> None:
         return None
 
-    async def do_request(  # type: ignore[override]
+    async def do_request(
         self, url: str, method: str, request_data: RequestData | None = None, *args: Any, **kwargs: Any
     ) -> tuple[int, bytes]:
         name = url.rsplit("/", 1)[-1]
@@ -160,7 +160,12 @@ class Harness:
         self.request = RecordingRequest()
         self.services = FakeServices()
         self.briefer = self.services.briefer
-        self.application = build_application(settings, "1:TEST", services=self.services, request=self.request)
+        self.application = build_application(
+            settings,
+            "1:TEST",
+            services=self.services,
+            request=self.request,  # type: ignore[arg-type]
+        )
         self.runtime = Runtime(
             settings=settings,
             services=self.services,  # type: ignore[arg-type]
