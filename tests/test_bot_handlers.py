@@ -163,8 +163,8 @@ class Harness:
         self.application = build_application(
             settings,
             "1:TEST",
-            services=self.services,
-            request=self.request,  # type: ignore[arg-type]
+            services=self.services,  # type: ignore[arg-type]
+            request=self.request,
         )
         self.runtime = Runtime(
             settings=settings,

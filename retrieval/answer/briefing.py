@@ -15,7 +15,7 @@ from datetime import date, timedelta
 
 import numpy as np
 
-from retrieval.answer.extractive import figures
+from retrieval.answer.extractive import figures, mark
 from retrieval.answer.protocols import Retriever
 from retrieval.answer.types import Citation
 from retrieval.index.embedding import Embedder
@@ -153,7 +153,7 @@ class Briefer:
                 numbers.append(n)
                 # Each outlet's own sentence, unless it says what an earlier one already said.
                 if len(parts) < 2 and all(float(np.dot(pick.vector, o.vector)) < 0.85 for o in story[: len(parts)]):
-                    parts.append(_mark(pick.sentence, n))
+                    parts.append(mark(pick.sentence, [n]))
                 else:
                     parts[-1] = parts[-1] + f"[{n}]"
             briefing.points.append(BriefPoint(_story_date(story) or None, " ".join(parts), numbers))
@@ -257,11 +257,3 @@ def _specific_figures(text: str) -> set[str]:
 def _story_date(story: list[_Pick]) -> str:
     """The newest known date among a story's articles ("" when none is dated)."""
     return max((p.passage.published or "" for p in story), default="")
-
-
-def _mark(sentence: str, n: int) -> str:
-    """Put the citation marker before the closing full stop: "... troops [1]."."""
-    sentence = sentence.strip()
-    if sentence.endswith(".") and not sentence.endswith(".."):
-        return f"{sentence[:-1]} [{n}]."
-    return f"{sentence} [{n}]"

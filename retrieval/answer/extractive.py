@@ -311,7 +311,7 @@ class ExtractiveGenerator:
                 if candidate.sentence not in quotes.setdefault(passage.doc_id, []):
                     quotes[passage.doc_id].append(candidate.sentence)
                 marks.append(n)
-            parts.append(_mark(candidate.sentence, sorted(set(marks))))
+            parts.append(mark(candidate.sentence, sorted(set(marks))))
         text = " ".join(parts)
         if conflict:
             text = "The sources differ on this. " + " ".join(
@@ -393,7 +393,7 @@ def _cosine(a: Candidate, b: Candidate) -> float:
     return float(np.dot(a.vector, b.vector))
 
 
-def _mark(sentence: str, numbers: list[int]) -> str:
+def mark(sentence: str, numbers: list[int]) -> str:
     """Put the citation markers before the closing full stop: "... troops [1][2]."."""
     sentence = sentence.strip()
     marks = "".join(f"[{n}]" for n in numbers)

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from retrieval.evaluation.metrics import normalise
+from retrieval.ingest.articles import domain
 
 
 def load_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -154,7 +154,6 @@ def _gold_finder(corpus: list[dict[str, Any]]) -> Callable[[str], bool]:
 def corpus_record(article: dict[str, Any]) -> dict[str, Any]:
     """A RealTimeQA search result in our JSON Lines article format (id = url)."""
     url = str(article["url"])
-    host = urlparse(url).netloc.lower()
     published = _question_date(article.get("publish_date"))
     return {
         "id": url,
@@ -162,7 +161,7 @@ def corpus_record(article: dict[str, Any]) -> dict[str, Any]:
         "title": str(article.get("title") or "").strip(),
         "text": article["text"],
         "published": published.isoformat() if published else None,
-        "source": host[4:] if host.startswith("www.") else host,
+        "source": domain(url) or "",
     }
 
 

@@ -55,7 +55,7 @@ class Article:
         published: date | None = None,
     ) -> Article:
         """Make an article with its stable id (from `key`) and content hash."""
-        source = source or _domain(url)
+        source = source or domain(url)
         digest = hashlib.sha256(
             "\x1f".join([title, text, source or "", url or "", published.isoformat() if published else ""]).encode()
         ).hexdigest()
@@ -63,7 +63,8 @@ class Article:
         return cls(doc_id, title, text, str(path), source, url, published, digest[:32])
 
 
-def _domain(url: str | None) -> str | None:
+def domain(url: str | None) -> str | None:
+    """The host of `url` without "www.": the outlet, when an article names none."""
     if not url:
         return None
     host = urlparse(url).netloc.lower()
