@@ -3,6 +3,7 @@
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +13,9 @@ import pytest
 from retrieval.index.embedding import SentenceTransformerEmbedder
 from tests.conftest import ARTICLES, make_services
 
-CHROMA = shutil.which("chroma") or str(Path(__file__).resolve().parent.parent / ".venv" / "bin" / "chroma")
+# The chroma command beside the running Python (its venv), else on PATH.
+_BESIDE = Path(sys.executable).parent / "chroma"
+CHROMA = str(_BESIDE) if _BESIDE.exists() else shutil.which("chroma") or "chroma"
 
 
 def _free_port() -> int:
@@ -23,7 +26,7 @@ def _free_port() -> int:
 
 @pytest.fixture
 def chroma_server(tmp_path: Path) -> Iterator[int]:
-    if not Path(CHROMA).exists():
+    if shutil.which(CHROMA) is None:
         pytest.fail("the chroma command (from the chromadb package) is not installed")
     port = _free_port()
     log = (tmp_path / "chroma.log").open("w")

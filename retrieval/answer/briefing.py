@@ -15,7 +15,7 @@ from datetime import date, timedelta
 
 import numpy as np
 
-from retrieval.answer.extractive import figures, mark
+from retrieval.answer.extractive import SAME_SENTENCE_COSINE, figures, mark
 from retrieval.answer.protocols import Retriever
 from retrieval.answer.types import Citation
 from retrieval.index.embedding import Embedder
@@ -26,6 +26,8 @@ from retrieval.passages import Passage, Query
 logger = logging.getLogger(__name__)
 
 NOTHING_FOUND = "I couldn't find anything on that in the articles I have."
+# A sentence's fit to the topic: cosine similarity, plus this much for holding all the topic's terms.
+TOPIC_TERMS_WEIGHT = 0.2
 
 _LEAD_IN = re.compile(
     r"^\s*(please\s+)?((give|get)\s+me\s+)?(a\s+)?(brief(ing)?|summar(y|ise|ize)|update)(\s+me)?\s+(on|about|of)(\s+|$)",
@@ -152,7 +154,9 @@ class Briefer:
                 briefing.sources.append(Citation.of(n, pick.passage, pick.sentence))
                 numbers.append(n)
                 # Each outlet's own sentence, unless it says what an earlier one already said.
-                if len(parts) < 2 and all(float(np.dot(pick.vector, o.vector)) < 0.85 for o in story[: len(parts)]):
+                if len(parts) < 2 and all(
+                    float(np.dot(pick.vector, o.vector)) < SAME_SENTENCE_COSINE for o in story[: len(parts)]
+                ):
                     parts.append(mark(pick.sentence, [n]))
                 else:
                     parts[-1] = parts[-1] + f"[{n}]"
@@ -188,7 +192,7 @@ class Briefer:
         best: dict[str, _Pick] = {}
         for (passage, sentence), vector in zip(sentences, vectors[1 + len(doc_ids) :], strict=True):
             overlap = len(terms & set(tokenize(sentence))) / len(terms) if terms else 0.0
-            score = float(np.dot(topic_vector, vector)) + 0.2 * overlap
+            score = float(np.dot(topic_vector, vector)) + TOPIC_TERMS_WEIGHT * overlap
             if _specific_figures(sentence):
                 score += self.figure_bonus
             current = best.get(passage.doc_id)

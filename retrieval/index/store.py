@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
@@ -25,6 +25,27 @@ logger = logging.getLogger(__name__)
 # Rows of `nearest`: chunk id, text, metadata, cosine similarity.
 Hit = tuple[str, str, dict[str, Any], float]
 _DELETE_BATCH = 500
+
+
+class ChunkStore(Protocol):
+    """What search reads from the index (`ArticleStore` is the Chroma one)."""
+
+    @property
+    def live_name(self) -> str | None:
+        """The name of the collection being answered from: it changes when a rebuilt one goes live."""
+        ...
+
+    def count(self) -> int:
+        """How many chunks the live collection holds."""
+        ...
+
+    def all_chunks(self) -> tuple[list[str], list[str], list[dict[str, Any]]]:
+        """Ids, texts and metadata of every live chunk (for the keyword index)."""
+        ...
+
+    def query(self, embedding: np.ndarray, n: int, where: Where | None = None) -> list[Hit]:
+        """The `n` nearest live chunks as (id, text, metadata, cosine similarity)."""
+        ...
 
 
 class StoreError(RuntimeError):

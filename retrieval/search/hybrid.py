@@ -10,7 +10,7 @@ from typing import Any
 
 from retrieval.index.embedding import Embedder
 from retrieval.index.keywords import KeywordIndex, tokenize
-from retrieval.index.store import ArticleStore, day_number
+from retrieval.index.store import ChunkStore, day_number
 from retrieval.ingest.chunking import indexed_text
 from retrieval.ingest.text import split_sentences
 from retrieval.passages import Passage, Query
@@ -34,7 +34,7 @@ class HybridRetriever:
 
     def __init__(
         self,
-        store: ArticleStore,
+        store: ChunkStore,
         embedder: Embedder,
         *,
         top_k: int = 10,
