@@ -21,10 +21,9 @@ COPY config config
 COPY newsbot newsbot
 COPY prompts prompts
 COPY retrieval retrieval
-COPY data data
 RUN pip install -e .
 
 VOLUME /data
 # Articles (with uploads from admins) and the index live on the volume. The first start seeds it
 # with the bundled sample articles; every start indexes what changed, then serves.
-CMD ["sh", "-c", "mkdir -p \"$NEWSBOT_ARTICLES_DIR\" && { [ -n \"$(ls -A \"$NEWSBOT_ARTICLES_DIR\")\" ] || cp -r /app/data/articles/. \"$NEWSBOT_ARTICLES_DIR\"; } && newsbot ingest; exec newsbot serve"]
+CMD ["sh", "-c", "mkdir -p \"$NEWSBOT_ARTICLES_DIR\" && { [ -n \"$(ls -A \"$NEWSBOT_ARTICLES_DIR\")\" ] || cp -r /app/retrieval/ingest/samples/*.txt \"$NEWSBOT_ARTICLES_DIR\"; } && newsbot ingest; exec newsbot serve"]

@@ -3,16 +3,19 @@
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from retrieval.embedding import SentenceTransformerEmbedder
+from retrieval.index.embedding import SentenceTransformerEmbedder
 from tests.conftest import ARTICLES, make_services
 
-CHROMA = shutil.which("chroma") or str(Path(__file__).resolve().parent.parent / ".venv" / "bin" / "chroma")
+# The chroma command beside the running Python (its venv), else on PATH.
+_BESIDE = Path(sys.executable).parent / "chroma"
+CHROMA = str(_BESIDE) if _BESIDE.exists() else shutil.which("chroma") or "chroma"
 
 
 def _free_port() -> int:
@@ -23,7 +26,7 @@ def _free_port() -> int:
 
 @pytest.fixture
 def chroma_server(tmp_path: Path) -> Iterator[int]:
-    if not Path(CHROMA).exists():
+    if shutil.which(CHROMA) is None:
         pytest.fail("the chroma command (from the chromadb package) is not installed")
     port = _free_port()
     log = (tmp_path / "chroma.log").open("w")
@@ -50,9 +53,7 @@ def chroma_server(tmp_path: Path) -> Iterator[int]:
         log.close()
 
 
-def test_http_mode_serves_the_same_answers(
-    chroma_server: int, tmp_path: Path, embedder: SentenceTransformerEmbedder
-) -> None:
+def test_http_mode_serves_the_same_answers(chroma_server: int, tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
     options = {"chroma_mode": "http", "chroma_host": "127.0.0.1", "chroma_port": chroma_server}
     writer = make_services(tmp_path / "writer", embedder, **options)
     assert len(writer.ingestor.ingest([ARTICLES]).added) == 5
@@ -69,7 +70,7 @@ def test_http_mode_serves_the_same_answers(
 
 
 def test_unreachable_server_fails_with_a_clear_message(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
-    from retrieval.store import StoreError
+    from retrieval.index.store import StoreError
 
     services = make_services(tmp_path, embedder, chroma_mode="http", chroma_host="127.0.0.1", chroma_port=_free_port())
     with pytest.raises(StoreError, match="cannot reach the Chroma server"):

@@ -12,10 +12,11 @@ from telegram import Update
 from bot.access import require_admin
 from bot.progress import ProgressMessage, ingest_with_progress
 from bot.runtime import BotContext
+from retrieval.ingest.articles import SUPPORTED_SUFFIXES
 
 logger = logging.getLogger(__name__)
 
-ACCEPTED = (".txt", ".md", ".html", ".jsonl", ".json")
+ACCEPTED = SUPPORTED_SUFFIXES  # the loaders' own list: what can be uploaded is what can be read
 
 
 def safe_name(name: str | None, directory: Path) -> Path:
@@ -44,6 +45,23 @@ def _megabytes(size: int) -> str:
     return f"{size / 1_000_000:.1f} MB"
 
 
+def upload_refusal(name: str, limit: int, *, size: int | None = None, data: bytes | None = None) -> str | None:
+    """Why a document cannot be added (a reply in HTML), or None when it can.
+
+    Called with the declared `size` before downloading, and again with the downloaded `data`.
+    """
+    shown = f"<code>{escape(name)}</code>"
+    if Path(name).suffix.lower() not in ACCEPTED:
+        return f"I can't add {shown}: I only read {', '.join(ACCEPTED)} files."
+    if size is not None and size > limit:
+        return f"{shown} is too large ({_megabytes(size)}); the limit is {_megabytes(limit)}."
+    if data is not None and len(data) > limit:
+        return f"{shown} is too large; the limit is {_megabytes(limit)}."
+    if data is not None and not is_text(data):
+        return f"{shown} doesn't look like a text file, so I can't add it."
+    return None
+
+
 async def upload(update: Update, context: BotContext) -> None:
     message = update.effective_message
     if message is None or message.document is None or not await require_admin(update, context):
@@ -51,26 +69,14 @@ async def upload(update: Update, context: BotContext) -> None:
     document = message.document
     runtime = context.runtime
     name = document.file_name or "upload"
-    suffix = Path(name).suffix.lower()
-    if suffix not in ACCEPTED:
-        await message.reply_text(
-            f"I can't add <code>{escape(name)}</code>: I only read {', '.join(ACCEPTED)} files."
-        )
-        return
     limit = runtime.settings.max_upload_bytes
-    if document.file_size is not None and document.file_size > limit:
-        await message.reply_text(
-            f"<code>{escape(name)}</code> is too large ({_megabytes(document.file_size)}); "
-            f"the limit is {_megabytes(limit)}."
-        )
-        return
-    file = await document.get_file()
-    data = bytes(await file.download_as_bytearray())
-    if len(data) > limit:
-        await message.reply_text(f"<code>{escape(name)}</code> is too large; the limit is {_megabytes(limit)}.")
-        return
-    if not is_text(data):
-        await message.reply_text(f"<code>{escape(name)}</code> doesn't look like a text file, so I can't add it.")
+    refusal = upload_refusal(name, limit, size=document.file_size)
+    if refusal is None:
+        file = await document.get_file()
+        data = bytes(await file.download_as_bytearray())
+        refusal = upload_refusal(name, limit, data=data)
+    if refusal is not None:
+        await message.reply_text(refusal)
         return
     assert runtime.settings.articles_dir is not None
     uploads = runtime.settings.articles_dir / "uploads"
