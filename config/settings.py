@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     top_k: int = Field(ge=1, le=100)
     answer_sentences: int = Field(ge=1, le=10)
     refusal_threshold: float = Field(ge=0.0, le=1.0)
+    reader: str
+    reader_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    reader_threads: int = Field(ge=0, le=256)
+    rerank_pool: int = Field(ge=0, le=200)
     answer_backend: Literal["extractive", "llm"]
     llm_model: str
     llm_base_url: str
@@ -65,6 +69,11 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_bundled(cls, value: Any) -> Any:
         return BUNDLED_ARTICLES if value in (None, "") else value
+
+    @field_validator("reader_threshold", mode="before")
+    @classmethod
+    def _empty_is_calibrated(cls, value: Any) -> Any:
+        return None if value in (None, "") else value
 
     @field_validator("admin_ids", "allowed_chat_ids", mode="before")
     @classmethod

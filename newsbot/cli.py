@@ -70,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     from newsbot.evaluate import add_arguments
 
     add_arguments(evaluate)
+
+    train = commands.add_parser("train-reader", help="train the reader on RealTimeQA training weeks (about 45 min on 2 cores)")
+    train.add_argument("--data", type=Path, required=True, metavar="DIR", help="RealTimeQA weeks to train on")
+    train.add_argument("--out", type=Path, required=True, metavar="DIR", help="model folder to write")
+    train.add_argument("--dev", type=Path, metavar="DIR", help="RealTimeQA weeks for the selection figures (never trained on)")
+    train.add_argument("--epochs", type=float, default=2.0, help="passes over the training triplets (default 2)")
+    train.add_argument("--limit", type=int, default=0, metavar="N", help="train on the first N questions only (a smoke run)")
     return parser
 
 
@@ -94,6 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "stats": cmd_stats,
         "serve": cmd_serve,
         "eval": cmd_eval,
+        "train-reader": cmd_train_reader,
     }[args.command]
     try:
         return handler(args, settings)
@@ -228,3 +236,15 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     from newsbot.evaluate import run
 
     return run(args, settings)
+
+
+def cmd_train_reader(args: argparse.Namespace, settings: Settings) -> int:
+    """Train a reader and write its folder; point the `reader` setting at it to use it."""
+    from retrieval.evaluation.training import TrainingConfig, train_reader
+    from retrieval.index.embedding import default_model_path
+
+    base = Path(settings.embedding_model) if settings.embedding_model else default_model_path()
+    config = TrainingConfig(epochs=args.epochs, limit=args.limit)
+    report = train_reader(args.data, args.out, base=base, dev=args.dev, config=config, progress=lambda m: print(m, flush=True))
+    print(f"reader written to {args.out} in {report['seconds']:.0f} s; figures in {args.out / 'training.json'}")
+    return EXIT_OK

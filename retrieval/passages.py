@@ -30,6 +30,8 @@ class Passage:
     path: str | None = None
     # The same story from other articles (near-duplicate passages folded into this one).
     duplicates: tuple[Passage, ...] = ()
+    # The chunks the text was made of, in order: the matched chunk and its neighbours ("small to big").
+    window: tuple[str, ...] = ()
 
     @property
     def published_on(self) -> date | None:

@@ -16,6 +16,7 @@ from retrieval.answer.protocols import AnswerGenerator
 from retrieval.index.embedding import Embedder, SentenceTransformerEmbedder
 from retrieval.index.store import ArticleStore
 from retrieval.ingest.pipeline import Ingestor
+from retrieval.read.reader import Reader, ReaderModel
 from retrieval.search.hybrid import HybridRetriever
 
 logger = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ class Services:
         embedder: Embedder | None = None,
         store: ArticleStore | None = None,
         retriever: HybridRetriever | None = None,
+        reader_model: ReaderModel | None = None,
         generator: AnswerGenerator | None = None,
         answerer: Answerer | None = None,
         briefer: Briefer | None = None,
@@ -40,6 +42,8 @@ class Services:
         self._embedder = embedder
         self._store = store
         self._retriever = retriever
+        self._reader_model = reader_model
+        self._reader: Reader | None = None
         self._generator = generator
         self._answerer = answerer
         self._briefer = briefer
@@ -67,19 +71,37 @@ class Services:
         return self._retriever
 
     @property
+    def reader_model(self) -> ReaderModel | None:
+        """The trained reader's files (None with reader = "off")."""
+        if self._reader_model is None and self.settings.reader != "off":
+            self._reader_model = ReaderModel(self.settings.reader or None, threads=self.settings.reader_threads)
+        return self._reader_model
+
+    @property
+    def reader(self) -> Reader | None:
+        """The reader over this index: scores sentences, re-ranks passages, gates answers."""
+        if self._reader is None and self.reader_model is not None:
+            self._reader = Reader(
+                self.reader_model, self.store, self.retriever.term_weight, threshold=self.settings.reader_threshold
+            )
+        return self._reader
+
+    @property
     def generator(self) -> AnswerGenerator:
         if self._generator is None:
+            reader = self.reader
             extractive = ExtractiveGenerator(
                 self.embedder,
                 self.retriever.term_weight,
-                threshold=self.settings.refusal_threshold,
+                threshold=reader.threshold if reader else self.settings.refusal_threshold,
                 max_sentences=self.settings.answer_sentences,
+                reader=reader,
             )
             if self.settings.answer_backend == "llm":
                 from retrieval.answer.llm import LLMGenerator
 
                 # The extractive scorer stays on as the evidence gate: weak evidence is refused before the model is asked.
-                self._generator = LLMGenerator.from_settings(self.settings, gate=extractive)
+                self._generator = LLMGenerator.from_settings(self.settings, gate=extractive, reader=reader)
             else:
                 self._generator = extractive
         return self._generator
@@ -87,7 +109,10 @@ class Services:
     @property
     def answerer(self) -> Answerer:
         if self._answerer is None:
-            self._answerer = Answerer(self.retriever, self.generator, top_k=self.settings.top_k)
+            settings = self.settings
+            self._answerer = Answerer(
+                self.retriever, self.generator, top_k=settings.top_k, reranker=self.reader, pool=settings.rerank_pool
+            )
         return self._answerer
 
     @property
@@ -100,7 +125,9 @@ class Services:
     def ingestor(self) -> Ingestor:
         if self._ingestor is None:
             settings = self.settings
-            self._ingestor = Ingestor(self.store, self.embedder, settings.chunk_size, settings.chunk_overlap)
+            model = self.reader_model
+            annotator = model.annotator() if model else None
+            self._ingestor = Ingestor(self.store, self.embedder, settings.chunk_size, settings.chunk_overlap, annotator)
         return self._ingestor
 
     def warm_up(self) -> None:
@@ -108,3 +135,5 @@ class Services:
         _ = self.answerer, self.briefer
         self.retriever.refresh()
         _ = self.embedder.dimension
+        if self.reader is not None:
+            self.reader.model.encoder.embed(["warm up"])

@@ -17,6 +17,7 @@ import pytest
 from config import Settings, load_settings
 from config.settings import BUNDLED_ARTICLES
 from retrieval.index.embedding import Embedder, SentenceTransformerEmbedder
+from retrieval.read.reader import ReaderModel
 from retrieval.service import Services
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,7 +27,7 @@ SEED_QA = Path(__file__).resolve().parent / "data" / "seed_qa_dev.jsonl"
 
 # Tests that use these fixtures load the embedding model (and Chroma with it): marked `model`, so that
 # `pytest -m "not model"` is the quick loop. Tests that load it another way (the CLI) carry the mark themselves.
-MODEL_FIXTURES = frozenset({"embedder", "services", "seed_services"})
+MODEL_FIXTURES = frozenset({"embedder", "reader_model", "services", "seed_services"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -41,10 +42,26 @@ def embedder() -> SentenceTransformerEmbedder:
     return SentenceTransformerEmbedder(threads=1)
 
 
+@pytest.fixture(scope="session")
+def reader_model() -> ReaderModel:
+    """The bundled reader (int8 ONNX), loaded once for the run."""
+    return _shared_reader()
+
+
+_READER: list[ReaderModel] = []
+
+
+def _shared_reader() -> ReaderModel:
+    if not _READER:
+        _READER.append(ReaderModel())
+    return _READER[0]
+
+
 def make_services(data_dir: Path, embedder: Embedder, **overrides: Any) -> Services:
-    """Services on a fresh data directory that share the session's embedding model (passed in, not loaded again)."""
+    """Services on a fresh data directory that share the session's models (passed in, not loaded again)."""
     settings = load_settings(data_dir=str(data_dir), **overrides)
-    return Services(settings, embedder=embedder)
+    reader = _shared_reader() if settings.reader == "" else None
+    return Services(settings, embedder=embedder, reader_model=reader)
 
 
 @pytest.fixture

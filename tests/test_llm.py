@@ -52,3 +52,39 @@ def test_weak_evidence_is_refused_without_calling_the_model(seed_services: Servi
     answerer, model = _answerer(seed_services, ["Argentina won [1]."])
     answer = answerer.answer("Who won the 2018 FIFA World Cup?")
     assert answer.refused and model.prompts == []
+
+
+def test_the_reader_picks_the_evidence_and_unsupported_claims_are_dropped(seed_services: Services) -> None:
+    gate = seed_services.generator
+    assert isinstance(gate, ExtractiveGenerator) and seed_services.reader is not None
+    model = CountingFakeChatModel(
+        responses=[
+            "The US is sending 560 more troops [1]. "
+            "They will also build a 200-bed field hospital in Basra by March [1]. "
+            "The sources do not say more."
+        ],
+        prompts=[],
+    )
+    generator = LLMGenerator(model, gate, reader=seed_services.reader)
+    answer = Answerer(seed_services.retriever, generator).answer(
+        "How many additional troops did Ash Carter announce for Iraq in July 2016?"
+    )
+    # The passage the model saw first is the one holding the reader's best sentence.
+    assert "560" in model.prompts[0].split("[2]")[0]
+    assert not answer.refused
+    assert "560 more troops [1]" in answer.text
+    assert "hospital" not in answer.text  # a claim no cited passage supports is dropped
+    assert "The sources do not say more." in answer.text  # framing without a claim of its own stays
+    [citation] = answer.citations
+    assert "560" in citation.quote
+
+
+def test_a_reply_with_only_unsupported_claims_is_a_refusal(seed_services: Services) -> None:
+    gate = seed_services.generator
+    assert isinstance(gate, ExtractiveGenerator)
+    model = CountingFakeChatModel(responses=["Argentina sent 9,999 troops to Iraq in 2016 [1]."], prompts=[])
+    answer = Answerer(seed_services.retriever, LLMGenerator(model, gate, reader=seed_services.reader)).answer(
+        "How many additional troops did Ash Carter announce for Iraq in July 2016?"
+    )
+    assert len(model.prompts) == 1
+    assert answer.refused and answer.citations == []

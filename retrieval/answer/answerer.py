@@ -8,7 +8,7 @@ import time
 from datetime import date
 from typing import Any
 
-from retrieval.answer.protocols import AnswerGenerator, Retriever
+from retrieval.answer.protocols import AnswerGenerator, PassageReranker, Retriever
 from retrieval.answer.types import Answer
 from retrieval.passages import Query
 
@@ -16,12 +16,25 @@ logger = logging.getLogger(__name__)
 
 
 class Answerer:
-    """Question in, `Answer` out: retrieve the context, then write the answer from it."""
+    """Question in, `Answer` out: retrieve the context, re-rank it by reading it, then write the answer from it.
 
-    def __init__(self, retriever: Retriever, generator: AnswerGenerator, top_k: int = 10) -> None:
+    With a `reranker`, `pool` passages are retrieved and read, and the best `top_k` of them kept.
+    """
+
+    def __init__(
+        self,
+        retriever: Retriever,
+        generator: AnswerGenerator,
+        top_k: int = 10,
+        *,
+        reranker: PassageReranker | None = None,
+        pool: int = 0,
+    ) -> None:
         self.retriever = retriever
         self.generator = generator
         self.top_k = top_k
+        self.reranker = reranker
+        self.pool = pool
         self._lock = asyncio.Lock()
 
     def answer(
@@ -35,7 +48,14 @@ class Answerer:
     ) -> Answer:
         started = time.perf_counter()
         query = Query(question.strip(), as_of=as_of, since=since, until=until)
-        passages = self.retriever.retrieve(query, top_k or self.top_k)
+        k = top_k or self.top_k
+        if self.reranker is not None and self.pool > k:
+            passages = self.retriever.retrieve(query, self.pool)
+            found = time.perf_counter()
+            passages = self.reranker.rerank(query, passages)[:k]
+        else:
+            passages = self.retriever.retrieve(query, k)
+            found = time.perf_counter()
         retrieved = time.perf_counter()
         draft = self.generator.generate(query, passages)
         finished = time.perf_counter()
@@ -46,8 +66,10 @@ class Answerer:
             citations=[] if draft.refused else draft.citations,
             passages=passages,
             conflict=draft.conflict,
+            evidence=draft.evidence,
             timings_ms={
-                "retrieve": (retrieved - started) * 1000,
+                "retrieve": (found - started) * 1000,
+                "rerank": (retrieved - found) * 1000,
                 "generate": (finished - retrieved) * 1000,
                 "total": (finished - started) * 1000,
             },

@@ -15,13 +15,14 @@ from datetime import date, timedelta
 
 import numpy as np
 
-from retrieval.answer.extractive import SAME_SENTENCE_COSINE, figures, mark
+from retrieval.answer.extractive import SAME_SENTENCE_COSINE, mark
 from retrieval.answer.protocols import Retriever
 from retrieval.answer.types import Citation
 from retrieval.index.embedding import Embedder
 from retrieval.index.keywords import tokenize
 from retrieval.ingest.text import split_sentences
 from retrieval.passages import Passage, Query
+from retrieval.read.candidates import figures
 
 logger = logging.getLogger(__name__)
 

@@ -6,93 +6,27 @@ passage, so numbers and names are exactly as the articles give them.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from retrieval.answer.types import REFUSAL, Citation, Draft
 from retrieval.index.embedding import Embedder
 from retrieval.index.keywords import tokenize
-from retrieval.ingest.chunking import indexed_text
-from retrieval.ingest.text import split_sentences
 from retrieval.passages import Passage, Query
-
-# What kind of thing a question asks for, recognised from its wording.
-_ANSWER_TYPES: list[tuple[str, re.Pattern[str]]] = [
-    (
-        "number",
-        re.compile(
-            r"\b(how (many|much|far|long|old|big|large|high|tall|often)|what (is|was|were|are) the "
-            r"(number|total|amount|cost|price|percentage|share|rate|size|population|toll|figure|distance)|"
-            r"the (total )?(number|amount|cost|price|percentage|population|death toll) of)\b",
-            re.I,
-        ),
-    ),
-    ("date", re.compile(r"\b(when\b|(in |on )?(which|what) (year|date|day|month)\b)", re.I)),
-    ("person", re.compile(r"\b(who|whom|whose)\b", re.I)),
-    (
-        "place",
-        re.compile(
-            r"\b(where\b|(in |at |from )?(which|what) (city|country|town|state|province|region|base|air ?base|"
-            r"place|capital|village|county|nation|continent|island|airport|port)\b)",
-            re.I,
-        ),
-    ),
-    ("name", re.compile(r"\b(which|what|name)\b", re.I)),
-]
-
-_NUMBER = re.compile(r"(?<![\w.])\$?\d[\d,]*(?:\.\d+)?(?:\s?(?:%|percent|million|billion|trillion|thousand))?")
-_NUMBER_WORDS = re.compile(
-    r"\b(hundreds?|thousands?|millions?|billions?|dozens?|two|three|four|five|six|seven|"
-    r"eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|half)\b",
-    re.I,
+from retrieval.read.candidates import (
+    NUMBER,
+    YEAR,
+    Candidate,
+    SentenceFeatures,
+    candidates,
+    lexical_share,
+    normal,
+    sentence_features,
+    term_weights,
 )
-_YEAR = re.compile(r"^(1[89]|20)\d\d$")
-_MONTH_WORDS = re.compile(
-    r"\b(jan(uary)?|feb(ruary)?|march|april|may|june|july|aug(ust)?|sept?(ember)?|"
-    r"oct(ober)?|nov(ember)?|dec(ember)?|monday|tuesday|wednesday|thursday|friday|"
-    r"saturday|sunday|yesterday|today)\b",
-    re.I,
-)
-_NAME_RUN = re.compile(r"\b[A-Z][\w.&'’-]*(?:\s+(?:(?:of|de|the|&)\s+)?[A-Z][\w.&'’-]*)*")
-_SENTENCE_STARTERS = frozenset("The A An He She It They We I In On At But And As After When This That".split())
-_CAPITALISED = re.compile(r"(?<!^)(?<![.!?]\s)\b[A-Z][a-zA-Z'’-]+")
-
-
-def answer_type(question: str) -> str | None:
-    """ "number", "date", "person", "place", "name", or None for open questions."""
-    asking = [part for part in re.split(r"(?<=[.!?])\s+", question.strip()) if part]
-    for part in reversed(asking[-2:]):
-        for kind, pattern in _ANSWER_TYPES:
-            if pattern.search(part):
-                return kind
-    return None
-
-
-def figures(text: str) -> set[str]:
-    """The figures a sentence states (not years), normalised: "4,600" and "4600" are one figure."""
-    found = set()
-    for match in _NUMBER.finditer(text):
-        value = match.group(0).replace("$", "").replace(",", "").strip()
-        if not _YEAR.match(value):
-            found.add(value.lower())
-    return found
-
-
-@dataclass(frozen=True)
-class SentenceFeatures:
-    """What is measured of one candidate sentence against a question; each roughly 0 to 1.
-
-    The extractive answerer weighs them with `ScoreWeights`; a trained reader can learn from the same features.
-    """
-
-    dense: float  # cosine similarity of the sentence and the question (meaning)
-    coverage: float  # share of the question's term weight in the sentence, its passage counting for a little (words)
-    answer_type: float  # 1.0 when the sentence holds a new thing of the kind asked for (a figure for "how many")
-    support: float  # how widely its answer-like thing is repeated across the retrieved articles
-    recency: float  # how close to the as-of date its article was published (`Query.recency`)
+from retrieval.read.reader import Reader
 
 
 @dataclass(frozen=True)
@@ -114,7 +48,8 @@ class ScoreWeights:
     def score(self, features: SentenceFeatures) -> float:
         """How well the sentence answers the question."""
         fits = self.own_type * features.answer_type + self.support * features.support
-        return self.dense * features.dense + self.coverage * features.coverage + self.answer_type * fits
+        coverage = self.sentence_terms * features.coverage + self.passage_terms * features.context
+        return self.dense * features.dense + self.coverage * coverage + self.answer_type * fits
 
     def rank(self, features: SentenceFeatures) -> float:
         """The score with the article's recency: which answering sentence is quoted first."""
@@ -130,67 +65,17 @@ FOLLOWER_MARGIN = 0.15
 SAME_SENTENCE_COSINE = 0.85
 
 
-@dataclass
-class Candidate:
-    """A sentence of a retrieved passage that might answer the question, with how well it does."""
-
-    sentence: str
-    passage: Passage
-    order: int
-    terms: set[str] = field(default_factory=set)
-    features: SentenceFeatures | None = None
-    score: float = 0.0  # how well the sentence answers the question: what the refusal threshold judges
-    rank: float = 0.0  # the score with the article's recency: which answering sentence is quoted first
-    vector: np.ndarray | None = None
-
-
-def sentence_features(
-    query: Query,
-    candidates: list[Candidate],
-    similarities: np.ndarray,
-    term_weights: dict[str, float],
-    weights: ScoreWeights = DEFAULT_WEIGHTS,
-) -> list[SentenceFeatures]:
-    """The features of each candidate sentence, given its cosine similarity to the question and the question's term weights."""
-    total = sum(term_weights.values()) or 1.0
-    kind = answer_type(query.text)
-    question_words = {w.lower() for w in re.findall(r"[\w'’-]+", query.text)}
-    question_figures = figures(query.text)
-    support = _support(kind, candidates, question_words, question_figures)
-    contexts: dict[str, set[str]] = {}
-    found: list[SentenceFeatures] = []
-    for candidate, similarity in zip(candidates, similarities):
-        passage = candidate.passage
-        if passage.chunk_id not in contexts:
-            contexts[passage.chunk_id] = set(tokenize(indexed_text(passage.title, passage.published, passage.text)))
-        context = contexts[passage.chunk_id]
-        covered = sum(w for t, w in term_weights.items() if t in candidate.terms)
-        around = sum(w for t, w in term_weights.items() if t in context)
-        found.append(
-            SentenceFeatures(
-                dense=float(similarity),
-                coverage=(weights.sentence_terms * covered + weights.passage_terms * around) / total,
-                answer_type=_fits(kind, candidate.sentence, question_words, question_figures),
-                support=support.get(candidate.order, 0.0),
-                recency=query.recency(passage.published_on),
-            )
-        )
-    return found
-
-
 class ExtractiveGenerator:
     """Scores each sentence of the top passages against the question and quotes the best.
 
-    A sentence's score mixes its meaning (cosine similarity to the question), its words (the
-    share of the question's rare terms it contains, weighted by inverse document frequency, with
-    the surrounding passage counting for a little) and whether it holds the kind of thing asked
-    for (a figure for "how many", a date for "when", a name for "who"/"where"/"which"): see
-    `SentenceFeatures` and `ScoreWeights`.
-    A sentence that is itself a question is never quoted: it restates what was asked (a headline
-    such as "Why did the dam fail?") rather than answering it. Among the answering sentences,
-    those from articles published close to the question's as-of date are quoted first, as
-    retrieval prefers them ("Which team ... this week?" is answered by this week's report, not
-    last year's).
+    With a `reader` (the default in the product), a sentence's score is the trained reader's
+    probability that it holds the answer (`read/reader.py`). Without one, the score is the
+    hand-weighted mix of `ScoreWeights`: its meaning (cosine similarity to the question), its
+    words (the share of the question's rare terms it contains, with the surrounding passage
+    counting for a little) and whether it holds the kind of thing asked for (a figure for "how
+    many", a date for "when", a name for "who"/"where"/"which"), plus recency for the order.
+    Either way a sentence that is itself a question is never quoted: it restates what was asked
+    (a headline such as "Why did the dam fail?") rather than answering it.
     It is also the evidence gate (`admits`) of every answer generator: no sentence scoring
     `threshold` or more, no answer.
     """
@@ -205,6 +90,7 @@ class ExtractiveGenerator:
         max_passages: int = 8,
         max_embedded: int = 48,
         weights: ScoreWeights = DEFAULT_WEIGHTS,
+        reader: Reader | None = None,
     ) -> None:
         self.embedder = embedder
         self.term_weight = term_weight
@@ -213,29 +99,32 @@ class ExtractiveGenerator:
         self.max_passages = max_passages
         self.max_embedded = max_embedded
         self.weights = weights
+        self.reader = reader
 
     def score(self, query: Query, passages: list[Passage]) -> list[Candidate]:
-        """Every candidate sentence, best first."""
-        candidates = self._candidates(passages)
-        if not candidates:
+        """Every candidate sentence of the top passages, best first."""
+        shown = passages[: self.max_passages]
+        if self.reader is not None:
+            return self.reader.read(query, shown)
+        found = candidates(shown)
+        if not found:
             return []
-        terms = list(dict.fromkeys(tokenize(query.text)))
-        term_weights = {term: self.term_weight(term) for term in terms}
-        if len(candidates) > self.max_embedded:
+        weights = term_weights(query, self.term_weight)
+        if len(found) > self.max_embedded:
             # Only the sentences sharing the most question terms are worth embedding.
-            shared = [sum(w for t, w in term_weights.items() if t in c.terms) for c in candidates]
-            keep = sorted(range(len(candidates)), key=lambda i: (-shared[i], i))[: self.max_embedded]
-            candidates = [candidates[i] for i in sorted(keep)]
-        vectors = self.embedder.embed([query.text] + [c.sentence for c in candidates])
+            shared = lexical_share(found, weights)
+            keep = sorted(range(len(found)), key=lambda i: (-shared[i], i))[: self.max_embedded]
+            found = [found[i] for i in sorted(keep)]
+        vectors = self.embedder.embed([query.text] + [c.sentence for c in found])
         question_vector, sentence_vectors = vectors[0], vectors[1:]
         similarities = sentence_vectors @ question_vector
-        features = sentence_features(query, candidates, similarities, term_weights, self.weights)
-        for candidate, found, vector in zip(candidates, features, sentence_vectors):
-            candidate.features = found
-            candidate.score = self.weights.score(found)
-            candidate.rank = self.weights.rank(found)
+        features = sentence_features(query, found, similarities, weights)
+        for candidate, found_features, vector in zip(found, features, sentence_vectors):
+            candidate.features = found_features
+            candidate.score = self.weights.score(found_features)
+            candidate.rank = self.weights.rank(found_features)
             candidate.vector = vector
-        return sorted(candidates, key=lambda c: c.rank, reverse=True)
+        return sorted(found, key=lambda c: c.rank, reverse=True)
 
     def admits(self, query: Query, passages: list[Passage]) -> bool:
         """The evidence gate: some sentence of the passages scores at least the refusal threshold."""
@@ -246,21 +135,22 @@ class ExtractiveGenerator:
 
     def generate(self, query: Query, passages: list[Passage]) -> Draft:
         ranked = self.score(query, passages)
+        evidence = max((c.score for c in ranked), default=0.0)
         if not self._admits(ranked):
-            return Draft(REFUSAL, refused=True, citations=[])
+            return Draft(REFUSAL, refused=True, citations=[], evidence=evidence)
         best = ranked[0]
         # Only the best few sentences can disagree: a figure far down the list is another matter.
         contenders = [c for c in ranked[:3] if c.rank >= best.rank - CONFLICT_MARGIN]
         disagreement = self._disagreement(query, contenders)
         if disagreement:
-            return self._write(disagreement, conflict=True)
+            return replace(self._write(disagreement, conflict=True), evidence=evidence)
         chosen = [best]
         for candidate in ranked[1:]:
             if len(chosen) >= self.max_sentences or candidate.rank < best.rank - FOLLOWER_MARGIN:
                 break
             if all(_cosine(candidate, other) < SAME_SENTENCE_COSINE for other in chosen):
                 chosen.append(candidate)
-        return self._write(chosen, conflict=False)
+        return replace(self._write(chosen, conflict=False), evidence=evidence)
 
     def _disagreement(self, query: Query, contenders: list[Candidate]) -> list[Candidate] | None:
         """Two top sentences from different articles that give different figures for the same thing.
@@ -282,19 +172,6 @@ class ExtractiveGenerator:
                             return [first, second]
         return None
 
-    def _candidates(self, passages: list[Passage]) -> list[Candidate]:
-        seen: set[str] = set()
-        found: list[Candidate] = []
-        for passage in passages[: self.max_passages]:
-            # A headline often states the answer in the fewest words.
-            for sentence in [passage.title, *split_sentences(passage.text)]:
-                key = _normal(sentence)
-                if len(key.split()) < 4 or key in seen or sentence.rstrip().endswith("?"):
-                    continue
-                seen.add(key)
-                found.append(Candidate(sentence, passage, len(found), terms=set(tokenize(sentence))))
-        return found
-
     def _write(self, chosen: list[Candidate], *, conflict: bool) -> Draft:
         numbers: dict[str, int] = {}
         quotes: dict[str, list[str]] = {}
@@ -302,8 +179,8 @@ class ExtractiveGenerator:
         parts: list[str] = []
         for candidate in chosen:
             # The same sentence in another outlet's copy of the story is cited with it.
-            key = _normal(candidate.sentence)
-            backing = [candidate.passage] + [d for d in candidate.passage.duplicates if key in _normal(d.text)]
+            key = normal(candidate.sentence)
+            backing = [candidate.passage] + [d for d in candidate.passage.duplicates if key in normal(d.text)]
             marks = []
             for passage in backing:
                 by_doc.setdefault(passage.doc_id, passage)
@@ -321,71 +198,17 @@ class ExtractiveGenerator:
         return Draft(text, refused=False, citations=citations, conflict=conflict)
 
 
-def _normal(text: str) -> str:
-    return re.sub(r"\W+", " ", text).strip().lower()
-
-
 def _framed_figures(sentence: str, asked: set[str]) -> list[tuple[str, set[str]]]:
     """Each figure the question does not already give, with the terms around it."""
     found = []
-    for match in _NUMBER.finditer(sentence):
+    for match in NUMBER.finditer(sentence):
         value = match.group(0).replace("$", "").replace(",", "").strip().lower()
-        if _YEAR.match(value) or value in asked:
+        if YEAR.match(value) or value in asked:
             continue
         before = tokenize(sentence[: match.start()])[-8:]
         after = tokenize(sentence[match.end() :])[:4]
         found.append((value, set(before + after)))
     return found
-
-
-def _answers(kind: str | None, sentence: str, question_words: set[str], question_figures: set[str]) -> set[str]:
-    """The things in a sentence that could be the answer: new figures, or new names."""
-    if kind in ("number", "date"):
-        return figures(sentence) - question_figures if kind == "number" else set(_MONTH_WORDS.findall(sentence.lower()))
-    found = set()
-    for run in _NAME_RUN.findall(sentence):
-        words = [w for w in run.split() if w.lower() not in question_words]
-        if words and run.split()[0] not in _SENTENCE_STARTERS:
-            found.add(" ".join(words).lower())
-    return found
-
-
-def _support(
-    kind: str | None, candidates: list[Candidate], question_words: set[str], question_figures: set[str]
-) -> dict[int, float]:
-    """For each candidate, how widely its best answer-like thing is repeated across articles (0 to 1).
-
-    Redundancy is evidence: the name or figure that many retrieved articles give in sentences about
-    the question is more likely the answer than one that a single sentence mentions.
-    """
-    if kind == "date":
-        return {}
-    docs: dict[str, set[str]] = {}
-    found: dict[int, set[str]] = {}
-    for candidate in candidates:
-        answers = _answers(kind, candidate.sentence, question_words, question_figures)
-        found[candidate.order] = answers
-        holders = {candidate.passage.doc_id, *(d.doc_id for d in candidate.passage.duplicates)}
-        for answer in answers:
-            docs.setdefault(answer, set()).update(holders)
-    if not docs:
-        return {}
-    top = max(len(holders) for holders in docs.values())
-    if top < 2:
-        return {}
-    return {order: max((len(docs[a]) for a in answers), default=0) / top for order, answers in found.items()}
-
-
-def _fits(kind: str | None, sentence: str, question_words: set[str], question_figures: set[str]) -> float:
-    """1.0 when the sentence holds a new thing of the kind asked for, else 0.0."""
-    if kind is None:
-        return 0.0
-    if kind == "number":
-        return 1.0 if (figures(sentence) - question_figures) or _NUMBER_WORDS.search(sentence) else 0.0
-    if kind == "date":
-        return 1.0 if _MONTH_WORDS.search(sentence) or re.search(r"\b(1[89]|20)\d\d\b", sentence) else 0.0
-    names = {word.lower() for word in _CAPITALISED.findall(sentence)} - question_words
-    return 1.0 if names else 0.0
 
 
 def _cosine(a: Candidate, b: Candidate) -> float:

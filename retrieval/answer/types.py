@@ -40,6 +40,8 @@ class Answer:
     passages: list[Passage] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
     conflict: bool = False
+    # How strongly the best sentence answers the question (the reader's probability), what refusal judges.
+    evidence: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -47,6 +49,7 @@ class Answer:
             "answer": self.text,
             "refused": self.refused,
             "conflict": self.conflict,
+            "evidence": None if self.evidence is None else round(self.evidence, 4),
             "citations": [asdict(citation) for citation in self.citations],
             "passages": [passage.to_dict() for passage in self.passages],
             "timings_ms": {key: round(value, 1) for key, value in self.timings_ms.items()},
@@ -61,3 +64,4 @@ class Draft:
     refused: bool
     citations: list[Citation]
     conflict: bool = False
+    evidence: float | None = None

@@ -147,6 +147,7 @@ class QuestionResult:
     retrieve_ms: float
     week: str = ""
     seed_type: str = ""
+    evidence: float | None = None
 
 
 def score_answer(question: EvalQuestion, answer: Answer) -> QuestionResult:
@@ -173,6 +174,7 @@ def score_answer(question: EvalQuestion, answer: Answer) -> QuestionResult:
         retrieve_ms=answer.timings_ms.get("retrieve", 0.0),
         week=question.week,
         seed_type=question.seed_type,
+        evidence=answer.evidence,
     )
 
 
@@ -189,9 +191,49 @@ def summarise(results: list[QuestionResult]) -> dict[str, Any]:
     figures["cited_accuracy"] = share([r.cited_correct for r in counted])
     figures["refusal_out"] = share([r.refused for r in out])
     figures["false_refusal"] = share([r.refused for r in counted])
+    # Every question of the weeks the counted ones come from, refusals counting as wrong: the figure
+    # RealTime QA's published baselines report.
+    weeks = {r.week for r in counted}
+    asked = [r for r in results if r.week in weeks and r.kind in ("counted", "out")]
+    figures["accuracy_all"] = share([r.correct for r in asked]) if weeks else None
+    figures["questions_all"] = len(asked) if weeks else None
     figures["latency_p50_ms"] = percentile(latencies, 50)
     figures["latency_p95_ms"] = percentile(latencies, 95)
     figures["retrieve_p50_ms"] = percentile([r.retrieve_ms for r in results], 50)
     figures["counted"] = len(counted)
     figures["out"] = len(out)
     return figures
+
+
+CURVE_THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
+
+
+def refusal_curve(results: list[QuestionResult], thresholds: tuple[float, ...] = CURVE_THRESHOLDS) -> list[dict[str, Any]]:
+    """What the figures would be if the refusal threshold were each of `thresholds`.
+
+    Read from each answer's evidence score: exact for thresholds at or above the one the run used
+    (run with threshold 0 for the whole curve). Empty when the answers carry no evidence score.
+    """
+    if not results or any(r.evidence is None for r in results if not r.refused):
+        return []
+    counted = [r for r in results if r.kind == "counted"]
+    out = [r for r in results if r.kind == "out"]
+    weeks = {r.week for r in counted}
+    asked = [r for r in results if r.week in weeks and r.kind in ("counted", "out")]
+
+    def answers(r: QuestionResult, t: float) -> bool:
+        return not r.refused and (r.evidence or 0.0) >= t
+
+    def share(items: list[QuestionResult], test: Any) -> float | None:
+        return sum(1 for r in items if test(r)) / len(items) if items else None
+
+    return [
+        {
+            "threshold": t,
+            "accuracy": share(counted, lambda r, t=t: r.correct and answers(r, t)),
+            "accuracy_all": share(asked, lambda r, t=t: r.correct and answers(r, t)) if weeks else None,
+            "refusal_out": share(out, lambda r, t=t: not answers(r, t)),
+            "false_refusal": share(counted, lambda r, t=t: not answers(r, t)),
+        }
+        for t in thresholds
+    ]

@@ -11,7 +11,7 @@ from typing import Any
 
 from retrieval.evaluation.datasets import EvalSet
 from retrieval.evaluation.harness import OURS, SystemRun
-from retrieval.evaluation.metrics import RECALL_AT, SeedReport, judge_seed, summarise
+from retrieval.evaluation.metrics import RECALL_AT, SeedReport, judge_seed, refusal_curve, summarise
 
 
 def build_report(evalset: EvalSet, runs: list[SystemRun], workdir: Path) -> dict[str, Any]:
@@ -34,7 +34,7 @@ def build_report(evalset: EvalSet, runs: list[SystemRun], workdir: Path) -> dict
             for label, inside in (("refusal_out_same_weeks", True), ("refusal_out_other_weeks", False)):
                 group = [r.refused for r in results if r.kind == "out" and (r.week in weeks) == inside]
                 metrics[label] = sum(group) / len(group) if group else None
-        report["systems"][system.name] = {"ingest": system.ingest, "metrics": metrics}
+        report["systems"][system.name] = {"ingest": system.ingest, "metrics": metrics, "refusal_curve": refusal_curve(results)}
         report["questions"][system.name] = [asdict(result) for result in results]
         if evalset.seed_items is not None:
             by_id = {item["id"]: item for item in evalset.seed_items}
@@ -51,6 +51,7 @@ _ROWS: list[tuple[str, str, str]] = [
     ("mrr@10", "MRR@10", "ratio"),
     ("accuracy", "answer accuracy", "ratio"),
     ("cited_accuracy", "cited accuracy", "ratio"),
+    ("accuracy_all", "accuracy, all questions of the weeks", "ratio"),
     ("refusal_out", "refusal (out of collection)", "ratio"),
     ("refusal_out_same_weeks", "  of which same weeks", "ratio"),
     ("refusal_out_other_weeks", "  of which other weeks", "ratio"),
@@ -145,6 +146,18 @@ def format_markdown(report: dict[str, Any]) -> str:
         )
     }
     lines += ["", "## Set", ""] + [f"- {key}: {value}" for key, value in facts.items()]
+    curve = report["systems"].get(OURS, {}).get("refusal_curve") or []
+    if curve:
+        lines += [
+            "",
+            f"## Refusal threshold curve ({OURS}; exact at or above the threshold the run used)",
+            "",
+            "| threshold | accuracy | accuracy, all | refusal out | false refusal |",
+            "|---|---|---|---|---|",
+        ]
+        for point in curve:
+            cells = [point[key] for key in ("accuracy", "accuracy_all", "refusal_out", "false_refusal")]
+            lines.append(f"| {point['threshold']:.2f} | " + " | ".join(_cell(c, "ratio") for c in cells) + " |")
     ours = report["questions"].get(OURS, [])
     missed = [q for q in ours if q["kind"] == "counted" and not q["correct"]]
     if missed:

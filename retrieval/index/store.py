@@ -26,6 +26,12 @@ logger = logging.getLogger(__name__)
 Hit = tuple[str, str, dict[str, Any], float]
 _DELETE_BATCH = 500
 
+# Chunk metadata written by the reader at ingest (`retrieval/read/vectors.py`): the packed vectors of
+# the chunk's sentences, and the version of the encoder that made them. Search never needs them, so
+# the bulk reads below leave them out of what they keep.
+SENTENCE_VECTORS = "sentence_vectors"
+SENTENCE_VECTORS_MODEL = "sentence_vectors_model"
+
 
 class ChunkStore(Protocol):
     """What search reads from the index (`ArticleStore` is the Chroma one)."""
@@ -47,6 +53,10 @@ class ChunkStore(Protocol):
         """The `n` nearest live chunks as (id, text, metadata, cosine similarity)."""
         ...
 
+    def chunks(self, ids: Sequence[str]) -> dict[str, tuple[str, dict[str, Any]]]:
+        """Text and full metadata of the live chunks `ids` (those that exist)."""
+        ...
+
 
 class StoreError(RuntimeError):
     """The index cannot be opened or changed."""
@@ -64,6 +74,8 @@ class StoredArticle:
     source: str | None = None
     url: str | None = None
     published: str | None = None
+    # The version of the reader encoder whose sentence vectors its chunks carry, if any.
+    sentence_vectors_model: str | None = None
 
 
 def make_client(settings: Settings) -> ClientAPI:
@@ -206,6 +218,7 @@ class ArticleStore:
                     source=_opt(meta.get("source")),
                     url=_opt(meta.get("url")),
                     published=_opt(meta.get("published")),
+                    sentence_vectors_model=_opt(meta.get(SENTENCE_VECTORS_MODEL)),
                 )
         return {
             doc_id: StoredArticle(**{**article.__dict__, "chunks": counts.get(doc_id, 0)}) for doc_id, article in found.items()
@@ -223,8 +236,22 @@ class ArticleStore:
         for page in pages(self.live(), ["documents", "metadatas"], batch=self.max_batch):
             ids += page["ids"]
             texts += page["documents"] or []
-            metas += [dict(meta) for meta in page["metadatas"] or []]
+            metas += [_lean(meta) for meta in page["metadatas"] or []]
         return ids, texts, metas
+
+    def chunks(self, ids: Sequence[str]) -> dict[str, tuple[str, dict[str, Any]]]:
+        """Text and full metadata of the live chunks `ids` (those that exist)."""
+        if not ids:
+            return {}
+        page = self.live().get(ids=list(ids), include=["documents", "metadatas"])
+        documents, metadatas = page["documents"] or [], page["metadatas"] or []
+        return {cid: (text, dict(meta)) for cid, text, meta in zip(page["ids"], documents, metadatas, strict=True)}
+
+    def annotate(self, collection: Collection, ids: Sequence[str], metadatas: Sequence[dict[str, Any]]) -> None:
+        """Add fields to the metadata of existing chunks (the reader's sentence vectors)."""
+        step = self.max_batch
+        for start in range(0, len(ids), step):
+            collection.update(ids=list(ids[start : start + step]), metadatas=list(metadatas[start : start + step]))
 
     def count(self) -> int:
         return int(self.live().count())
@@ -235,12 +262,21 @@ class ArticleStore:
 
     # -- writing ----------------------------------------------------------------------------
 
-    def add(self, collection: Collection, article: Article, chunks: list[Chunk], embeddings: np.ndarray) -> None:
+    def add(
+        self,
+        collection: Collection,
+        article: Article,
+        chunks: list[Chunk],
+        embeddings: np.ndarray,
+        extra: Sequence[dict[str, str]] | None = None,
+    ) -> None:
+        """Write an article's chunks; `extra` adds fields to each chunk's metadata (the reader's vectors)."""
+        more = list(extra) if extra else [{} for _ in chunks]
         collection.add(
             ids=[chunk.chunk_id for chunk in chunks],
             embeddings=embeddings.tolist(),
             documents=[chunk.text for chunk in chunks],
-            metadatas=[chunk_metadata(article, chunk) for chunk in chunks],
+            metadatas=[{**chunk_metadata(article, chunk), **fields} for chunk, fields in zip(chunks, more, strict=True)],
         )
 
     def delete(self, collection: Collection, doc_ids: Sequence[str]) -> None:
@@ -275,7 +311,7 @@ def nearest(collection: Collection, embedding: np.ndarray, n: int, where: Where 
     documents, metadatas, distances = result["documents"], result["metadatas"], result["distances"]
     assert documents is not None and metadatas is not None and distances is not None  # all three were included
     return [
-        (cid, doc, dict(meta), 1.0 - float(dist))
+        (cid, doc, _lean(meta), 1.0 - float(dist))
         for cid, doc, meta, dist in zip(result["ids"][0], documents[0], metadatas[0], distances[0], strict=True)
     ]
 
@@ -287,6 +323,11 @@ def delete_articles(collection: Collection, doc_ids: Sequence[str]) -> None:
             "$in": list(doc_ids[start : start + _DELETE_BATCH])
         }
         collection.delete(where={"doc_id": members})
+
+
+def _lean(meta: Any) -> dict[str, Any]:
+    """Chunk metadata without the reader's sentence vectors: what search keeps in memory."""
+    return {key: value for key, value in dict(meta).items() if key != SENTENCE_VECTORS}
 
 
 def _opt(value: Any) -> str | None:

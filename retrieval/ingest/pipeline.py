@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from tqdm import tqdm
 
 from retrieval.index.embedding import Embedder
-from retrieval.index.store import ArticleStore
+from retrieval.index.store import ArticleStore, pages
 from retrieval.ingest.articles import Article, ArticleError, iter_files, load_file
 from retrieval.ingest.chunking import Chunk, chunk_article
 
@@ -23,6 +23,20 @@ logger = logging.getLogger(__name__)
 
 # Called with (done, total) as articles are embedded; the bot edits a progress message with it.
 ProgressCallback = Callable[[int, int], None]
+_ANNOTATE_BATCH = 50  # articles whose chunks are re-annotated at a time
+
+
+class ChunkAnnotator(Protocol):
+    """Adds what a later step needs per chunk to its metadata at ingest (the reader's sentence vectors)."""
+
+    @property
+    def version(self) -> str:
+        """Names what made the annotations: an article annotated by another version is annotated again."""
+        ...
+
+    def annotate(self, title: str, texts: Sequence[str]) -> list[dict[str, str]]:
+        """One dict of metadata fields per chunk text of an article."""
+        ...
 
 
 @dataclass
@@ -36,6 +50,8 @@ class IngestReport:
     skipped: list[ArticleError] = field(default_factory=list)
     duplicates: int = 0
     chunks_embedded: int = 0
+    # Unchanged articles whose chunks got new annotations (a new reader), without re-embedding.
+    reannotated: int = 0
     seconds: float = 0.0
 
     @property
@@ -53,6 +69,8 @@ class IngestReport:
             parts.append(f"{len(self.removed)} removed")
         if self.duplicates:
             parts.append(f"{self.duplicates} duplicates ignored")
+        if self.reannotated:
+            parts.append(f"{self.reannotated} re-read by the new reader")
         return ", ".join(parts) + f" ({self.chunks_embedded} chunks embedded in {self.seconds:.1f}s)"
 
     def to_dict(self) -> dict[str, Any]:
@@ -64,6 +82,7 @@ class IngestReport:
             "skipped": [str(error) for error in self.skipped],
             "duplicates": self.duplicates,
             "chunks_embedded": self.chunks_embedded,
+            "reannotated": self.reannotated,
             "seconds": round(self.seconds, 3),
         }
 
@@ -71,11 +90,19 @@ class IngestReport:
 class Ingestor:
     """Turns article files into indexed chunks, re-embedding only what changed."""
 
-    def __init__(self, store: ArticleStore, embedder: Embedder, chunk_size: int, chunk_overlap: int) -> None:
+    def __init__(
+        self,
+        store: ArticleStore,
+        embedder: Embedder,
+        chunk_size: int,
+        chunk_overlap: int,
+        annotator: ChunkAnnotator | None = None,
+    ) -> None:
         self.store = store
         self.embedder = embedder
         self.chunk_size = chunk_size
         self.chunk_overlap = chunk_overlap
+        self.annotator = annotator
 
     def read(self, paths: list[Path]) -> tuple[list[Article], list[ArticleError], set[str], int]:
         """Articles under `paths`, the errors, the files read whole, and the duplicate count."""
@@ -154,6 +181,10 @@ class Ingestor:
                 todo.append(article)
             else:
                 report.unchanged.append(article.doc_id)
+        if self.annotator is not None:
+            version = self.annotator.version
+            stale_notes = [doc_id for doc_id in report.unchanged if stored[doc_id].sentence_vectors_model != version]
+            self._reannotate(target, stale_notes, report)
 
         if prune:
             seen = {article.doc_id for article in articles}
@@ -184,7 +215,8 @@ class Ingestor:
             vectors = self.embedder.embed(texts)
             offset = 0
             for article, chunks in batch:
-                self.store.add(target, article, chunks, vectors[offset : offset + len(chunks)])
+                extra = self.annotator.annotate(article.title, [c.text for c in chunks]) if self.annotator else None
+                self.store.add(target, article, chunks, vectors[offset : offset + len(chunks)], extra)
                 offset += len(chunks)
             report.chunks_embedded += len(texts)
             done += len(batch)
@@ -202,5 +234,31 @@ class Ingestor:
                     flush()
             if batch:
                 flush()
+        finally:
+            bar.close()
+
+    def _reannotate(self, target: Collection, doc_ids: list[str], report: IngestReport) -> None:
+        """Annotate the chunks of unchanged articles again (a new reader), leaving their embeddings alone."""
+        assert self.annotator is not None
+        bar = tqdm(total=len(doc_ids), unit="article", desc="reading", disable=None if doc_ids else True, leave=False)
+        try:
+            for start in range(0, len(doc_ids), _ANNOTATE_BATCH):
+                batch = doc_ids[start : start + _ANNOTATE_BATCH]
+                members: dict[Literal["$in", "$nin"], list[str | int | float | bool]] = {"$in": list(batch)}
+                chunks: dict[str, list[tuple[int, str, str, str]]] = {}
+                for page in pages(target, ["documents", "metadatas"], batch=self.store.max_batch, where={"doc_id": members}):
+                    for cid, text, meta in zip(page["ids"], page["documents"] or [], page["metadatas"] or [], strict=True):
+                        index = meta.get("chunk_index")
+                        position = index if isinstance(index, int) else 0
+                        chunks.setdefault(str(meta["doc_id"]), []).append((position, cid, text, str(meta.get("title", ""))))
+                ids: list[str] = []
+                notes: list[dict[str, Any]] = []
+                for members_of in chunks.values():
+                    members_of.sort()
+                    ids += [cid for _, cid, _, _ in members_of]
+                    notes += self.annotator.annotate(members_of[0][3], [text for _, _, text, _ in members_of])
+                self.store.annotate(target, ids, notes)
+                report.reannotated += len(chunks)
+                bar.update(len(batch))
         finally:
             bar.close()

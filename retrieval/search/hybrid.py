@@ -206,6 +206,7 @@ class HybridRetriever:
             published=meta.get("published"),
             path=meta.get("path"),
             duplicates=tuple(self._passage(rank, other, score) for other in duplicates or ()),
+            window=tuple(self._neighbours(cid)) if self.window else (cid,),
         )
 
 

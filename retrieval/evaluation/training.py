@@ -1,0 +1,391 @@
+"""Training newsbot's reader on the RealTimeQA training weeks: `newsbot train-reader`.
+
+Distant supervision, as the eval README describes: for each training question, the sentences of
+its own search results (cleaned, split and enumerated exactly as at answer time) are candidates;
+a sentence holding the gold answer is evidence, the best-matching sentences that do not hold it
+are hard negatives, and a question whose gold occurs in none of its articles gives only
+negatives (which is how the reader learns to say "not here").
+
+Steps, each seeded:
+1. `question_pools`: candidates per question, the 48 sharing most question terms;
+2. `train_encoder`: the bundled MiniLM fine-tuned with sentence-transformers' trainer
+   (MultipleNegativesRankingLoss: question -> answering sentence, one hard negative, in-batch negatives);
+3. `export_encoder`: torch.onnx export with mean pooling and normalisation in the graph,
+   int8 dynamic quantization with onnxruntime;
+4. `fit_weights`: logistic regression over the reader's features (`read/reader.py`).
+Selection figures come from the dev weeks (never trained on): `dev_figures`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import re
+import shutil
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from retrieval.evaluation.datasets import corpus_record, load_jsonl, realtimeqa_questions, realtimeqa_weeks
+from retrieval.evaluation.metrics import normalise
+from retrieval.index.keywords import tokenize
+from retrieval.ingest.articles import ArticleError, article_from_record
+from retrieval.ingest.chunking import chunk_article
+from retrieval.passages import Passage, Query
+from retrieval.read.candidates import Candidate, candidates, lexical_share, sentence_features
+from retrieval.read.encoder import OnnxEncoder
+from retrieval.read.reader import FEATURES, feature_matrix
+from retrieval.read.vectors import reader_text
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Everything that decides the trained reader; written into the model card."""
+
+    seed: int = 13
+    candidates_per_question: int = 48
+    positives_per_question: int = 3
+    negatives_pool: int = 8
+    epochs: float = 2.0
+    batch_size: int = 32
+    learning_rate: float = 5e-5
+    warmup_ratio: float = 0.1
+    max_tokens: int = 96
+    weight_questions: int = 800  # questions whose candidates the feature weights are fitted on
+    chunk_size: int = 800
+    chunk_overlap: int = 150
+    limit: int = 0  # questions at most (0: all); for a quick smoke run
+
+
+@dataclass
+class TrainingQuestion:
+    """One question with its gold answer and the candidate sentences of its own search results."""
+
+    id: str
+    question: str
+    gold: str
+    as_of: date | None
+    candidates: list[Candidate] = field(default_factory=list)
+    labels: list[bool] = field(default_factory=list)
+    lexical: list[float] = field(default_factory=list)
+
+    @property
+    def answerable(self) -> bool:
+        return any(self.labels)
+
+
+def gold_pattern(gold: str) -> re.Pattern[str]:
+    """The gold answer as a whole word or phrase ("Italy", not "Italy" inside "Italyan")."""
+    return re.compile(r"(?<!\w)" + re.escape(normalise(gold)) + r"(?!\w)")
+
+
+def question_pools(folder: Path, config: TrainingConfig) -> Iterator[TrainingQuestion]:
+    """Each question of every week in `folder`, with its candidates (see the module docstring)."""
+    for week in realtimeqa_weeks(folder):
+        results = {str(line["question_id"]): line.get("search_result") or [] for line in load_jsonl(folder / f"{week}_gcs.jsonl")}
+        for question in realtimeqa_questions(folder, week):
+            passages = list(_passages(results.get(question.id, []), config))
+            yield _pool(question.id, question.question, question.golds[0], question.as_of, passages, config)
+
+
+def _passages(search_result: list[dict[str, Any]], config: TrainingConfig) -> Iterator[Passage]:
+    """The chunks of a question's search results as passages, as retrieval would return them."""
+    seen: set[str] = set()
+    for raw in search_result:
+        url = raw.get("url")
+        if not url or url in seen or not isinstance(raw.get("text"), str) or not raw["text"].strip():
+            continue
+        seen.add(url)
+        try:
+            article = article_from_record(corpus_record(raw), path=Path("search_result.jsonl"), line=None)
+        except ArticleError:
+            continue
+        published = article.published.isoformat() if article.published else None
+        for chunk in chunk_article(article, config.chunk_size, config.chunk_overlap):
+            cid = f"{article.doc_id}:{chunk.index:04d}"
+            yield Passage(0, article.doc_id, cid, article.title, chunk.text, 0.0, published=published)
+
+
+def _pool(
+    qid: str, text: str, gold: str, as_of: date | None, passages: list[Passage], config: TrainingConfig
+) -> TrainingQuestion:
+    found = candidates(passages)
+    question = TrainingQuestion(qid, text, gold, as_of)
+    if not found:
+        return question
+    weights = pool_term_weights(text, passages)
+    lexical = lexical_share(found, weights)
+    keep = sorted(sorted(range(len(found)), key=lambda i: -lexical[i])[: config.candidates_per_question])
+    pattern = gold_pattern(gold)
+    question.candidates = [found[i] for i in keep]
+    for order, candidate in enumerate(question.candidates):
+        candidate.order = order
+    question.lexical = [lexical[i] for i in keep]
+    question.labels = [bool(pattern.search(normalise(c.sentence))) for c in question.candidates]
+    return question
+
+
+def pool_term_weights(question: str, passages: list[Passage]) -> dict[str, float]:
+    """The question's terms weighted by rarity among the pool's passages (the collection's idf at answer time)."""
+    df = Counter(term for passage in passages for term in set(tokenize(passage.text)))
+    n = len(passages)
+    return {term: math.log(1 + (n + 1) / (df.get(term, 0) + 0.5)) for term in dict.fromkeys(tokenize(question))}
+
+
+def encoder_examples(pools: list[TrainingQuestion], config: TrainingConfig) -> list[dict[str, str]]:
+    """(question, answering sentence, hard negative) triplets: the best-matching gold sentences, each with a
+    best-matching sentence of the same articles that does not hold the gold."""
+    rng = random.Random(config.seed)
+    rows = []
+    for q in pools:
+        ranked = sorted(range(len(q.candidates)), key=lambda i: -q.lexical[i])
+        positives = [i for i in ranked if q.labels[i] and q.lexical[i] > 0][: config.positives_per_question]
+        negatives = [i for i in ranked if not q.labels[i]][: config.negatives_pool]
+        if not positives or not negatives:
+            continue
+        rng.shuffle(negatives)
+        for n, i in enumerate(positives):
+            positive, negative = q.candidates[i], q.candidates[negatives[n % len(negatives)]]
+            rows.append(
+                {
+                    "anchor": q.question,
+                    "positive": reader_text(positive.sentence, positive.passage.title),
+                    "negative": reader_text(negative.sentence, negative.passage.title),
+                }
+            )
+    rng.shuffle(rows)
+    return rows
+
+
+def train_encoder(rows: list[dict[str, str]], base: Path, out: Path, config: TrainingConfig) -> Path:
+    """Fine-tune the sentence-transformers model at `base` on the triplets; the trained model's folder."""
+    import torch
+    from datasets import Dataset
+    from sentence_transformers import (
+        SentenceTransformer,
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
+    from sentence_transformers.losses import MultipleNegativesRankingLoss
+    from sentence_transformers.training_args import BatchSamplers
+
+    random.seed(config.seed)
+    np.random.seed(config.seed)
+    torch.manual_seed(config.seed)
+    model = SentenceTransformer(str(base), device="cpu", local_files_only=True)
+    model.max_seq_length = config.max_tokens
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(out / "checkpoints"),
+        num_train_epochs=config.epochs,
+        per_device_train_batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        warmup_ratio=config.warmup_ratio,
+        # Two sentences of one question in a batch would be each other's false negatives.
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        seed=config.seed,
+        data_seed=config.seed,
+        save_strategy="no",
+        logging_steps=20,
+        report_to="none",
+        use_cpu=True,
+        dataloader_num_workers=0,
+    )
+    trainer = SentenceTransformerTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        loss=MultipleNegativesRankingLoss(model),
+    )
+    trainer.train()
+    trained = out / "sentence-transformer"
+    model.save(str(trained))
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    return trained
+
+
+def export_encoder(model_dir: Path, out: Path, max_tokens: int) -> None:
+    """`model.onnx` (int8), `tokenizer.json` and `encoder.json` for `OnnxEncoder`, from a sentence-transformers folder."""
+    import torch
+    import torch.nn.functional as F
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from sentence_transformers import SentenceTransformer
+
+    class Pooled(torch.nn.Module):
+        def __init__(self, transformer: torch.nn.Module) -> None:
+            super().__init__()
+            self.transformer = transformer
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
+            hidden = self.transformer(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return F.normalize(pooled, p=2, dim=1)
+
+    model = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
+    transformer: Any = model[0].auto_model
+    module = Pooled(transformer).eval()
+    sample = model.tokenizer(["a sentence to trace the graph with", "another"], padding=True, return_tensors="pt")
+    out.mkdir(parents=True, exist_ok=True)
+    full = out / "model-fp32.onnx"
+    inputs = ("input_ids", "attention_mask", "token_type_ids")
+    with torch.no_grad():
+        torch.onnx.export(
+            module,
+            tuple(sample[name] for name in inputs),
+            str(full),
+            input_names=list(inputs),
+            output_names=["embedding"],
+            dynamic_axes={name: {0: "batch", 1: "tokens"} for name in inputs} | {"embedding": {0: "batch"}},
+            opset_version=17,
+            dynamo=False,
+        )
+    quantize_dynamic(str(full), str(out / "model.onnx"), weight_type=QuantType.QInt8, per_channel=True)
+    full.unlink()
+    model.tokenizer.backend_tokenizer.save(str(out / "tokenizer.json"))
+    dimension = int(model.get_sentence_embedding_dimension() or 384)
+    (out / "encoder.json").write_text(json.dumps({"dimension": dimension, "max_tokens": max_tokens}) + "\n")
+
+
+def features(question: TrainingQuestion, encoder: OnnxEncoder, weights_of: Callable[[str], float] | None = None) -> np.ndarray:
+    """The reader's feature rows for a question's candidates, measured as at answer time."""
+    if not question.candidates:
+        return np.zeros((0, len(FEATURES)), dtype=np.float32)
+    texts = [question.question] + [reader_text(c.sentence, c.passage.title) for c in question.candidates]
+    vectors = encoder.embed(texts)
+    similarities = vectors[1:] @ vectors[0]
+    passages = list({c.passage.chunk_id: c.passage for c in question.candidates}.values())
+    weights = pool_term_weights(question.question, passages)
+    found = sentence_features(Query(question.question, as_of=question.as_of), question.candidates, similarities, weights)
+    return feature_matrix(found, similarities)
+
+
+def fit_weights(pools: list[TrainingQuestion], encoder: OnnxEncoder, config: TrainingConfig) -> dict[str, Any]:
+    """Two logistic regressions of "holds the gold" on the reader's features, over `weight_questions` questions.
+
+    `coef` orders the answering sentences (recency included: of two reports, the one near the
+    as-of date is quoted first); `gate_coef` decides whether any sentence answers at all and
+    leaves recency out (an old article can answer; a recent one that does not is no evidence).
+    """
+    chosen = [q for q in pools if q.candidates]
+    random.Random(config.seed).shuffle(chosen)
+    chosen = chosen[: config.weight_questions]
+    rows = np.concatenate([features(q, encoder) for q in chosen])
+    labels = np.concatenate([np.asarray(q.labels, dtype=np.float32) for q in chosen])
+    return {**weights_from(rows, labels), "questions": len(chosen), "candidates": int(len(labels))}
+
+
+def weights_from(rows: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """The ranking and the gate regressions fitted on feature rows (see `fit_weights`)."""
+    from sklearn.linear_model import LogisticRegression
+
+    ranking = LogisticRegression(C=1.0, max_iter=2000).fit(rows, labels)
+    undated = rows.copy()
+    undated[:, FEATURES.index("recency")] = 0.0
+    gate = LogisticRegression(C=1.0, max_iter=2000).fit(undated, labels)
+    gate_coef = gate.coef_[0].copy()
+    gate_coef[FEATURES.index("recency")] = 0.0
+    return {
+        "features": list(FEATURES),
+        "coef": [round(float(c), 6) for c in ranking.coef_[0]],
+        "intercept": round(float(ranking.intercept_[0]), 6),
+        "gate_coef": [round(float(c), 6) for c in gate_coef],
+        "gate_intercept": round(float(gate.intercept_[0]), 6),
+    }
+
+
+def dev_figures(pools: list[TrainingQuestion], encoder: OnnxEncoder, weights: dict[str, Any]) -> dict[str, Any]:
+    """On questions never trained on: how often the top sentence holds the gold, and how sure the reader is."""
+    coef, intercept = np.asarray(weights["coef"]), float(weights["intercept"])
+    gate_coef, gate_intercept = np.asarray(weights["gate_coef"]), float(weights["gate_intercept"])
+    top1 = top2 = cosine_top1 = lexical_top1 = n = 0
+    present: list[float] = []
+    absent: list[float] = []
+    for q in pools:
+        if not q.candidates:
+            absent.append(0.0)
+            continue
+        rows = features(q, encoder)
+        p = 1.0 / (1.0 + np.exp(-(rows @ coef + intercept)))
+        gate = 1.0 / (1.0 + np.exp(-(rows @ gate_coef + gate_intercept)))
+        labels = np.asarray(q.labels)
+        if labels.any():
+            n += 1
+            order = np.argsort(-p)
+            top1 += bool(labels[order[0]])
+            top2 += bool(labels[order[:2]].any())
+            cosine_top1 += bool(labels[int(np.argmax(rows[:, 0]))])
+            lexical_top1 += bool(labels[int(np.argmax(q.lexical))])
+            present.append(float(gate.max()))
+        else:
+            absent.append(float(gate.max()))
+    return {
+        "questions_with_gold": n,
+        "top1": round(top1 / max(n, 1), 3),
+        "top2": round(top2 / max(n, 1), 3),
+        "encoder_cosine_top1": round(cosine_top1 / max(n, 1), 3),
+        "lexical_top1": round(lexical_top1 / max(n, 1), 3),
+        "best_probability_median_gold_present": round(float(np.median(present)), 3) if present else None,
+        "best_probability_median_gold_absent": round(float(np.median(absent)), 3) if absent else None,
+        "refusal_curve": [
+            {
+                "threshold": t,
+                "false_refusal": round(float(np.mean(np.asarray(present) < t)), 3) if present else None,
+                "refused_absent": round(float(np.mean(np.asarray(absent) < t)), 3) if absent else None,
+            }
+            for t in (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5)
+        ],
+    }
+
+
+def train_reader(
+    data: Path,
+    out: Path,
+    *,
+    base: Path,
+    dev: Path | None = None,
+    config: TrainingConfig | None = None,
+    progress: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """The whole recipe: pools, encoder, export, feature weights, dev figures; writes the model folder `out`."""
+    config = config or TrainingConfig()
+    started = time.perf_counter()
+    pools = list(question_pools(data, config))
+    if config.limit:
+        pools = pools[: config.limit]
+    progress(f"{len(pools)} training questions, {sum(q.answerable for q in pools)} with the gold among their candidates")
+    rows = encoder_examples(pools, config)
+    progress(f"{len(rows)} training triplets; fine-tuning the encoder")
+    work = out / "work"
+    trained = train_encoder(rows, base, work, config)
+    progress(f"encoder trained in {time.perf_counter() - started:.0f} s; exporting to int8 ONNX")
+    export_encoder(trained, out, config.max_tokens)
+    encoder = OnnxEncoder(out, threads=2)
+    weights = fit_weights(pools, encoder, config)
+    progress(f"feature weights: {dict(zip(FEATURES, weights['coef']))}")
+    report: dict[str, Any] = {
+        "config": asdict(config),
+        "data": {"folder": str(data), "weeks": len(realtimeqa_weeks(data)), "questions": len(pools)},
+        "weights": weights,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    if dev is not None:
+        dev_pools = list(question_pools(dev, config))
+        report["dev"] = dev_figures(dev_pools, encoder, weights)
+        progress(f"dev: {report['dev']}")
+    threshold = report.get("dev", {}).get("threshold", 0.3)
+    (out / "reader.json").write_text(json.dumps({**weights, "threshold": threshold}, indent=1) + "\n")
+    (out / "training.json").write_text(json.dumps(report, indent=1) + "\n")
+    shutil.rmtree(work, ignore_errors=True)
+    return report

@@ -1,0 +1,1 @@
+"""Reading retrieved passages: candidate sentences, their features, and the trained reader that scores them."""

@@ -1,0 +1,160 @@
+"""The reader: the bundled trained model, its vectors kept at ingest, passage re-ranking, refusals.
+
+Everything real: the committed int8 ONNX reader, the embedding model and Chroma on disk.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from retrieval.index.embedding import SentenceTransformerEmbedder
+from retrieval.index.store import SENTENCE_VECTORS, SENTENCE_VECTORS_MODEL
+from retrieval.passages import Passage, Query
+from retrieval.read.candidates import candidates
+from retrieval.read.reader import FEATURES, ReaderModel, ReaderWeights, bundled_model
+from retrieval.read.vectors import SentenceAnnotator, pack, unpack
+from retrieval.service import Services
+from tests.conftest import make_services
+
+TROOPS = "How many additional troops did Ash Carter announce for Iraq in July 2016?"
+
+
+def test_packed_vectors_keep_their_direction() -> None:
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(7, 384)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    back = unpack(pack(vectors), 384)
+    assert back.shape == (7, 384)
+    assert np.min(np.sum(back * vectors, axis=1)) > 0.999
+    assert len(pack(vectors)) < 7 * (384 + 4) * 4 / 3 + 4  # int8: about a quarter of float32
+
+
+def test_the_bundled_reader_is_complete_and_small() -> None:
+    folder = bundled_model()
+    for name in ("model.onnx", "tokenizer.json", "encoder.json", "reader.json", "README.md"):
+        assert (folder / name).is_file(), name
+    size = sum(path.stat().st_size for path in folder.iterdir())
+    assert size <= 40 * 1024 * 1024
+    weights = ReaderWeights.read(folder / "reader.json")
+    assert len(weights.coef) == len(FEATURES) and 0.0 < weights.threshold < 1.0
+    assert json.loads((folder / "reader.json").read_text())["features"] == list(FEATURES)
+
+
+def test_the_reader_prefers_the_sentence_that_answers(reader_model: ReaderModel) -> None:
+    encoder = reader_model.encoder
+    question, answer, mention = encoder.embed(
+        [
+            "How many troops did the US send to Iraq in July?",
+            "The Pentagon said 560 more troops would deploy to Iraq in July.",
+            "Iraq has been at the centre of US foreign policy debates for years.",
+        ]
+    )
+    assert abs(float(np.linalg.norm(answer)) - 1.0) < 1e-3
+    assert float(answer @ question) > float(mention @ question)
+
+
+def test_ingest_keeps_each_sentence_vector_with_its_chunk(seed_services: Services) -> None:
+    store = seed_services.store
+    model = seed_services.reader_model
+    assert model is not None
+    ids = store.all_chunks()[0][:3]
+    for cid, (text, meta) in store.chunks(ids).items():
+        assert meta[SENTENCE_VECTORS_MODEL] == model.version
+        vectors = unpack(str(meta[SENTENCE_VECTORS]), model.encoder.dimension)
+        sentences = [str(meta["title"])]
+        from retrieval.ingest.text import split_sentences
+
+        sentences += split_sentences(text)
+        assert len(vectors) == len(sentences), cid
+        # The stored vector is the encoder's, for the sentence read with its headline.
+        fresh = model.encoder.embed([f"{sentences[1]} | {sentences[0]}"])[0]
+        assert float(fresh @ vectors[1]) > 0.99
+
+
+def test_answers_read_stored_vectors_without_encoding_sentences(seed_services: Services) -> None:
+    reader = seed_services.reader
+    assert reader is not None
+    calls: list[int] = []
+    encoder = reader.model.encoder
+    original = encoder.embed
+
+    def counting(texts: list[str]) -> np.ndarray:
+        calls.append(len(texts))
+        return original(texts)
+
+    encoder.embed = counting  # type: ignore[method-assign]
+    try:
+        answer = seed_services.answerer.answer(TROOPS)
+    finally:
+        encoder.embed = original  # type: ignore[method-assign]
+    assert "560" in answer.text and not answer.refused
+    # Only the question is encoded at answer time (once to re-rank, once to answer): sentences come from the index.
+    assert calls and all(n == 1 for n in calls)
+
+
+def test_passages_are_reranked_by_what_the_reader_finds(seed_services: Services) -> None:
+    reader = seed_services.reader
+    assert reader is not None
+    query = Query(TROOPS)
+    pool = seed_services.retriever.retrieve(query, 20)
+    reranked = reader.rerank(query, pool)
+    assert sorted(p.chunk_id for p in reranked) == sorted(p.chunk_id for p in pool)
+    assert [p.rank for p in reranked] == list(range(1, len(pool) + 1))
+    best = {}
+    for candidate in reader.read(query, pool):
+        best.setdefault(candidate.passage.chunk_id, candidate.rank)
+    scores = [best.get(p.chunk_id, 0.0) for p in reranked]
+    assert scores == sorted(scores, reverse=True)
+    assert any("560" in c.sentence for c in reader.read(query, reranked[:1]))
+
+
+def test_the_reader_refuses_what_the_articles_do_not_hold(seed_services: Services) -> None:
+    answer = seed_services.answerer.answer("Who won the 2018 FIFA World Cup?")
+    assert answer.refused and answer.citations == []
+    assert answer.evidence is not None and answer.evidence < seed_services.reader.threshold  # type: ignore[union-attr]
+
+
+def test_a_new_reader_reannotates_without_reembedding(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
+    articles = tmp_path / "articles"
+    articles.mkdir()
+    (articles / "dam.md").write_text(
+        "---\ntitle: Kallaru dam opens\npublished: 2023-01-03\n---\n"
+        "Engineers finished the Kallaru river dam on Tuesday. It holds 412 million cubic metres of water.\n",
+        encoding="utf-8",
+    )
+    services = make_services(tmp_path / "var", embedder)
+    first = services.ingestor.ingest([articles])
+    assert first.added and first.chunks_embedded == 1
+    model = services.reader_model
+    assert model is not None
+    # The same encoder under another version name: every unchanged article is read again, nothing re-embedded.
+    services.ingestor.annotator = SentenceAnnotator(model.encoder, "another-reader")
+    second = services.ingestor.ingest([articles])
+    assert second.unchanged and second.chunks_embedded == 0 and second.reannotated == 1
+    (_, meta), = services.store.chunks(services.store.all_chunks()[0]).values()
+    assert meta[SENTENCE_VECTORS_MODEL] == "another-reader"
+    third = services.ingestor.ingest([articles])
+    assert third.reannotated == 0
+
+
+def test_candidates_skip_questions_and_fragments() -> None:
+    passage = Passage(
+        1, "d", "d:0000", "Why did the dam fail?", "It rained.\nThe dam failed after three days of record rain.", 1.0
+    )
+    found = [c.sentence for c in candidates([passage])]
+    assert found == ["The dam failed after three days of record rain."]
+
+
+@pytest.mark.model
+def test_reader_off_falls_back_to_the_hand_weighted_scorer(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
+    services = make_services(tmp_path / "var", embedder, reader="off")
+    assert services.reader is None
+    from config.settings import BUNDLED_ARTICLES
+
+    services.ingestor.ingest([BUNDLED_ARTICLES])
+    answer = services.answerer.answer(TROOPS)
+    assert "560" in answer.text
