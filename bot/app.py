@@ -13,7 +13,6 @@ from telegram import BotCommand, BotCommandScopeChat, LinkPreviewOptions, Update
 from telegram.constants import ParseMode
 from telegram.error import TelegramError
 from telegram.ext import (
-    AIORateLimiter,
     Application,
     ApplicationBuilder,
     CallbackQueryHandler,
@@ -27,6 +26,7 @@ from telegram.ext import (
 from telegram.request import BaseRequest
 
 from bot import access
+from bot.delivery import ResilientRateLimiter
 from bot.handlers import about, ask, brief, errors, reload, reset, sources, start, stats, upload
 from bot.runtime import RUNTIME_KEY, BotContext, Runtime
 from config import Settings
@@ -98,7 +98,8 @@ def build_application(
         .token(token)
         .context_types(ContextTypes(context=BotContext))
         .defaults(Defaults(parse_mode=ParseMode.HTML, link_preview_options=LinkPreviewOptions(is_disabled=True)))
-        .rate_limiter(AIORateLimiter(max_retries=2))
+        # Flood limits, 5xx, dropped connections and HTML Telegram cannot parse (bot/delivery.py).
+        .rate_limiter(ResilientRateLimiter())
         # Updates are handled concurrently so questions keep being answered during a /reload.
         .concurrent_updates(True)
         .post_init(post_init)
