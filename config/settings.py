@@ -56,6 +56,7 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(ge=0)
     max_question_chars: int = Field(ge=10)
     max_upload_bytes: int = Field(ge=1)
+    max_concurrent_answers: int = Field(ge=0)
     context_turns: int = Field(ge=0, le=20)
     context_ttl_seconds: int = Field(ge=0)
 

@@ -286,14 +286,20 @@ class BotAPIServer:
 
     async def send_document(
         self, chat: Chat, user: User, file_name: str, data: bytes, mime_type: str = "text/plain",
-        *, declared_size: int | None = None,
+        *, declared_size: int | None = None, size_known: bool = True,
     ) -> dict[str, Any]:
-        """A document message; the bot can fetch the bytes with getFile and the download path."""
+        """A document message; the bot can fetch the bytes with getFile and the download path.
+
+        `declared_size` is the size the message claims (default: the real one); with `size_known`
+        False the message claims none, as the Bot API allows.
+        """
         file_id = f"FILE{next(self._file_ids)}"
         self._files[file_id] = data
         message = self._new_message(chat, user, None)
         message["document"] = {"file_id": file_id, "file_unique_id": f"U{file_id}", "file_name": file_name,
                                "mime_type": mime_type, "file_size": declared_size or len(data)}
+        if not size_known:
+            del message["document"]["file_size"]
         await self._push({"message": message})
         return message
 
@@ -451,8 +457,15 @@ class BotAPIServer:
             return web.Response(status=401)
         path = request.match_info["path"]
         file_id = path.rsplit("/", 1)[-1]
+        call = Call("download", {"file_id": file_id})
+        fault = self._fault("download", {})
+        if fault is not None:
+            return await self._misbehave(request, call, fault)
         if file_id not in self._files:
+            call.error = "Not Found"
+            await self._record(call)
             return web.Response(status=404)
+        await self._record(call)
         return web.Response(body=self._files[file_id])
 
     async def _m_getMe(self, params: dict[str, Any]) -> Any:

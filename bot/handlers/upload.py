@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import re
 from html import escape
 from pathlib import Path
 
@@ -18,15 +18,13 @@ logger = logging.getLogger(__name__)
 ACCEPTED = (".txt", ".md", ".html", ".jsonl", ".json")
 
 
-def safe_name(name: str | None, directory: Path) -> Path:
-    """A file name in `directory` made only of safe characters, numbered if it is taken."""
-    stem = re.sub(r"[^\w.-]+", "_", Path(name or "upload.txt").name).lstrip("._") or "upload.txt"
-    path = directory / stem
-    counter = 1
-    while path.exists():
-        path = directory / f"{Path(stem).stem}-{counter}{Path(stem).suffix}"
-        counter += 1
-    return path
+def stored_name(data: bytes, suffix: str) -> str:
+    """The name an upload is saved under: made from its content, never from the name the sender gave.
+
+    So a name like "../../etc/passwd.txt" cannot choose where the file goes, and the same file sent
+    twice is the same file (ingested once, then "unchanged").
+    """
+    return f"upload-{hashlib.sha256(data).hexdigest()[:16]}{suffix}"
 
 
 def is_text(data: bytes) -> bool:
@@ -58,6 +56,7 @@ async def upload(update: Update, context: BotContext) -> None:
         )
         return
     limit = runtime.settings.max_upload_bytes
+    # The size is checked before anything is downloaded: first as the message declares it, then as getFile does.
     if document.file_size is not None and document.file_size > limit:
         await message.reply_text(
             f"<code>{escape(name)}</code> is too large ({_megabytes(document.file_size)}); "
@@ -65,6 +64,15 @@ async def upload(update: Update, context: BotContext) -> None:
         )
         return
     file = await document.get_file()
+    size = file.file_size if file.file_size is not None else document.file_size
+    if size is None or size > limit:
+        logger.warning("upload %r refused before download: size %s, limit %s", name, size, limit)
+        await message.reply_text(
+            f"I can't add <code>{escape(name)}</code>: "
+            + ("Telegram doesn't say how large it is." if size is None else f"it is too large ({_megabytes(size)}).")
+            + f" The limit is {_megabytes(limit)}."
+        )
+        return
     data = bytes(await file.download_as_bytearray())
     if len(data) > limit:
         await message.reply_text(f"<code>{escape(name)}</code> is too large; the limit is {_megabytes(limit)}.")
@@ -75,20 +83,24 @@ async def upload(update: Update, context: BotContext) -> None:
     assert runtime.settings.articles_dir is not None
     uploads = runtime.settings.articles_dir / "uploads"
     uploads.mkdir(parents=True, exist_ok=True)
-    path = safe_name(name, uploads)
+    path = uploads / stored_name(data, suffix)
+    existed = path.exists()
     path.write_bytes(data)
-    logger.info("upload %s saved by user id %s", path.name, message.from_user.id if message.from_user else None)
+    user_id = message.from_user.id if message.from_user else None
+    logger.info("upload %r saved as %s by user id %s", name, path.name, user_id)
     async with runtime.ingest_lock:
-        progress = ProgressMessage(await message.reply_text(f"Adding <code>{escape(path.name)}</code>…"))
+        progress = ProgressMessage(await message.reply_text(f"Adding <code>{escape(name)}</code>…"))
         report = await ingest_with_progress(runtime, [path], progress)
     if report.skipped:
-        path.unlink(missing_ok=True)  # a file that cannot be read would only fail every later reload
+        if not existed:
+            path.unlink(missing_ok=True)  # a file that cannot be read would only fail every later reload
         reasons = "; ".join(escape(e.reason, quote=False) for e in report.skipped)
-        await progress.show(f"I couldn't read <code>{escape(path.name)}</code>: {reasons}", force=True)
+        await progress.show(f"I couldn't read <code>{escape(name)}</code>: {reasons}", force=True)
         return
     count = len(report.added) + len(report.updated)
     await progress.show(
-        f"Added <code>{escape(path.name)}</code>: {count} new or updated article{'s' if count != 1 else ''}, "
+        f"Added <code>{escape(name)}</code> (saved as <code>uploads/{path.name}</code>): "
+        f"{count} new or updated article{'s' if count != 1 else ''}, "
         f"{len(report.unchanged)} unchanged. You can ask about it now.",
         force=True,
     )
