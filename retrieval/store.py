@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
+import httpx
 import numpy as np
 
 from config import Settings
@@ -20,6 +22,27 @@ logger = logging.getLogger(__name__)
 
 class StoreError(RuntimeError):
     """The index cannot be opened or changed."""
+
+
+class StoreUnavailable(StoreError):
+    """The Chroma server cannot be reached right now (restarting, network); asking again later may work."""
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _server_call(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Turn a lost connection to the Chroma server (chromadb lets httpx's errors through) into StoreUnavailable."""
+
+    @functools.wraps(method)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(*args, **kwargs)
+        except httpx.TransportError as exc:
+            raise StoreUnavailable(f"the Chroma server cannot be reached ({type(exc).__name__}: {exc})") from exc
+
+    return wrapper
 
 
 @dataclass(frozen=True)
@@ -97,6 +120,7 @@ class ArticleStore:
     # -- the alias --------------------------------------------------------------------------
 
     @property
+    @_server_call
     def live_name(self) -> str | None:
         self._registry = self._client.get_collection(f"{self.name}-registry", embedding_function=None)
         value = (self._registry.metadata or {}).get("live")
@@ -113,14 +137,18 @@ class ArticleStore:
             collection_name, embedding_function=None, metadata={"hnsw:space": "cosine"}
         )
 
+    @_server_call
     def live(self) -> Any:
         """The collection questions are answered from."""
         name = self.live_name
         try:
             return self._client.get_collection(name, embedding_function=None)
+        except httpx.TransportError:
+            raise
         except Exception as exc:
             raise StoreError(f"the live collection {name!r} is missing from Chroma") from exc
 
+    @_server_call
     def stage(self) -> Any:
         """A new collection holding a copy of the live one (embeddings included), not yet live."""
         staged = self._create(self._new_name())
@@ -140,6 +168,7 @@ class ArticleStore:
             offset += len(page["ids"])
         return staged
 
+    @_server_call
     def publish(self, staged: Any) -> None:
         """Make `staged` the live collection in one step, then drop the old one."""
         old = self.live_name
@@ -151,6 +180,7 @@ class ArticleStore:
             except Exception:  # a reader may still hold it; it is unreachable from the alias anyway
                 logger.warning("could not delete old collection %s", old, exc_info=True)
 
+    @_server_call
     def discard(self, staged: Any) -> None:
         """Drop a staged collection that will not go live."""
         if staged.name != self.live_name:
@@ -165,6 +195,7 @@ class ArticleStore:
 
     # -- reading ----------------------------------------------------------------------------
 
+    @_server_call
     def articles(self, collection: Any | None = None) -> dict[str, StoredArticle]:
         """Every indexed article, by id."""
         collection = collection or self.live()
@@ -198,6 +229,7 @@ class ArticleStore:
             yield from page["metadatas"]
             offset += len(page["ids"])
 
+    @_server_call
     def all_chunks(self) -> tuple[list[str], list[str], list[dict[str, Any]]]:
         """Ids, texts and metadata of every live chunk (for the keyword index)."""
         collection = self.live()
@@ -215,9 +247,11 @@ class ArticleStore:
             offset += len(page["ids"])
         return ids, texts, metas
 
+    @_server_call
     def count(self) -> int:
         return int(self.live().count())
 
+    @_server_call
     def query(
         self, embedding: np.ndarray, n: int, where: dict[str, Any] | None = None
     ) -> list[tuple[str, str, dict[str, Any], float]]:
@@ -241,6 +275,7 @@ class ArticleStore:
 
     # -- writing ----------------------------------------------------------------------------
 
+    @_server_call
     def add(self, collection: Any, article: Article, chunks: list[Chunk], embeddings: np.ndarray) -> None:
         collection.add(
             ids=[chunk.chunk_id for chunk in chunks],
@@ -249,6 +284,7 @@ class ArticleStore:
             metadatas=[chunk_metadata(article, chunk) for chunk in chunks],
         )
 
+    @_server_call
     def delete(self, collection: Any, doc_ids: Sequence[str]) -> None:
         for start in range(0, len(doc_ids), 500):
             collection.delete(where={"doc_id": {"$in": list(doc_ids[start:start + 500])}})

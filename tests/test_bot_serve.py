@@ -36,9 +36,13 @@ async def server() -> AsyncIterator[BotAPIServer]:
     await server.stop()
 
 
-async def serve(server: BotAPIServer, tmp_path: Path, *args: str) -> asyncio.subprocess.Process:
+async def serve(
+    server: BotAPIServer, tmp_path: Path, *args: str, env: dict[str, str] | None = None
+) -> asyncio.subprocess.Process:
+    """`newsbot -v serve ARGS` with its token and Bot API URL from the environment, as in production."""
     env = {
         **os.environ,
+        **(env or {}),
         "TELEGRAM_BOT_TOKEN": server.token,
         "TELEGRAM_API_BASE_URL": server.base_url,
         "NEWSBOT_ADMIN_IDS": str(USER.id),
