@@ -25,9 +25,10 @@ from telegram.ext import (
 )
 from telegram.request import BaseRequest
 
-from bot import access
+from bot import access, health
 from bot.delivery import ResilientRateLimiter
 from bot.handlers import about, ask, brief, errors, reload, reset, sources, start, stats, upload
+from bot.health import Heartbeat
 from bot.runtime import RUNTIME_KEY, BotContext, Runtime
 from config import Settings
 
@@ -55,6 +56,8 @@ ADMIN_COMMANDS = [
     BotCommand("stats", "Questions served, refusals, latency, index size"),
 ]
 
+HEARTBEAT_KEY = "heartbeat"
+
 BotApplication = Application[Any, BotContext, dict[Any, Any], dict[Any, Any], dict[Any, Any], Any]
 
 
@@ -81,6 +84,9 @@ def build_application(
         # Load the model and the index now, once, rather than on the first question.
         await asyncio.to_thread(lambda: (services.answerer, services.retriever.refresh(), services.embedder.dimension))
         application.bot_data[RUNTIME_KEY] = Runtime.build(settings, services)
+        # The container's health check reads this file (bot/health.py).
+        heartbeat = Heartbeat(settings.data_dir / health.FILE_NAME, services.store.count)
+        application.bot_data[HEARTBEAT_KEY] = asyncio.create_task(heartbeat.run(), name="heartbeat")
         await application.bot.set_my_commands(COMMANDS)
         for admin_id in settings.admin_ids:
             try:
@@ -91,6 +97,9 @@ def build_application(
 
     async def post_shutdown(application: BotApplication) -> None:
         application.bot_data.pop(RUNTIME_KEY, None)
+        beating = application.bot_data.pop(HEARTBEAT_KEY, None)
+        if beating is not None:
+            beating.cancel()
         logger.info("bot stopped")
 
     builder = (

@@ -83,6 +83,8 @@ async def test_chroma_server_restart_while_the_bot_runs(
     finally:
         await application.updater.stop()
         await application.stop()
+        assert application.post_shutdown is not None
+        await application.post_shutdown(application)
         await application.shutdown()
 
 
