@@ -45,7 +45,7 @@ async def respond(message: Message, context: BotContext, question: str) -> None:
     """Check the limits, read a reply in the context of the answer it replies to, answer, remember."""
     runtime = context.runtime
     question = " ".join(question.split())
-    if not question:
+    if not any(ch.isalnum() for ch in question):  # nothing to search for: blank, emoji, punctuation
         await message.reply_text(HOW_TO_ASK)
         return
     limit = runtime.settings.max_question_chars
