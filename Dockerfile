@@ -25,7 +25,6 @@ COPY config config
 COPY newsbot newsbot
 COPY prompts prompts
 COPY retrieval retrieval
-COPY data data
 RUN pip install -e . \
     && useradd --create-home --uid 10001 --shell /usr/sbin/nologin newsbot \
     && mkdir -p /data \
@@ -39,4 +38,4 @@ HEALTHCHECK --interval=30s --timeout=10s --start-period=180s --retries=3 \
     CMD ["python", "-m", "bot.health", "--max-age", "90"]
 # Articles (with uploads from admins) and, in embedded mode, the index live on the volume. The first
 # start seeds it with the bundled sample articles; every start indexes what changed, then serves.
-CMD ["sh", "-c", "mkdir -p \"$NEWSBOT_ARTICLES_DIR\" && { [ -n \"$(ls -A \"$NEWSBOT_ARTICLES_DIR\")\" ] || cp -r /app/data/articles/. \"$NEWSBOT_ARTICLES_DIR\"; } && newsbot ingest; exec newsbot serve"]
+CMD ["sh", "-c", "mkdir -p \"$NEWSBOT_ARTICLES_DIR\" && { [ -n \"$(ls -A \"$NEWSBOT_ARTICLES_DIR\")\" ] || cp -r /app/retrieval/ingest/samples/*.txt \"$NEWSBOT_ARTICLES_DIR\"; } && newsbot ingest; exec newsbot serve"]

@@ -6,7 +6,9 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test test-fast lint bench clean
+
+TYPED := bot retrieval config newsbot prompts bench tests
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +28,13 @@ test: install
 	$(BIN)/pytest -q
 
 lint: install
+	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
-	$(BIN)/mypy bot retrieval config newsbot
+	$(BIN)/mypy $(TYPED)
+
+# The quick loop: everything but the tests that load the embedding model (seconds, not minutes).
+test-fast: install
+	$(BIN)/pytest -q -m "not model"
 
 bench: install
 	$(BIN)/python bench/bench_ingest_ask.py

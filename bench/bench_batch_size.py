@@ -31,9 +31,10 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from config import load_settings  # noqa: E402
-from retrieval.answers import Query  # noqa: E402
-from retrieval.embedding import SentenceTransformerEmbedder  # noqa: E402
-from retrieval.evaluation import load_jsonl, load_realtimeqa, realtimeqa_weeks  # noqa: E402
+from config.settings import BUNDLED_ARTICLES  # noqa: E402
+from retrieval.evaluation.datasets import load_jsonl, load_realtimeqa, realtimeqa_weeks  # noqa: E402
+from retrieval.index.embedding import SentenceTransformerEmbedder  # noqa: E402
+from retrieval.passages import Query  # noqa: E402
 from retrieval.service import Services  # noqa: E402
 
 
@@ -52,7 +53,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         services = Services(load_settings(data_dir=str(args.data_dir or scratch), **overrides))
         if args.data_dir is None:
-            services.ingestor.ingest([ROOT / "data" / "articles"])
+            services.ingestor.ingest([BUNDLED_ARTICLES])
         if args.realtimeqa:
             data = load_realtimeqa(args.realtimeqa, realtimeqa_weeks(args.realtimeqa))
             queries = [Query(q.question, as_of=q.as_of) for q in data.counted]
@@ -88,8 +89,9 @@ def main() -> None:
         print("batch  sentences ms/question  chunks/s  max vector difference")
         for size in sizes:
             sentences, chunk_time = best[size]
-            print(f"{size:>5}  {sentences / len(batches) * 1000:>21.0f}  {len(chunks) / chunk_time:>8.1f}  "
-                  f"{difference[size]:.1e}")
+            print(
+                f"{size:>5}  {sentences / len(batches) * 1000:>21.0f}  {len(chunks) / chunk_time:>8.1f}  {difference[size]:.1e}"
+            )
 
 
 def _answer_batches(services: Services, queries: list[Query]) -> list[list[str]]:

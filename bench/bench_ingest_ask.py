@@ -31,17 +31,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from config import Settings, load_settings  # noqa: E402
-from newsbot.evaluate import (  # noqa: E402
-    BUILDS_FILE,
-    OURS,
-    EvalSet,
-    eval_services,
-    ingest_figures,
-    load_builds,
-    realtimeqa_set,
-    seed_set,
-)
-from retrieval.evaluation import percentile  # noqa: E402
+from config.settings import BUNDLED_ARTICLES  # noqa: E402
+from retrieval.evaluation.datasets import EvalSet, realtimeqa_set, seed_set  # noqa: E402
+from retrieval.evaluation.harness import BUILDS_FILE, OURS, eval_services, ingest_figures, load_builds  # noqa: E402
+from retrieval.evaluation.metrics import percentile  # noqa: E402
 
 
 def bench(evalset: EvalSet, settings: Settings, workdir: Path, *, reuse: bool) -> dict[str, Any]:
@@ -55,8 +48,14 @@ def bench(evalset: EvalSet, settings: Settings, workdir: Path, *, reuse: bool) -
     builds = load_builds(workdir)
     report = services.ingestor.ingest(list(evalset.paths), prune=True)
     store = services.store
-    ingest = ingest_figures(f"{OURS}:{store.live_name}", report.chunks_embedded, store.count(), report.seconds,
-                            len(report.added) + len(report.updated) + len(report.unchanged), builds)
+    ingest = ingest_figures(
+        f"{OURS}:{store.live_name}",
+        report.chunks_embedded,
+        store.count(),
+        report.seconds,
+        len(report.added) + len(report.updated) + len(report.unchanged),
+        builds,
+    )
     (workdir / BUILDS_FILE).write_text(json.dumps(builds, indent=2), encoding="utf-8")
     services.retriever.refresh()
     totals: list[float] = []
@@ -86,16 +85,20 @@ def bench(evalset: EvalSet, settings: Settings, workdir: Path, *, reuse: bool) -
 
 def _print(row: dict[str, Any]) -> None:
     reused = " (recorded when the reused index was built)" if row["ingest_reused"] else ""
-    print(f"{row['set']}: {row['articles']} articles, {row['chunks']} chunks "
-          f"(chunk_size {row['chunk_size']}, overlap {row['chunk_overlap']})")
+    print(
+        f"{row['set']}: {row['articles']} articles, {row['chunks']} chunks "
+        f"(chunk_size {row['chunk_size']}, overlap {row['chunk_overlap']})"
+    )
     print(f"  ingest  {row['ingest_s']:.1f} s, {row['chunks_per_s']} chunks/s{reused}")
-    print(f"  ask     p50 {row['ask_p50_ms']:.0f} ms, p95 {row['ask_p95_ms']:.0f} ms over {row['questions']} questions "
-          f"(retrieve p50 {row['retrieve_p50_ms']:.0f} ms, generate p50 {row['generate_p50_ms']:.0f} ms)")
+    print(
+        f"  ask     p50 {row['ask_p50_ms']:.0f} ms, p95 {row['ask_p95_ms']:.0f} ms over {row['questions']} questions "
+        f"(retrieve p50 {row['retrieve_p50_ms']:.0f} ms, generate p50 {row['generate_p50_ms']:.0f} ms)"
+    )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--articles", type=Path, default=ROOT / "data" / "articles")
+    parser.add_argument("--articles", type=Path, default=BUNDLED_ARTICLES)
     parser.add_argument("--questions", type=Path, default=ROOT / "tests" / "data" / "seed_qa_dev.jsonl")
     parser.add_argument("--realtimeqa", type=Path, metavar="DIR", help="RealTimeQA folder; omit to skip")
     parser.add_argument("--weeks", default="20230106", metavar="W1,W2", help="RealTimeQA weeks (default 20230106)")

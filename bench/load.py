@@ -34,11 +34,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from config.settings import BUNDLED_ARTICLES  # noqa: E402
 from tests.botapi import BotAPIServer, Chat, User  # noqa: E402
 
 SEED = ROOT / "tests" / "data" / "seed_qa_dev.jsonl"
-NOT_ANSWERS = ("I'm answering a lot of questions", "Slow down a little", "Sorry, something went wrong",
-               "I can't reach my article index")
+NOT_ANSWERS = (
+    "I'm answering a lot of questions",
+    "Slow down a little",
+    "Sorry, something went wrong",
+    "I can't reach my article index",
+)
 
 
 @dataclass
@@ -66,8 +71,7 @@ def environment(data_dir: Path, server: BotAPIServer) -> dict[str, str]:
     }
 
 
-async def user(server: BotAPIServer, person: User, chat: Chat, asked: list[str], results: Results,
-               timeout: float) -> None:
+async def user(server: BotAPIServer, person: User, chat: Chat, asked: list[str], results: Results, timeout: float) -> None:
     """Ask each question as soon as the previous one was answered."""
     for question in asked:
         mark = server.mark()
@@ -105,10 +109,12 @@ async def run(args: argparse.Namespace, workdir: Path) -> int:
         results = Results()
         mark = server.mark()
         started = time.perf_counter()
-        await asyncio.gather(*[
-            user(server, person, chat, [pool[(i + j) % len(pool)] for j in range(args.questions)], results, args.timeout)
-            for i, (person, chat) in enumerate(zip(people, chats))
-        ])
+        await asyncio.gather(
+            *[
+                user(server, person, chat, [pool[(i + j) % len(pool)] for j in range(args.questions)], results, args.timeout)
+                for i, (person, chat) in enumerate(zip(people, chats))
+            ]
+        )
         elapsed = time.perf_counter() - started
         await asyncio.sleep(args.settle)  # anything sent twice would arrive by now
         for chat in chats:
@@ -122,14 +128,20 @@ async def run(args: argparse.Namespace, workdir: Path) -> int:
     asked = args.users * args.questions
     answered = len(results.latencies) - sum(results.not_answers.values())
     errors = results.timeouts + results.extra_replies + sum(results.not_answers.values())
-    print(f"users {args.users} x questions {args.questions} = {asked} questions in {elapsed:.1f} s "
-          f"({asked / elapsed:.2f} questions/s)")
+    print(
+        f"users {args.users} x questions {args.questions} = {asked} questions in {elapsed:.1f} s "
+        f"({asked / elapsed:.2f} questions/s)"
+    )
     print(f"answered exactly once: {answered} of {asked}")
     if results.latencies:
-        print(f"latency p50 {percentile(results.latencies, 50):.2f} s, p95 {percentile(results.latencies, 95):.2f} s, "
-              f"max {max(results.latencies):.2f} s, mean {statistics.mean(results.latencies):.2f} s")
-    print(f"errors {errors}: timeouts {results.timeouts}, extra replies {results.extra_replies}, "
-          f"not answers {results.not_answers or 0}")
+        print(
+            f"latency p50 {percentile(results.latencies, 50):.2f} s, p95 {percentile(results.latencies, 95):.2f} s, "
+            f"max {max(results.latencies):.2f} s, mean {statistics.mean(results.latencies):.2f} s"
+        )
+    print(
+        f"errors {errors}: timeouts {results.timeouts}, extra replies {results.extra_replies}, "
+        f"not answers {results.not_answers or 0}"
+    )
     print(f"bot log: {workdir / 'serve.log'}")
     return 0
 
@@ -145,10 +157,15 @@ def main() -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="newsbot-load-"))
     workdir.mkdir(parents=True, exist_ok=True)
     if not (workdir / "articles").exists():
-        shutil.copytree(ROOT / "data" / "articles", workdir / "articles")
+        shutil.copytree(BUNDLED_ARTICLES, workdir / "articles")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "ANONYMIZED_TELEMETRY": "False"}
-    subprocess.run([sys.executable, "-m", "newsbot", "--data-dir", str(workdir / "var"), "ingest",
-                    str(workdir / "articles")], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "newsbot", "--data-dir", str(workdir / "var"), "ingest", str(workdir / "articles")],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     return asyncio.run(run(args, workdir))
 
 

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from telegram import BotCommand, BotCommandScopeChat, LinkPreviewOptions, Update
@@ -31,6 +31,9 @@ from bot.handlers import about, ask, brief, errors, reload, reset, sources, star
 from bot.health import Heartbeat
 from bot.runtime import RUNTIME_KEY, BotContext, Runtime
 from config import Settings
+
+if TYPE_CHECKING:
+    from retrieval.service import Services
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +70,7 @@ def build_application(
     *,
     base_url: str | None = None,
     base_file_url: str | None = None,
-    services: Any | None = None,
+    services: Services | None = None,
     request: BaseRequest | None = None,
 ) -> BotApplication:
     """The Application with every handler registered; services are built in post_init unless given.
@@ -81,8 +84,7 @@ def build_application(
             from retrieval.service import Services
 
             services = Services(settings)
-        # Load the model and the index now, once, rather than on the first question.
-        await asyncio.to_thread(lambda: (services.answerer, services.retriever.refresh(), services.embedder.dimension))
+        await asyncio.to_thread(services.warm_up)
         application.bot_data[RUNTIME_KEY] = Runtime.build(settings, services)
         # The container's health check reads this file (bot/health.py).
         heartbeat = Heartbeat(settings.data_dir / health.FILE_NAME, services.store.count)
@@ -129,17 +131,19 @@ def register(application: BotApplication) -> None:
     application.add_handler(TypeHandler(Update, access.gate), group=-1)
     # 2. Commands (new messages only: editing an old command does not run it again).
     new = filters.UpdateType.MESSAGE
-    application.add_handlers([
-        CommandHandler("start", start.start, filters=new),
-        CommandHandler("help", start.help, filters=new),
-        CommandHandler("ask", ask.ask, filters=new),
-        CommandHandler("brief", brief.brief, filters=new),
-        CommandHandler("sources", sources.sources, filters=new),
-        CommandHandler("about", about.about, filters=new),
-        CommandHandler("reset", reset.reset, filters=new),
-        CommandHandler("reload", reload.reload, filters=new),
-        CommandHandler("stats", stats.stats, filters=new),
-    ])
+    application.add_handlers(
+        [
+            CommandHandler("start", start.start, filters=new),
+            CommandHandler("help", start.help, filters=new),
+            CommandHandler("ask", ask.ask, filters=new),
+            CommandHandler("brief", brief.brief, filters=new),
+            CommandHandler("sources", sources.sources, filters=new),
+            CommandHandler("about", about.about, filters=new),
+            CommandHandler("reset", reset.reset, filters=new),
+            CommandHandler("reload", reload.reload, filters=new),
+            CommandHandler("stats", stats.stats, filters=new),
+        ]
+    )
     # 3. Buttons under answers and lists.
     application.add_handler(CallbackQueryHandler(ask.quote, pattern=r"^q:\d+:\d+$"))
     application.add_handler(CallbackQueryHandler(sources.page, pattern=r"^src:\d+$"))
@@ -148,9 +152,9 @@ def register(application: BotApplication) -> None:
     # 5. Questions: any private text; in groups only mentions of the bot and replies to it.
     text = new & filters.TEXT & ~filters.COMMAND
     application.add_handler(MessageHandler(filters.ChatType.PRIVATE & text, ask.message))
-    application.add_handler(MessageHandler(
-        filters.ChatType.GROUPS & text & (access.MENTIONS_ME | access.REPLIES_TO_ME), ask.message
-    ))
+    application.add_handler(
+        MessageHandler(filters.ChatType.GROUPS & text & (access.MENTIONS_ME | access.REPLIES_TO_ME), ask.message)
+    )
     # 6. One error handler.
     application.add_error_handler(errors.error)
 

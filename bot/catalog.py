@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from retrieval.index.store import StoredArticle
 from retrieval.service import Services
-from retrieval.store import StoredArticle
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from retrieval.answers import Citation
+from retrieval.answer.types import Citation
 
 # A chat, and the forum topic in it (None outside topics).
 ChatKey = tuple[int, int | None]
@@ -49,9 +49,7 @@ def follow_up_question(previous: Exchange, question: str) -> str:
 class Conversations:
     """Recent exchanges per chat/topic: at most `turns` each, forgotten after `ttl` seconds or by reset."""
 
-    def __init__(
-        self, turns: int, ttl: float, max_chats: int = 1000, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, turns: int, ttl: float, max_chats: int = 1000, clock: Callable[[], float] = time.monotonic) -> None:
         self.turns = turns
         self.ttl = ttl
         self.max_chats = max_chats

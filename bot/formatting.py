@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from html import escape
 
-from retrieval.answers import Answer, Citation
-from retrieval.briefing import Briefing
+from retrieval.answer.briefing import Briefing
+from retrieval.answer.types import Answer, Citation
 
 # Telegram's limit on one message's text.
 MAX_MESSAGE_CHARS = 4096
@@ -54,9 +54,7 @@ def format_briefing(briefing: Briefing) -> str:
     for point in briefing.points:
         day = escape(point.date or "undated", quote=False)
         lines.append(f"• <b>{day}</b> {escape(point.text, quote=False)}")
-    sources = ["<b>Sources</b>"] + [
-        source_line(s.n, s.title, s.url, s.source, s.published) for s in briefing.sources
-    ]
+    sources = ["<b>Sources</b>"] + [source_line(s.n, s.title, s.url, s.source, s.published) for s in briefing.sources]
     return "\n".join(lines) + "\n\n" + "\n".join(sources)
 
 

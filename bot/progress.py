@@ -13,7 +13,7 @@ from telegram import Message
 from telegram.error import BadRequest
 
 from bot.runtime import Runtime
-from retrieval.ingest import IngestReport
+from retrieval.ingest.pipeline import IngestReport
 
 logger = logging.getLogger(__name__)
 
@@ -52,9 +52,7 @@ async def ingest_with_progress(
         text = f"Embedding articles: {done} of {total}…"
         edits.append(asyncio.run_coroutine_threadsafe(progress.show(text, force=done == total), loop))
 
-    result = await asyncio.to_thread(
-        runtime.services.ingestor.ingest, paths, rebuild=True, prune=prune, progress=report
-    )
+    result = await asyncio.to_thread(runtime.services.ingestor.ingest, paths, rebuild=True, prune=prune, progress=report)
     for edit in edits:
         await asyncio.wrap_future(edit)
     runtime.last_reload = datetime.now()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from collections import OrderedDict
 
-from retrieval.answers import Citation
+from retrieval.answer.types import Citation
 
 
 class QuoteCache:

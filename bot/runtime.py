@@ -17,8 +17,9 @@ from bot.usage import Usage
 from config import Settings
 
 if TYPE_CHECKING:
-    from retrieval.answers import Answer, Answerer
-    from retrieval.briefing import Briefer
+    from retrieval.answer.answerer import Answerer
+    from retrieval.answer.briefing import Briefer
+    from retrieval.answer.types import Answer
     from retrieval.service import Services
 
 RUNTIME_KEY = "newsbot"
@@ -30,7 +31,6 @@ class Runtime:
 
     settings: Settings
     services: Services
-    briefer: Briefer
     conversations: Conversations
     limiter: RateLimiter
     slots: AnswerSlots = field(default_factory=lambda: AnswerSlots(0))
@@ -43,6 +43,10 @@ class Runtime:
     @property
     def answerer(self) -> Answerer:
         return self.services.answerer
+
+    @property
+    def briefer(self) -> Briefer:
+        return self.services.briefer
 
     async def answer(
         self, key: ChatKey, question: str, replying_to: int | None = None, as_of: date | None = None
@@ -62,12 +66,9 @@ class Runtime:
 
     @classmethod
     def build(cls, settings: Settings, services: Services) -> Runtime:
-        from retrieval.briefing import Briefer
-
         return cls(
             settings=settings,
             services=services,
-            briefer=Briefer(services.retriever, services.embedder),
             conversations=Conversations(settings.context_turns, settings.context_ttl_seconds),
             limiter=RateLimiter(settings.rate_limit_per_minute),
             slots=AnswerSlots(settings.max_concurrent_answers),
@@ -88,9 +89,9 @@ class BotContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], d
     @property
     def runtime(self) -> Runtime:
         runtime = self.bot_data.get(RUNTIME_KEY)
-        if runtime is None:
+        if not isinstance(runtime, Runtime):
             raise RuntimeError("the bot's services are not ready (post_init has not run)")
-        return runtime  # type: ignore[no-any-return]
+        return runtime
 
     @property
     def settings(self) -> Settings:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -15,9 +16,10 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULTS_FILE = Path(__file__).resolve().parent / "defaults.toml"
-BUNDLED_ARTICLES = PROJECT_ROOT / "data" / "articles"
+# Bundled files are package data, found through importlib.resources: this works in a plain
+# `pip install .` as well as in an editable install (both install them as ordinary files).
+DEFAULTS_FILE = Path(str(resources.files("config") / "defaults.toml"))
+BUNDLED_ARTICLES = Path(str(resources.files("retrieval.ingest") / "samples"))
 
 # Set by load_settings() for the duration of one construction: the user's --config file.
 _CONFIG_FILE: Path | None = None
@@ -77,13 +79,9 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
         if self.chunk_overlap >= self.chunk_size:
-            raise ValueError(
-                f"chunk_overlap ({self.chunk_overlap}) must be smaller than chunk_size ({self.chunk_size})"
-            )
+            raise ValueError(f"chunk_overlap ({self.chunk_overlap}) must be smaller than chunk_size ({self.chunk_size})")
         if self.answer_backend == "llm" and not self.llm_model:
-            raise ValueError(
-                'answer_backend "llm" needs llm_model, e.g. NEWSBOT_LLM_MODEL=openai:gpt-4o-mini'
-            )
+            raise ValueError('answer_backend "llm" needs llm_model, e.g. NEWSBOT_LLM_MODEL=openai:gpt-4o-mini')
         return self
 
     @property

@@ -34,15 +34,17 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     ingest = commands.add_parser("ingest", help="add or update articles in the index")
-    ingest.add_argument("paths", nargs="*", type=Path, metavar="PATH",
-                        help="files or directories (default: the articles directory)")
+    ingest.add_argument(
+        "paths", nargs="*", type=Path, metavar="PATH", help="files or directories (default: the articles directory)"
+    )
     ingest.add_argument("--prune", action="store_true", help="remove indexed articles whose files are gone")
     ingest.add_argument("--json", action="store_true", help="print the report as JSON")
 
     ask = commands.add_parser("ask", help="answer a question from the indexed articles")
     ask.add_argument("question", nargs="?", help="the question")
-    ask.add_argument("--batch", metavar="FILE", type=Path,
-                     help='JSON Lines of {"id", "question"[, "as_of"]}; one JSON result a line on stdout')
+    ask.add_argument(
+        "--batch", metavar="FILE", type=Path, help='JSON Lines of {"id", "question"[, "as_of"]}; one JSON result a line on stdout'
+    )
     ask.add_argument("--json", action="store_true", help="print the answer as one JSON object")
     ask.add_argument("--as-of", type=_date, metavar="DATE", help="answer as of this date (YYYY-MM-DD)")
     ask.add_argument("--since", type=_date, metavar="DATE", help="only articles published on or after DATE")
@@ -57,8 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the Telegram bot")
     serve.add_argument("--webhook", metavar="URL", help="run a webhook server for this public URL instead of polling")
     serve.add_argument("--listen", default="0.0.0.0:8443", metavar="HOST:PORT", help="webhook listen address")
-    serve.add_argument("--secret-token", default=os.environ.get("TELEGRAM_WEBHOOK_SECRET"), metavar="TOKEN",
-                       help="webhook secret token (or TELEGRAM_WEBHOOK_SECRET)")
+    serve.add_argument(
+        "--secret-token",
+        default=os.environ.get("TELEGRAM_WEBHOOK_SECRET"),
+        metavar="TOKEN",
+        help="webhook secret token (or TELEGRAM_WEBHOOK_SECRET)",
+    )
 
     evaluate = commands.add_parser("eval", help="measure retrieval and answers on a QA set")
     from newsbot.evaluate import add_arguments
@@ -113,7 +119,7 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     for error in report.skipped:
         print(f"skipped {error}", file=sys.stderr)
     if args.json:
-        print(json.dumps(report.as_dict(), indent=2))
+        print(json.dumps(report.to_dict(), indent=2))
     else:
         print(f"ingest: {report.summary()}")
     return EXIT_OK if report.ok else EXIT_PARTIAL
@@ -163,8 +169,7 @@ def _ask_batch(answerer: Any, path: Path, options: dict[str, Any]) -> int:
             question = str(item["question"])
             as_of = date.fromisoformat(item["as_of"]) if item.get("as_of") else options["as_of"]
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            print(f"{path}:{number}: skipped, expected {{\"id\", \"question\"[, \"as_of\": YYYY-MM-DD]}} ({exc})",
-                  file=sys.stderr)
+            print(f'{path}:{number}: skipped, expected {{"id", "question"[, "as_of": YYYY-MM-DD]}} ({exc})', file=sys.stderr)
             status = EXIT_PARTIAL
             continue
         answer = answerer.answer(question, **{**options, "as_of": as_of})

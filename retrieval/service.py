@@ -1,62 +1,110 @@
-"""Builds the long-lived services (embedder, store, retriever, answerer, ingestor) from settings, once."""
+"""Builds the long-lived services (embedder, store, retriever, answerer, briefer, ingestor) from settings, once.
+
+Every part can be passed to the constructor instead (tests pass fakes or a shared model that way);
+whatever is not given is built from the settings on first use, from the parts before it.
+"""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from functools import cached_property
 
 from config import Settings
-from retrieval.answers import Answerer, AnswerGenerator
-from retrieval.embedding import Embedder, SentenceTransformerEmbedder
-from retrieval.extractive import ExtractiveGenerator
-from retrieval.ingest import Ingestor
-from retrieval.retriever import HybridRetriever
-from retrieval.store import ArticleStore
+from retrieval.answer.answerer import Answerer
+from retrieval.answer.briefing import Briefer
+from retrieval.answer.extractive import ExtractiveGenerator
+from retrieval.answer.protocols import AnswerGenerator
+from retrieval.index.embedding import Embedder, SentenceTransformerEmbedder
+from retrieval.index.store import ArticleStore
+from retrieval.ingest.pipeline import Ingestor
+from retrieval.search.hybrid import HybridRetriever
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass
 class Services:
-    """The embedder, index, answerer and ingestor of one process, made on first use."""
+    """The embedder, index, answerer, briefer and ingestor of one process, made on first use."""
 
-    settings: Settings
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        embedder: Embedder | None = None,
+        store: ArticleStore | None = None,
+        retriever: HybridRetriever | None = None,
+        generator: AnswerGenerator | None = None,
+        answerer: Answerer | None = None,
+        briefer: Briefer | None = None,
+        ingestor: Ingestor | None = None,
+    ) -> None:
+        self.settings = settings
+        self._embedder = embedder
+        self._store = store
+        self._retriever = retriever
+        self._generator = generator
+        self._answerer = answerer
+        self._briefer = briefer
+        self._ingestor = ingestor
 
-    @cached_property
+    @property
     def embedder(self) -> Embedder:
-        return SentenceTransformerEmbedder(
-            self.settings.embedding_model or None, self.settings.embedding_batch_size, self.settings.embedding_threads
-        )
+        if self._embedder is None:
+            settings = self.settings
+            self._embedder = SentenceTransformerEmbedder(
+                settings.embedding_model or None, settings.embedding_batch_size, settings.embedding_threads
+            )
+        return self._embedder
 
-    @cached_property
+    @property
     def store(self) -> ArticleStore:
-        return ArticleStore.from_settings(self.settings)
+        if self._store is None:
+            self._store = ArticleStore.from_settings(self.settings)
+        return self._store
 
-    @cached_property
+    @property
     def retriever(self) -> HybridRetriever:
-        return HybridRetriever(self.store, self.embedder, top_k=self.settings.top_k)
+        if self._retriever is None:
+            self._retriever = HybridRetriever(self.store, self.embedder, top_k=self.settings.top_k)
+        return self._retriever
 
-    @cached_property
+    @property
     def generator(self) -> AnswerGenerator:
-        if self.settings.answer_backend == "llm":
-            from retrieval.llm import LLMGenerator
+        if self._generator is None:
+            extractive = ExtractiveGenerator(
+                self.embedder,
+                self.retriever.term_weight,
+                threshold=self.settings.refusal_threshold,
+                max_sentences=self.settings.answer_sentences,
+            )
+            if self.settings.answer_backend == "llm":
+                from retrieval.answer.llm import LLMGenerator
 
-            return LLMGenerator.from_settings(self.settings, fallback=self._extractive())
-        return self._extractive()
+                # The extractive scorer stays on as the evidence gate: weak evidence is refused before the model is asked.
+                self._generator = LLMGenerator.from_settings(self.settings, gate=extractive)
+            else:
+                self._generator = extractive
+        return self._generator
 
-    def _extractive(self) -> ExtractiveGenerator:
-        return ExtractiveGenerator(
-            self.embedder,
-            lambda term: self.retriever.keywords.idf(term),
-            threshold=self.settings.refusal_threshold,
-            max_sentences=self.settings.answer_sentences,
-        )
-
-    @cached_property
+    @property
     def answerer(self) -> Answerer:
-        return Answerer(self.retriever, self.generator, top_k=self.settings.top_k)
+        if self._answerer is None:
+            self._answerer = Answerer(self.retriever, self.generator, top_k=self.settings.top_k)
+        return self._answerer
 
-    @cached_property
+    @property
+    def briefer(self) -> Briefer:
+        if self._briefer is None:
+            self._briefer = Briefer(self.retriever, self.embedder)
+        return self._briefer
+
+    @property
     def ingestor(self) -> Ingestor:
-        return Ingestor(self.store, self.embedder, self.settings.chunk_size, self.settings.chunk_overlap)
+        if self._ingestor is None:
+            settings = self.settings
+            self._ingestor = Ingestor(self.store, self.embedder, settings.chunk_size, settings.chunk_overlap)
+        return self._ingestor
+
+    def warm_up(self) -> None:
+        """Load the model and the keyword index now, once, rather than on the first question."""
+        _ = self.answerer, self.briefer
+        self.retriever.refresh()
+        _ = self.embedder.dimension

@@ -29,14 +29,36 @@ from aiohttp import web
 
 # Parameters that arrive JSON-encoded, and those that are integers.
 _JSON_PARAMS = {
-    "reply_markup", "commands", "allowed_updates", "reply_parameters", "link_preview_options", "entities", "scope",
+    "reply_markup",
+    "commands",
+    "allowed_updates",
+    "reply_parameters",
+    "link_preview_options",
+    "entities",
+    "scope",
 }
 _INT_PARAMS = {"chat_id", "offset", "limit", "timeout", "message_id", "message_thread_id", "reply_to_message_id"}
 _BOOL_PARAMS = {"show_alert", "drop_pending_updates", "disable_notification", "disable_web_page_preview"}
 
 # Tags Telegram accepts in parse_mode HTML.
-_TAGS = {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "span", "tg-spoiler", "a", "tg-emoji",
-         "code", "pre", "blockquote"}
+_TAGS = {
+    "b",
+    "strong",
+    "i",
+    "em",
+    "u",
+    "ins",
+    "s",
+    "strike",
+    "del",
+    "span",
+    "tg-spoiler",
+    "a",
+    "tg-emoji",
+    "code",
+    "pre",
+    "blockquote",
+}
 _TOKEN = re.compile(r"<(/?)([a-zA-Z][a-zA-Z-]*)(\s[^<>]*)?>|&(#\d+|#x[0-9a-fA-F]+|lt|gt|amp|quot);|[<>&]")
 
 MAX_TEXT = 4096
@@ -52,30 +74,26 @@ def html_to_text(html: str) -> str:
     stack: list[str] = []
     position = 0
     for match in _TOKEN.finditer(html):
-        out.append(html[position:match.start()])
+        out.append(html[position : match.start()])
         position = match.end()
         closing, tag, _attributes, entity = match.groups()
         if tag is not None:
             tag = tag.lower()
             if tag not in _TAGS:
-                raise BadRequest(f"Bad Request: can't parse entities: unsupported start tag \"{tag}\"")
+                raise BadRequest(f'Bad Request: can\'t parse entities: unsupported start tag "{tag}"')
             if closing:
                 if not stack or stack[-1] != tag:
-                    raise BadRequest(f"Bad Request: can't parse entities: unmatched end tag \"{tag}\"")
+                    raise BadRequest(f'Bad Request: can\'t parse entities: unmatched end tag "{tag}"')
                 stack.pop()
             else:
                 stack.append(tag)
         elif entity is not None:
             out.append(unescape(match.group(0)))
         else:
-            raise BadRequest(
-                f"Bad Request: can't parse entities: unescaped {match.group(0)!r} at offset {match.start()}"
-            )
+            raise BadRequest(f"Bad Request: can't parse entities: unescaped {match.group(0)!r} at offset {match.start()}")
     out.append(html[position:])
     if stack:
-        raise BadRequest(
-            f"Bad Request: can't parse entities: can't find end tag corresponding to start tag \"{stack[-1]}\""
-        )
+        raise BadRequest(f"Bad Request: can't parse entities: can't find end tag corresponding to start tag \"{stack[-1]}\"")
     return "".join(out)
 
 
@@ -175,11 +193,19 @@ class Sent:
 class BotAPIServer:
     """The stand-in Bot API: start it, give the bot `base_url`, push updates, read what the bot sent."""
 
-    def __init__(self, token: str = "123456:TEST-token_abcdefghijklmnop", bot_id: int = 777000,
-                 username: str = "newsbot_test_bot") -> None:
+    def __init__(
+        self, token: str = "123456:TEST-token_abcdefghijklmnop", bot_id: int = 777000, username: str = "newsbot_test_bot"
+    ) -> None:
         self.token = token
-        self.bot = {"id": bot_id, "is_bot": True, "first_name": "NewsBot", "username": username,
-                    "can_join_groups": True, "can_read_all_group_messages": False, "supports_inline_queries": False}
+        self.bot = {
+            "id": bot_id,
+            "is_bot": True,
+            "first_name": "NewsBot",
+            "username": username,
+            "can_join_groups": True,
+            "can_read_all_group_messages": False,
+            "supports_inline_queries": False,
+        }
         self.username = username
         self.calls: list[Call] = []
         self.commands: list[dict[str, Any]] = []  # the default menu
@@ -274,8 +300,9 @@ class BotAPIServer:
         for mention in re.finditer(r"@[A-Za-z0-9_]{5,}", text):
             if command and mention.start() < command.end():
                 continue
-            entities.append({"type": "mention", "offset": utf16_len(text[: mention.start()]),
-                             "length": utf16_len(mention.group(0))})
+            entities.append(
+                {"type": "mention", "offset": utf16_len(text[: mention.start()]), "length": utf16_len(mention.group(0))}
+            )
         if entities:
             message["entities"] = entities
         if reply_to is not None:
@@ -285,8 +312,15 @@ class BotAPIServer:
         return message
 
     async def send_document(
-        self, chat: Chat, user: User, file_name: str, data: bytes, mime_type: str = "text/plain",
-        *, declared_size: int | None = None, size_known: bool = True,
+        self,
+        chat: Chat,
+        user: User,
+        file_name: str,
+        data: bytes,
+        mime_type: str = "text/plain",
+        *,
+        declared_size: int | None = None,
+        size_known: bool = True,
     ) -> dict[str, Any]:
         """A document message; the bot can fetch the bytes with getFile and the download path.
 
@@ -296,8 +330,13 @@ class BotAPIServer:
         file_id = f"FILE{next(self._file_ids)}"
         self._files[file_id] = data
         message = self._new_message(chat, user, None)
-        message["document"] = {"file_id": file_id, "file_unique_id": f"U{file_id}", "file_name": file_name,
-                               "mime_type": mime_type, "file_size": declared_size or len(data)}
+        message["document"] = {
+            "file_id": file_id,
+            "file_unique_id": f"U{file_id}",
+            "file_name": file_name,
+            "mime_type": mime_type,
+            "file_size": declared_size or len(data),
+        }
         if not size_known:
             del message["document"]["file_size"]
         await self._push({"message": message})
@@ -306,8 +345,13 @@ class BotAPIServer:
     async def press(self, user: User, sent: Sent, data: str) -> str:
         """Press an inline button under a bot message; returns the callback query id."""
         query_id = f"CQ{next(self._callback_ids)}"
-        query = {"id": query_id, "from": user.to_dict(), "message": sent.message,
-                 "chat_instance": f"ci{sent.message['chat']['id']}", "data": data}
+        query = {
+            "id": query_id,
+            "from": user.to_dict(),
+            "message": sent.message,
+            "chat_instance": f"ci{sent.message['chat']['id']}",
+            "data": data,
+        }
         await self._push({"callback_query": query})
         return query_id
 
@@ -358,6 +402,7 @@ class BotAPIServer:
 
     async def wait_for(self, predicate: Callable[[], Any], timeout: float = 120.0) -> Any:
         """Wait until `predicate()` is truthy (re-checked after every request the bot makes)."""
+
         async def check() -> Any:
             async with self._changed:
                 while not (value := predicate()):
@@ -375,7 +420,7 @@ class BotAPIServer:
 
     # -- the Bot API -------------------------------------------------------------------------
 
-    async def _api(self, request: web.Request) -> web.Response:
+    async def _api(self, request: web.Request) -> web.StreamResponse:
         if request.match_info["token"] != self.token:
             return web.json_response({"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401)
         method = request.match_info["method"]
@@ -415,7 +460,7 @@ class BotAPIServer:
             request.transport.abort()  # no status line, no body: the client sees the connection vanish
             return web.Response()
         if fault.kind == "parse":
-            description = "Bad Request: can't parse entities: unsupported start tag \"x\" at byte offset 0"
+            description = 'Bad Request: can\'t parse entities: unsupported start tag "x" at byte offset 0'
             call.error = description
             await self._record(call)
             return web.json_response({"ok": False, "error_code": 400, "description": description}, status=400)
@@ -452,7 +497,7 @@ class BotAPIServer:
             params[key] = value
         return params
 
-    async def _download(self, request: web.Request) -> web.Response:
+    async def _download(self, request: web.Request) -> web.StreamResponse:
         if request.match_info["token"] != self.token:
             return web.Response(status=401)
         path = request.match_info["path"]
@@ -506,8 +551,12 @@ class BotAPIServer:
         file_id = str(params["file_id"])
         if file_id not in self._files:
             raise BadRequest("Bad Request: invalid file_id")
-        return {"file_id": file_id, "file_unique_id": f"U{file_id}", "file_size": len(self._files[file_id]),
-                "file_path": f"documents/{file_id}"}
+        return {
+            "file_id": file_id,
+            "file_unique_id": f"U{file_id}",
+            "file_size": len(self._files[file_id]),
+            "file_path": f"documents/{file_id}",
+        }
 
     async def _m_getUpdates(self, params: dict[str, Any]) -> Any:
         offset = int(params.get("offset") or 0)
@@ -565,8 +614,10 @@ class BotAPIServer:
         text = self._check_text(html, params)
         markup = params.get("reply_markup")
         if text == sent.text and markup == sent.message.get("reply_markup"):
-            raise BadRequest("Bad Request: message is not modified: specified new message content and reply "
-                             "markup are exactly the same as a current content and reply markup of the message")
+            raise BadRequest(
+                "Bad Request: message is not modified: specified new message content and reply "
+                "markup are exactly the same as a current content and reply markup of the message"
+            )
         sent.message["text"] = text
         sent.message["edit_date"] = int(time.time())
         if markup:

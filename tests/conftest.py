@@ -15,12 +15,24 @@ from typing import Any
 import pytest
 
 from config import Settings, load_settings
-from retrieval.embedding import SentenceTransformerEmbedder
+from config.settings import BUNDLED_ARTICLES
+from retrieval.index.embedding import Embedder, SentenceTransformerEmbedder
 from retrieval.service import Services
 
 ROOT = Path(__file__).resolve().parent.parent
-ARTICLES = ROOT / "data" / "articles"
+ARTICLES = BUNDLED_ARTICLES
 SEED_QA = Path(__file__).resolve().parent / "data" / "seed_qa_dev.jsonl"
+
+
+# Tests that use these fixtures load the embedding model (and Chroma with it): marked `model`, so that
+# `pytest -m "not model"` is the quick loop. Tests that load it another way (the CLI) carry the mark themselves.
+MODEL_FIXTURES = frozenset({"embedder", "services", "seed_services"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.model)
 
 
 @pytest.fixture(scope="session")
@@ -29,12 +41,10 @@ def embedder() -> SentenceTransformerEmbedder:
     return SentenceTransformerEmbedder(threads=1)
 
 
-def make_services(data_dir: Path, embedder: SentenceTransformerEmbedder, **overrides: Any) -> Services:
-    """Services on a fresh data directory that share the session's embedding model."""
+def make_services(data_dir: Path, embedder: Embedder, **overrides: Any) -> Services:
+    """Services on a fresh data directory that share the session's embedding model (passed in, not loaded again)."""
     settings = load_settings(data_dir=str(data_dir), **overrides)
-    services = Services(settings)
-    services.__dict__["embedder"] = embedder  # cached_property slot: reuse the loaded model
-    return services
+    return Services(settings, embedder=embedder)
 
 
 @pytest.fixture

@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from retrieval.answers import REFUSAL
-from retrieval.evaluation import contains, evaluate_seed, load_jsonl
+from retrieval.answer.types import REFUSAL
+from retrieval.evaluation.datasets import load_jsonl
+from retrieval.evaluation.metrics import contains, evaluate_seed
 from retrieval.service import Services
 from tests.conftest import SEED_QA
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from retrieval.articles import ArticleError, load_file
+from retrieval.ingest.articles import ArticleError, load_file
 from tests.conftest import ARTICLES
 
 
@@ -48,7 +48,10 @@ def test_markdown_front_matter_gives_metadata(tmp_path: Path) -> None:
     )
     [article], _ = load_file(path)
     assert (article.title, article.source, article.url, article.published) == (
-        "Dam opens after ten years", "River Times", "https://example.org/dam", date(2024, 5, 2)
+        "Dam opens after ten years",
+        "River Times",
+        "https://example.org/dam",
+        date(2024, 5, 2),
     )
     assert article.text == "The new dam opened on Thursday."
 
@@ -76,11 +79,20 @@ def test_html_main_text_and_metadata(tmp_path: Path) -> None:
 def test_jsonl_aliases_and_bad_lines_reported_with_line_numbers(tmp_path: Path) -> None:
     path = tmp_path / "feed.jsonl"
     records = [
-        {"title": "One", "body": "First article text about the harbour.", "publish_date": "2023/01/05",
-         "link": "https://www.harbour.example/one"},
+        {
+            "title": "One",
+            "body": "First article text about the harbour.",
+            "publish_date": "2023/01/05",
+            "link": "https://www.harbour.example/one",
+        },
         "not json {",
-        {"headline": "Two", "content": "Second article text about the airport.", "published_at": "2023-01-06",
-         "source": "Airport Daily", "id": "two"},
+        {
+            "headline": "Two",
+            "content": "Second article text about the airport.",
+            "published_at": "2023-01-06",
+            "source": "Airport Daily",
+            "id": "two",
+        },
         {"title": "Three"},
     ]
     path.write_text("\n".join(r if isinstance(r, str) else json.dumps(r) for r in records) + "\n")

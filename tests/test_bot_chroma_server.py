@@ -18,7 +18,7 @@ import pytest
 
 from bot.app import build_application
 from bot.handlers.errors import UNAVAILABLE
-from retrieval.embedding import SentenceTransformerEmbedder
+from retrieval.index.embedding import SentenceTransformerEmbedder
 from tests.botapi import BotAPIServer, User
 from tests.chroma import ChromaServer, free_port
 from tests.conftest import ARTICLES, make_services

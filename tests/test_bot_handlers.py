@@ -29,9 +29,9 @@ from bot.handlers.ask import BUSY
 from bot.limits import AnswerSlots, RateLimiter
 from bot.runtime import RUNTIME_KEY, Runtime
 from config import Settings, load_settings
-from retrieval.answers import REFUSAL, Answer, Citation
-from retrieval.briefing import Briefing, BriefPoint
-from retrieval.store import StoredArticle
+from retrieval.answer.briefing import Briefing, BriefPoint
+from retrieval.answer.types import REFUSAL, Answer, Citation
+from retrieval.index.store import StoredArticle
 from tests.botapi import BadRequest, html_to_text
 
 BOT: dict[str, Any] = {"id": 4242, "is_bot": True, "first_name": "NewsBot", "username": "news_test_bot"}
@@ -57,7 +57,7 @@ class RecordingRequest(BaseRequest):
     async def shutdown(self) -> None:
         return None
 
-    async def do_request(  # type: ignore[override]
+    async def do_request(
         self, url: str, method: str, request_data: RequestData | None = None, *args: Any, **kwargs: Any
     ) -> tuple[int, bytes]:
         name = url.rsplit("/", 1)[-1]
@@ -102,8 +102,16 @@ class FakeAnswerer:
 class FakeStore:
     def __init__(self, count: int = 3) -> None:
         self.items = {
-            f"d{i}": StoredArticle(f"d{i}", f"Article {i} <&>", f"/a/{i}.txt", "h", 2, "Outlet",
-                                   f"https://example.org/{i}", f"2016-07-{i % 28 + 1:02d}")
+            f"d{i}": StoredArticle(
+                f"d{i}",
+                f"Article {i} <&>",
+                f"/a/{i}.txt",
+                "h",
+                2,
+                "Outlet",
+                f"https://example.org/{i}",
+                f"2016-07-{i % 28 + 1:02d}",
+            )
             for i in range(count)
         }
 
@@ -115,6 +123,7 @@ class FakeServices:
     def __init__(self) -> None:
         self.answerer = FakeAnswerer()
         self.store = FakeStore()
+        self.briefer = FakeBriefer()
 
 
 class FakeBriefer:
@@ -128,8 +137,16 @@ class FakeBriefer:
 
 
 def answer_about(question: str) -> Answer:
-    citation = Citation(1, "d1", "Title <b>&", "Outlet & Co", "https://example.org/a?x=1&y=2", "2016-07-11",
-                        None, "An exact <quoted> sentence & more.")
+    citation = Citation(
+        1,
+        "d1",
+        "Title <b>&",
+        "Outlet & Co",
+        "https://example.org/a?x=1&y=2",
+        "2016-07-11",
+        None,
+        "An exact <quoted> sentence & more.",
+    )
     return Answer(question, "An exact <quoted> sentence & more [1].", False, [citation])
 
 
@@ -143,10 +160,16 @@ class Harness:
     def __init__(self, settings: Settings) -> None:
         self.request = RecordingRequest()
         self.services = FakeServices()
-        self.briefer = FakeBriefer()
-        self.application = build_application(settings, "1:TEST", services=self.services, request=self.request)
+        self.briefer = self.services.briefer
+        self.application = build_application(
+            settings,
+            "1:TEST",
+            services=self.services,  # type: ignore[arg-type]
+            request=self.request,
+        )
         self.runtime = Runtime(
-            settings=settings, services=self.services, briefer=self.briefer,  # type: ignore[arg-type]
+            settings=settings,
+            services=self.services,  # type: ignore[arg-type]
             conversations=Conversations(settings.context_turns, settings.context_ttl_seconds),
             limiter=RateLimiter(settings.rate_limit_per_minute),
             slots=AnswerSlots(settings.max_concurrent_answers),
@@ -159,13 +182,28 @@ class Harness:
         self.application.bot_data[RUNTIME_KEY] = self.runtime
         self.request.calls.clear()
 
-    def message(self, text: str, *, user_id: int = USER_ID, chat_id: int | None = None,
-                reply_to: dict[str, Any] | None = None, thread_id: int | None = None) -> dict[str, Any]:
+    def message(
+        self,
+        text: str,
+        *,
+        user_id: int = USER_ID,
+        chat_id: int | None = None,
+        reply_to: dict[str, Any] | None = None,
+        thread_id: int | None = None,
+    ) -> dict[str, Any]:
         chat_id = chat_id if chat_id is not None else user_id
-        chat = {"id": chat_id, "type": "private"} if chat_id > 0 else {"id": chat_id, "type": "supergroup",
-                                                                       "title": "G", "is_forum": thread_id is not None}
-        message: dict[str, Any] = {"message_id": next(self._message_ids), "date": int(time.time()), "chat": chat,
-                                   "from": {"id": user_id, "is_bot": False, "first_name": "U"}, "text": text}
+        chat = (
+            {"id": chat_id, "type": "private"}
+            if chat_id > 0
+            else {"id": chat_id, "type": "supergroup", "title": "G", "is_forum": thread_id is not None}
+        )
+        message: dict[str, Any] = {
+            "message_id": next(self._message_ids),
+            "date": int(time.time()),
+            "chat": chat,
+            "from": {"id": user_id, "is_bot": False, "first_name": "U"},
+            "text": text,
+        }
         entities = []
         if text.startswith("/"):
             entities.append({"type": "bot_command", "offset": 0, "length": len(text.split()[0])})
@@ -224,9 +262,17 @@ async def test_private_question_answered_in_escaped_html_with_sources_and_quote_
     [[button]] = reply["reply_markup"]["inline_keyboard"]
     assert button["text"] == "Quote [1]"
 
-    await harness.process({"callback_query": {"id": "cq1", "from": {"id": USER_ID, "is_bot": False, "first_name": "U"},
-                                              "chat_instance": "x", "data": button["callback_data"],
-                                              "message": harness.bot_message(500, USER_ID)}})
+    await harness.process(
+        {
+            "callback_query": {
+                "id": "cq1",
+                "from": {"id": USER_ID, "is_bot": False, "first_name": "U"},
+                "chat_instance": "x",
+                "data": button["callback_data"],
+                "message": harness.bot_message(500, USER_ID),
+            }
+        }
+    )
     quote = harness.request.sent()[-1]["text"]
     assert quote.startswith("<blockquote>An exact &lt;quoted&gt; sentence &amp; more.</blockquote>")
     assert harness.request.sent("answerCallbackQuery")[-1]["callback_query_id"] == "cq1"
@@ -255,9 +301,17 @@ async def test_refusal_has_no_sources_or_buttons(harness: Harness) -> None:
 
 
 async def test_expired_quote_button_says_so(harness: Harness) -> None:
-    await harness.process({"callback_query": {"id": "cq9", "from": {"id": USER_ID, "is_bot": False, "first_name": "U"},
-                                              "chat_instance": "x", "data": "q:999:1",
-                                              "message": harness.bot_message(7, USER_ID)}})
+    await harness.process(
+        {
+            "callback_query": {
+                "id": "cq9",
+                "from": {"id": USER_ID, "is_bot": False, "first_name": "U"},
+                "chat_instance": "x",
+                "data": "q:999:1",
+                "message": harness.bot_message(7, USER_ID),
+            }
+        }
+    )
     [answer] = harness.request.sent("answerCallbackQuery")
     assert answer["show_alert"] is True and "too old" in answer["text"]
     assert harness.request.sent() == []
@@ -432,7 +486,7 @@ class BlockingIngestor:
         progress(1, 2)
         assert self.release.wait(30)
         progress(2, 2)
-        from retrieval.ingest import IngestReport
+        from retrieval.ingest.pipeline import IngestReport
 
         return IngestReport(added=["a", "b"], unchanged=["c"])
 
@@ -471,12 +525,20 @@ async def test_sources_paginates_with_buttons() -> None:
     h.services.store = FakeStore(23)
     await h.send("/sources")
     [first] = h.request.sent()
-    assert "page 1 of 3" in first["text"] and "1. <a href=\"https://example.org/22\">Article 22 &lt;&amp;&gt;" in first["text"]
+    assert "page 1 of 3" in first["text"] and '1. <a href="https://example.org/22">Article 22 &lt;&amp;&gt;' in first["text"]
     assert [b["text"] for b in first["reply_markup"]["inline_keyboard"][0]] == ["Next ›"]
     for page, buttons in ((1, ["‹ Previous", "Next ›"]), (2, ["‹ Previous"])):
-        await h.process({"callback_query": {"id": f"p{page}", "from": {"id": USER_ID, "is_bot": False, "first_name": "U"},
-                                            "chat_instance": "x", "data": f"src:{page}",
-                                            "message": h.bot_message(500, USER_ID)}})
+        await h.process(
+            {
+                "callback_query": {
+                    "id": f"p{page}",
+                    "from": {"id": USER_ID, "is_bot": False, "first_name": "U"},
+                    "chat_instance": "x",
+                    "data": f"src:{page}",
+                    "message": h.bot_message(500, USER_ID),
+                }
+            }
+        )
         edit = h.request.sent("editMessageText")[-1]
         assert f"page {page + 1} of 3" in edit["text"]
         assert [b["text"] for b in edit["reply_markup"]["inline_keyboard"][0]] == buttons
@@ -552,8 +614,7 @@ def test_token_is_redacted_from_logs(caplog: pytest.LogCaptureFixture) -> None:
     logger = logging.getLogger("test.redact")
     handler = logging.StreamHandler()
     redact = RedactToken(token)
-    record = logger.makeRecord("test", logging.INFO, __file__, 1, "POST https://api.telegram.org/bot%s/getMe",
-                               (token,), None)
+    record = logger.makeRecord("test", logging.INFO, __file__, 1, "POST https://api.telegram.org/bot%s/getMe", (token,), None)
     redact.filter(record)
     assert token not in record.getMessage() and "<token>" in record.getMessage()
     try:
@@ -572,8 +633,7 @@ def test_file_url_for() -> None:
     assert file_url_for("http://127.0.0.1:8081/bot") == "http://127.0.0.1:8081/file/bot"
 
 
-def test_serve_without_token_exits_with_instructions(monkeypatch: pytest.MonkeyPatch,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_serve_without_token_exits_with_instructions(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.delenv("TELEGRAM_BOT_TOKEN", raising=False)
     assert run(make_settings()) == 2
     err = capsys.readouterr().err
@@ -597,3 +657,20 @@ def test_usage_median() -> None:
     for ms in (10.0, 30.0, 20.0):
         usage.record(refused=ms > 25, latency_ms=ms)
     assert (usage.questions, usage.refusals, usage.median_ms) == (3, 1, 20.0)
+
+
+def test_upload_checks_accept_what_the_loaders_read_and_refuse_the_rest() -> None:
+    from bot.handlers.upload import upload_refusal
+    from retrieval.ingest.articles import SUPPORTED_SUFFIXES
+
+    assert {".markdown", ".htm"} <= set(SUPPORTED_SUFFIXES)
+    for suffix in SUPPORTED_SUFFIXES:
+        assert upload_refusal(f"story{suffix.upper()}", 100, size=10) is None
+        assert upload_refusal(f"story{suffix}", 100, data=b"Troops arrive.") is None
+    assert "I only read" in (upload_refusal("report.pdf", 100, size=10) or "")
+    assert "too large (0.0 MB)" in (upload_refusal("a.txt", 10, size=11) or "")
+    assert "too large; the limit" in (upload_refusal("a.txt", 10, data=b"x" * 11) or "")
+    assert "text file" in (upload_refusal("a.txt", 100, data=b"\x00\x01") or "")
+    assert "text file" in (upload_refusal("a.txt", 100, data=b"\xff\xfe bad") or "")
+    assert "&lt;b&gt;" in (upload_refusal("<b>.pdf", 100) or "")
+    assert "doesn't say how large" in (upload_refusal("a.txt", 100, size=None, size_required=True) or "")

@@ -26,6 +26,8 @@ from tests.botapi import BotAPIServer, Fault, User
 
 ROOT = Path(__file__).resolve().parent.parent
 USER = User(55, "Sam")
+# A real `newsbot serve` process loads the embedding model and opens Chroma at start.
+pytestmark = pytest.mark.model
 
 
 @pytest.fixture
@@ -51,8 +53,18 @@ async def serve(
         "ANONYMIZED_TELEMETRY": "False",
     }
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "newsbot", "-v", "--data-dir", str(tmp_path / "var"), "serve", *args,
-        cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "newsbot",
+        "-v",
+        "--data-dir",
+        str(tmp_path / "var"),
+        "serve",
+        *args,
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
 
 
@@ -118,8 +130,12 @@ async def listening(port: int, timeout: float = 60.0) -> None:
 
 
 def post(url: str, update: dict[str, object], secret: str) -> int:
-    request = urllib.request.Request(url, data=json.dumps(update).encode(), method="POST", headers={
-        "Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": secret})
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(update).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": secret},
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return int(response.status)
@@ -130,8 +146,7 @@ def post(url: str, update: dict[str, object], secret: str) -> int:
 async def test_serve_webhook(server: BotAPIServer, tmp_path: Path) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}/telegram"
-    process = await serve(server, tmp_path, "--webhook", url, "--listen", f"127.0.0.1:{port}",
-                          "--secret-token", "s3cret")
+    process = await serve(server, tmp_path, "--webhook", url, "--listen", f"127.0.0.1:{port}", "--secret-token", "s3cret")
     async with running(process) as logs:
         await server.wait_for(lambda: server.webhook and server.commands, timeout=240)
         assert server.webhook is not None

@@ -4,36 +4,43 @@ from __future__ import annotations
 
 import re
 from datetime import date
-from pathlib import Path
 
 import pytest
 
-from retrieval.briefing import Briefer, Briefing, BriefingRequestError, clean_topic, parse_request
-from retrieval.embedding import SentenceTransformerEmbedder
+from retrieval.answer.briefing import Briefer, Briefing, BriefingRequestError, clean_topic, parse_request
+from retrieval.index.embedding import SentenceTransformerEmbedder
 from retrieval.service import Services
 from tests.conftest import make_services
 
 # Two outlets on one story (same day, same figures), and two other stories on the same topic.
 HARBOUR_ARTICLES = {
     "gazette_bridge.md": (
-        "Port Ellery opens new harbour bridge", "Ellery Gazette", "2019-05-04",
+        "Port Ellery opens new harbour bridge",
+        "Ellery Gazette",
+        "2019-05-04",
         "Port Ellery opened its new harbour bridge on Saturday after four years of construction. "
         "The 37 million dollar crossing links the old town with the container port. "
         "The mayor said the harbour bridge would cut traffic on the coast road by half.",
     ),
     "courier_bridge.md": (
-        "Harbour bridge opens in Port Ellery after four years", "Ellery Courier", "2019-05-04",
+        "Harbour bridge opens in Port Ellery after four years",
+        "Ellery Courier",
+        "2019-05-04",
         "The harbour bridge in Port Ellery opened to traffic on Saturday, four years after work began. "
         "The crossing cost 37 million dollars and connects the old town to the container port. "
         "Officials expect the harbour bridge to halve traffic on the coast road.",
     ),
     "gazette_dredging.md": (
-        "Dredging of Port Ellery harbour begins", "Ellery Gazette", "2018-02-11",
+        "Dredging of Port Ellery harbour begins",
+        "Ellery Gazette",
+        "2018-02-11",
         "Dredging of Port Ellery harbour began on Monday so that larger cargo ships can dock at the container port. "
         "The harbour authority said the work would take eight months and remove 90,000 tonnes of silt.",
     ),
     "times_ferry.md": (
-        "New ferry service for Port Ellery harbour", "Coast Times", "2020-09-30",
+        "New ferry service for Port Ellery harbour",
+        "Coast Times",
+        "2020-09-30",
         "A new ferry service will cross Port Ellery harbour every twenty minutes from October. "
         "The harbour ferry will carry 300 passengers and stop at the old town and the container port.",
     ),
@@ -59,9 +66,7 @@ def harbour(tmp_path_factory: pytest.TempPathFactory, embedder: SentenceTransfor
 
 
 def test_seed_briefing_on_mosul(seed_services: Services) -> None:
-    briefing = Briefer(seed_services.retriever, seed_services.embedder).brief(
-        "Brief me on the campaign to retake Mosul."
-    )
+    briefing = Briefer(seed_services.retriever, seed_services.embedder).brief("Brief me on the campaign to retake Mosul.")
     text = " ".join(point.text for point in briefing.points)
     assert "Mosul" in text and re.search(r"Qayyarah|Qayara", text)
     assert 3 <= len(briefing.points) <= 6
@@ -70,11 +75,13 @@ def test_seed_briefing_on_mosul(seed_services: Services) -> None:
     cited = bullets_cited(briefing)
     assert all(cited) and sorted(n for c in cited for n in c) == [s.n for s in briefing.sources]
     assert len({s.doc_id for s in briefing.sources}) == len(briefing.sources)
-    # Each bullet quotes its sources verbatim.
+    # Each bullet is its sources' quotes, verbatim, with the markers added: the first source's always,
+    # a further source's unless it says what an earlier one already said (then only its marker).
     for point in briefing.points:
-        for n in point.citations:
-            quote = briefing.sources[n - 1].quote
-            assert quote[:40] in point.text or quote[:40] in " ".join(s.quote for s in briefing.sources)
+        quotes = [briefing.sources[n - 1].quote.strip() for n in point.citations]
+        shown = [quote for quote in quotes if quote.removesuffix(".") in point.text]
+        assert shown and shown[0] == quotes[0]
+        assert re.sub(r"\s*\[\d+\]", "", point.text) == " ".join(shown)
 
 
 def test_same_story_from_two_outlets_is_one_bullet_and_newest_comes_first(harbour: Services) -> None:
@@ -129,9 +136,3 @@ def test_parse_request_errors_say_how(text: str) -> None:
 def test_clean_topic() -> None:
     assert clean_topic("Please give me a briefing on US troops in Iraq?") == "US troops in Iraq"
     assert clean_topic("Update me about Mosul") == "Mosul"
-
-
-def test_module_needs_no_telegram() -> None:
-    import retrieval.briefing as module
-
-    assert "telegram" not in Path(module.__file__).read_text()

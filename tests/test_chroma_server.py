@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from retrieval.embedding import SentenceTransformerEmbedder
+from retrieval.index.embedding import SentenceTransformerEmbedder
 from tests.chroma import ChromaServer, free_port
 from tests.conftest import ARTICLES, make_services
 
@@ -20,9 +20,7 @@ def chroma_server(tmp_path: Path) -> Iterator[int]:
         server.stop()
 
 
-def test_http_mode_serves_the_same_answers(
-    chroma_server: int, tmp_path: Path, embedder: SentenceTransformerEmbedder
-) -> None:
+def test_http_mode_serves_the_same_answers(chroma_server: int, tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
     options = {"chroma_mode": "http", "chroma_host": "127.0.0.1", "chroma_port": chroma_server}
     writer = make_services(tmp_path / "writer", embedder, **options)
     assert len(writer.ingestor.ingest([ARTICLES]).added) == 5
@@ -39,7 +37,7 @@ def test_http_mode_serves_the_same_answers(
 
 
 def test_unreachable_server_fails_with_a_clear_message(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
-    from retrieval.store import StoreError
+    from retrieval.index.store import StoreError
 
     services = make_services(tmp_path, embedder, chroma_mode="http", chroma_host="127.0.0.1", chroma_port=free_port())
     with pytest.raises(StoreError, match="cannot reach the Chroma server"):

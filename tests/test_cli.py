@@ -17,6 +17,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.mark.model
 def test_ingest_reports_counts_and_exit_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     articles = tmp_path / "articles"
     shutil.copytree(ARTICLES, articles)
@@ -42,6 +43,7 @@ def test_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert "config file not found" in capsys.readouterr().err
 
 
+@pytest.mark.model
 def test_ask_json_has_the_documented_fields(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     question = "How much can coalition-supported sorties cost per day?"
     assert main(["--data-dir", str(data_dir), "ask", "--json", question]) == 0
@@ -56,12 +58,14 @@ def test_ask_json_has_the_documented_fields(data_dir: Path, capsys: pytest.Captu
     assert set(result["timings_ms"]) == {"retrieve", "generate", "total"}
 
 
+@pytest.mark.model
 def test_ask_prints_answer_and_sources(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--data-dir", str(data_dir), "ask", "Which air base near Mosul did Iraqi forces recapture?"]) == 0
     out = capsys.readouterr().out
     assert "Sources:" in out and "[1]" in out and ("Qayyarah" in out or "Qayara" in out)
 
 
+@pytest.mark.model
 def test_batch_answers_each_line(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     batch = tmp_path / "questions.jsonl"
     batch.write_text(
@@ -74,6 +78,7 @@ def test_batch_answers_each_line(data_dir: Path, tmp_path: Path, capsys: pytest.
     assert "360 kilometres" in lines[0]["answer"] and lines[1]["refused"] and lines[1]["citations"] == []
 
 
+@pytest.mark.model
 def test_sources_and_stats(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--data-dir", str(data_dir), "sources"]) == 0
     out = capsys.readouterr().out

@@ -11,22 +11,13 @@ import pytest
 
 from config import load_settings
 from newsbot.cli import main
-from retrieval.answers import Answer, Citation, Passage, Query
-from retrieval.articles import load_json_file
-from retrieval.evaluation import (
-    EvalDataError,
-    EvalQuestion,
-    first_hit,
-    load_realtimeqa,
-    mrr_at,
-    percentile,
-    recall_at,
-    score_answer,
-    summarise,
-    write_corpus,
-)
-from retrieval.naive import NaiveRetriever
-from retrieval.store import make_client
+from retrieval.answer.types import Answer, Citation
+from retrieval.evaluation.datasets import EvalDataError, EvalQuestion, load_realtimeqa, write_corpus
+from retrieval.evaluation.metrics import first_hit, mrr_at, percentile, recall_at, score_answer, summarise
+from retrieval.evaluation.naive import NaiveRetriever
+from retrieval.index.store import make_client
+from retrieval.ingest.articles import load_json_file
+from retrieval.passages import Passage, Query
 from tests.conftest import ARTICLES, SEED_QA
 
 RTQA = Path(__file__).resolve().parent / "data" / "realtimeqa"
@@ -36,8 +27,14 @@ def _passage(rank: int, text: str, doc_id: str = "d1") -> Passage:
     return Passage(rank=rank, doc_id=doc_id, chunk_id=f"{doc_id}:{rank}", title="t", text=text, score=1.0)
 
 
-def _answer(text: str, *, refused: bool = False, quotes: tuple[str, ...] = (), passages: list[Passage] | None = None,
-            cited_doc: str = "d1") -> Answer:
+def _answer(
+    text: str,
+    *,
+    refused: bool = False,
+    quotes: tuple[str, ...] = (),
+    passages: list[Passage] | None = None,
+    cited_doc: str = "d1",
+) -> Answer:
     citations = [Citation(n, cited_doc, "t", None, None, None, None, quote) for n, quote in enumerate(quotes, 1)]
     return Answer("q", text, refused, citations, passages or [], {"total": 5.0, "retrieve": 1.0})
 
@@ -73,8 +70,9 @@ def test_percentile_interpolates() -> None:
 def test_score_answer_separates_accuracy_from_cited_accuracy() -> None:
     question = EvalQuestion("q1", "Who?", ("Buffalo Bills",))
     passages = [_passage(1, "Steelers news"), _passage(2, "The Buffalo Bills player", doc_id="d2")]
-    cited = score_answer(question, _answer("The Buffalo Bills [1].", quotes=("the buffalo bills player",),
-                                           passages=passages, cited_doc="d2"))
+    cited = score_answer(
+        question, _answer("The Buffalo Bills [1].", quotes=("the buffalo bills player",), passages=passages, cited_doc="d2")
+    )
     assert (cited.hit_rank, cited.correct, cited.cited_correct) == (2, True, True)
     # Right string, but the cited sentence and the cited article's passages do not hold it.
     uncited = score_answer(question, _answer("The Buffalo Bills [1].", quotes=("Steelers news",), passages=passages))
@@ -169,26 +167,36 @@ def test_naive_retriever_indexes_once_and_ranks_by_similarity(tmp_path: Path, em
 # -- `newsbot eval` end to end ---------------------------------------------------------------
 
 
-def test_eval_seed_passes_every_fact_conflict_and_negative_question(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    status = main(["--data-dir", str(tmp_path / "var"), "eval", "--seed", str(SEED_QA), "--articles", str(ARTICLES),
-                   "--out", str(tmp_path / "out")])
+@pytest.mark.model
+def test_eval_seed_passes_every_fact_conflict_and_negative_question(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(
+        [
+            "--data-dir",
+            str(tmp_path / "var"),
+            "eval",
+            "--seed",
+            str(SEED_QA),
+            "--articles",
+            str(ARTICLES),
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     assert status == 0
     printed = capsys.readouterr().out
     assert "answer-recall@4" in printed and "seed fact passed" in printed
-    report = json.loads((tmp_path / "out" / "eval-seed-articles.json").read_text())
+    report = json.loads((tmp_path / "out" / "eval-seed-samples.json").read_text())
     counts = report["systems"]["newsbot"]["seed"]["counts"]
     for kind in ("fact", "conflict", "negative"):
         assert counts[kind]["passed"] == counts[kind]["total"], report["systems"]["newsbot"]["seed"]["failures"]
     assert counts["fact"]["total"] == 10 and counts["negative"]["total"] == 3
     assert report["systems"]["newsbot"]["metrics"]["refusal_out"] == 1.0
-    assert (tmp_path / "out" / "eval-seed-articles.md").read_text().startswith("# newsbot eval")
+    assert (tmp_path / "out" / "eval-seed-samples.md").read_text().startswith("# newsbot eval")
 
 
+@pytest.mark.model
 def test_eval_realtimeqa_compares_with_naive_and_reuses_the_index(tmp_path: Path) -> None:
-    args = ["--data-dir", str(tmp_path / "var"), "eval", "--realtimeqa", str(RTQA), "--weeks", "20990101",
-            "--compare", "naive"]
+    args = ["--data-dir", str(tmp_path / "var"), "eval", "--realtimeqa", str(RTQA), "--weeks", "20990101", "--compare", "naive"]
     assert main(args) == 0
     workdir = tmp_path / "var" / "eval" / "realtimeqa-20990101"
     report = json.loads((workdir / "eval-realtimeqa-20990101.json").read_text())
@@ -197,8 +205,10 @@ def test_eval_realtimeqa_compares_with_naive_and_reuses_the_index(tmp_path: Path
     for system in report["systems"].values():
         assert system["metrics"]["counted"] == 1 and system["metrics"]["out"] == 2
         assert system["ingest"]["reused"] is False and system["ingest"]["chunks"] > 0
-        assert system["metrics"]["refusal_out_same_weeks"] in (0.0, 1.0)  # one question each
-        assert system["metrics"]["refusal_out_other_weeks"] in (0.0, 1.0)
+        # One question each. The same week's (the national bird of Atlantis) has an on-topic article that
+        # lacks the gold answer, so it is answered, not refused; the other week's (the Zephyr probe) has none.
+        assert system["metrics"]["refusal_out_same_weeks"] == 0.0
+        assert system["metrics"]["refusal_out_other_weeks"] == 1.0
     asked = [q["id"] for q in report["questions"]["newsbot"]]
     assert asked == ["20990101_0", "20990101_1", "20990108_1"]
     # The corpus was written as JSON Lines articles in the scratch directory.

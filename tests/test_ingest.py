@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retrieval.embedding import SentenceTransformerEmbedder
+from retrieval.index.embedding import SentenceTransformerEmbedder
 from retrieval.service import Services
 from tests.conftest import ARTICLES, make_services
 
@@ -31,9 +31,8 @@ class CountingEmbedder:
 def counted(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> tuple[Services, CountingEmbedder, Path]:
     articles = tmp_path / "articles"
     shutil.copytree(ARTICLES, articles)
-    services = make_services(tmp_path / "var", embedder)
     counter = CountingEmbedder(embedder)
-    services.__dict__["embedder"] = counter
+    services = make_services(tmp_path / "var", counter)
     return services, counter, articles
 
 
@@ -74,9 +73,7 @@ def test_prune_removes_articles_whose_files_are_gone(counted: tuple[Services, Co
     assert len(services.store.articles()) == 5 and not kept.removed
     pruned = services.ingestor.ingest([articles], prune=True)
     assert len(pruned.removed) == 1
-    assert {Path(a.path).name for a in services.store.articles().values()} == {
-        p.name for p in articles.iterdir()
-    }
+    assert {Path(a.path).name for a in services.store.articles().values()} == {p.name for p in articles.iterdir()}
 
 
 def test_bad_files_are_skipped_and_the_rest_ingested(counted: tuple[Services, CountingEmbedder, Path]) -> None:

@@ -6,9 +6,9 @@ sample articles.
 
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
-from retrieval.answers import Answerer
-from retrieval.extractive import ExtractiveGenerator
-from retrieval.llm import LLMGenerator
+from retrieval.answer.answerer import Answerer
+from retrieval.answer.extractive import ExtractiveGenerator
+from retrieval.answer.llm import LLMGenerator
 from retrieval.service import Services
 
 

@@ -5,9 +5,9 @@ from datetime import date
 
 import pytest
 
-from retrieval.answers import Passage, Query
-from retrieval.embedding import SentenceTransformerEmbedder
-from retrieval.extractive import ExtractiveGenerator
+from retrieval.answer.extractive import ExtractiveGenerator
+from retrieval.index.embedding import SentenceTransformerEmbedder
+from retrieval.passages import Passage, Query
 from retrieval.service import Services
 from tests.conftest import make_services
 
@@ -23,12 +23,27 @@ def news(tmp_path_factory: pytest.TempPathFactory, embedder: SentenceTransformer
     root = tmp_path_factory.mktemp("news")
     records = [
         {"id": "a", "title": "Kallaru dam finished", "text": WIRE, "source": "Daily Wire", "published": "2023-01-03"},
-        {"id": "b", "title": "Dam on the Kallaru opens", "text": WIRE + " Farmers welcomed the news.",
-         "source": "River Post", "published": "2023-01-04"},
-        {"id": "c", "title": "Kallaru dam plans approved", "text": "The government approved plans for a dam on the "
-         "Kallaru river, expected to cost 900 million dollars.", "source": "Old Times", "published": "2013-03-01"},
-        {"id": "d", "title": "Football final tonight", "text": "The cup final kicks off at eight in the capital, "
-         "with tickets sold out weeks ago.", "source": "Sports Desk", "published": "2023-01-05"},
+        {
+            "id": "b",
+            "title": "Dam on the Kallaru opens",
+            "text": WIRE + " Farmers welcomed the news.",
+            "source": "River Post",
+            "published": "2023-01-04",
+        },
+        {
+            "id": "c",
+            "title": "Kallaru dam plans approved",
+            "text": "The government approved plans for a dam on the Kallaru river, expected to cost 900 million dollars.",
+            "source": "Old Times",
+            "published": "2013-03-01",
+        },
+        {
+            "id": "d",
+            "title": "Football final tonight",
+            "text": "The cup final kicks off at eight in the capital, with tickets sold out weeks ago.",
+            "source": "Sports Desk",
+            "published": "2023-01-05",
+        },
     ]
     (root / "feed.jsonl").write_text("\n".join(json.dumps(r) for r in records))
     services = make_services(root / "var", embedder)
@@ -88,16 +103,19 @@ def test_the_answer_quotes_the_report_closest_to_the_as_of_date(embedder: Senten
 def test_a_sentence_that_asks_the_question_is_not_quoted_as_its_answer(embedder: SentenceTransformerEmbedder) -> None:
     generator = ExtractiveGenerator(embedder, lambda term: 1.0, threshold=0.3, max_sentences=1)
     passage = _passage(
-        "q", "Why was the Kallaru dam delayed for so long? "
-        "The Kallaru dam was delayed by floods that washed away its foundations in 2019.", "2023-01-03",
+        "q",
+        "Why was the Kallaru dam delayed for so long? "
+        "The Kallaru dam was delayed by floods that washed away its foundations in 2019.",
+        "2023-01-03",
     )
     draft = generator.generate(Query("Why was the Kallaru dam delayed?"), [passage])
     assert draft.text.startswith("The Kallaru dam was delayed by floods") and "?" not in draft.text
 
 
 def _passage(doc_id: str, text: str, published: str) -> Passage:
-    return Passage(rank=1, doc_id=doc_id, chunk_id=f"{doc_id}:0000", title="Kallaru dam", text=text, score=1.0,
-                   published=published)
+    return Passage(
+        rank=1, doc_id=doc_id, chunk_id=f"{doc_id}:0000", title="Kallaru dam", text=text, score=1.0, published=published
+    )
 
 
 def test_recency_halves_every_thirty_days_or_every_seven_for_this_week() -> None:

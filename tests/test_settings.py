@@ -18,7 +18,7 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_environment_beats_config_file_beats_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = tmp_path / "newsbot.toml"
-    config.write_text('top_k = 7\nchunk_size = 600\nadmin_ids = [1, 2]\n')
+    config.write_text("top_k = 7\nchunk_size = 600\nadmin_ids = [1, 2]\n")
     monkeypatch.setenv("NEWSBOT_TOP_K", "12")
     monkeypatch.setenv("NEWSBOT_ALLOWED_CHAT_IDS", "-100123, 42")
     settings = load_settings(config)

@@ -2,7 +2,7 @@
 
 from datetime import date
 
-from retrieval.text import clean_lines, dateline, is_furniture, parse_date, split_sentences
+from retrieval.ingest.text import clean_lines, dateline, is_furniture, parse_date, split_sentences
 
 
 def test_furniture_of_unseen_pages_is_dropped() -> None:
@@ -67,7 +67,12 @@ def test_web_page_boilerplate_is_dropped() -> None:
         "1. How relevant is this ad to you?",
         "Video player was slow to load content Video content never loaded Ad froze or did not finish loading",
         "Follow every game: Latest NBA Scores and Schedules",
-        "Utah", "Florida", "Oregon", "New Mexico", "District of Columbia", "Texas",
+        "Utah",
+        "Florida",
+        "Oregon",
+        "New Mexico",
+        "District of Columbia",
+        "Texas",
         "The storm dropped 20 inches of snow on Denver, the weather service said.",
         "Schools closed",
         "Officials expect the roads to reopen on Friday.",

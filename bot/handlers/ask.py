@@ -12,15 +12,13 @@ from bot.access import chat_key
 from bot.conversation import Exchange
 from bot.formatting import format_answer, format_quote, split_message
 from bot.runtime import BotContext
-from retrieval.answers import Citation
+from retrieval.answer.types import Citation
 
 logger = logging.getLogger(__name__)
 
 BUSY = "I'm answering a lot of questions right now. Please ask again in a minute."
 
-HOW_TO_ASK = (
-    "Ask me a question about the news articles, e.g. <code>/ask How many troops did the US send to Iraq?</code>"
-)
+HOW_TO_ASK = "Ask me a question about the news articles, e.g. <code>/ask How many troops did the US send to Iraq?</code>"
 
 
 async def ask(update: Update, context: BotContext) -> None:
@@ -50,9 +48,7 @@ async def respond(message: Message, context: BotContext, question: str) -> None:
         return
     limit = runtime.settings.max_question_chars
     if len(question) > limit:
-        await message.reply_text(
-            f"That question is too long ({len(question)} characters). Please keep it under {limit}."
-        )
+        await message.reply_text(f"That question is too long ({len(question)} characters). Please keep it under {limit}.")
         return
     if not await allow(message, context):
         return
@@ -89,8 +85,7 @@ async def allow(message: Message, context: BotContext) -> bool:
         return True
     wait = max(1, round(runtime.limiter.retry_after(user.id)))
     await message.reply_text(
-        f"Slow down a little: you can ask {runtime.limiter.per_minute} questions a minute. "
-        f"Try again in {wait} seconds."
+        f"Slow down a little: you can ask {runtime.limiter.per_minute} questions a minute. Try again in {wait} seconds."
     )
     return False
 

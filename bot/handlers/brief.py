@@ -10,12 +10,9 @@ from telegram.constants import ChatAction
 from bot.formatting import format_briefing, split_message
 from bot.handlers.ask import BUSY, allow
 from bot.runtime import BotContext
-from retrieval.briefing import BriefingRequestError, parse_request
+from retrieval.answer.briefing import BriefingRequestError, parse_request
 
-USAGE = (
-    "Tell me a topic: <code>/brief TOPIC [since YYYY-MM-DD | 7d]</code>, "
-    "e.g. <code>/brief Mosul since 2016-01-01</code>"
-)
+USAGE = "Tell me a topic: <code>/brief TOPIC [since YYYY-MM-DD | 7d]</code>, e.g. <code>/brief Mosul since 2016-01-01</code>"
 
 
 async def brief(update: Update, context: BotContext) -> None:

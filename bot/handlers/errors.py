@@ -7,7 +7,7 @@ import logging
 from telegram import Update
 
 from bot.runtime import BotContext
-from retrieval.store import StoreUnavailable
+from retrieval.index.store import StoreUnavailable
 
 logger = logging.getLogger(__name__)
 

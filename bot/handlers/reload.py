@@ -10,7 +10,7 @@ from telegram import Update
 from bot.access import require_admin
 from bot.progress import ProgressMessage, ingest_with_progress
 from bot.runtime import BotContext
-from retrieval.store import StoreError
+from retrieval.index.store import StoreError
 
 logger = logging.getLogger(__name__)
 

@@ -12,10 +12,11 @@ from telegram import Update
 from bot.access import require_admin
 from bot.progress import ProgressMessage, ingest_with_progress
 from bot.runtime import BotContext
+from retrieval.ingest.articles import SUPPORTED_SUFFIXES
 
 logger = logging.getLogger(__name__)
 
-ACCEPTED = (".txt", ".md", ".html", ".jsonl", ".json")
+ACCEPTED = SUPPORTED_SUFFIXES  # the loaders' own list: what can be uploaded is what can be read
 
 
 def stored_name(data: bytes, suffix: str) -> str:
@@ -24,7 +25,7 @@ def stored_name(data: bytes, suffix: str) -> str:
     So a name like "../../etc/passwd.txt" cannot choose where the file goes, and the same file sent
     twice is the same file (ingested once, then "unchanged").
     """
-    return f"upload-{hashlib.sha256(data).hexdigest()[:16]}{suffix}"
+    return f"upload-{hashlib.sha256(data).hexdigest()[:16]}{suffix.lower()}"
 
 
 def is_text(data: bytes) -> bool:
@@ -42,6 +43,28 @@ def _megabytes(size: int) -> str:
     return f"{size / 1_000_000:.1f} MB"
 
 
+def upload_refusal(
+    name: str, limit: int, *, size: int | None = None, data: bytes | None = None, size_required: bool = False
+) -> str | None:
+    """Why a document cannot be added (a reply in HTML), or None when it can.
+
+    Called with the size the message declares, then (`size_required`) with the size getFile reports,
+    both before downloading, and again with the downloaded `data`.
+    """
+    shown = f"<code>{escape(name)}</code>"
+    if Path(name).suffix.lower() not in ACCEPTED:
+        return f"I can't add {shown}: I only read {', '.join(ACCEPTED)} files."
+    if size_required and size is None:
+        return f"I can't add {shown}: Telegram doesn't say how large it is. The limit is {_megabytes(limit)}."
+    if size is not None and size > limit:
+        return f"{shown} is too large ({_megabytes(size)}); the limit is {_megabytes(limit)}."
+    if data is not None and len(data) > limit:
+        return f"{shown} is too large; the limit is {_megabytes(limit)}."
+    if data is not None and not is_text(data):
+        return f"{shown} doesn't look like a text file, so I can't add it."
+    return None
+
+
 async def upload(update: Update, context: BotContext) -> None:
     message = update.effective_message
     if message is None or message.document is None or not await require_admin(update, context):
@@ -49,41 +72,25 @@ async def upload(update: Update, context: BotContext) -> None:
     document = message.document
     runtime = context.runtime
     name = document.file_name or "upload"
-    suffix = Path(name).suffix.lower()
-    if suffix not in ACCEPTED:
-        await message.reply_text(
-            f"I can't add <code>{escape(name)}</code>: I only read {', '.join(ACCEPTED)} files."
-        )
-        return
     limit = runtime.settings.max_upload_bytes
-    # The size is checked before anything is downloaded: first as the message declares it, then as getFile does.
-    if document.file_size is not None and document.file_size > limit:
-        await message.reply_text(
-            f"<code>{escape(name)}</code> is too large ({_megabytes(document.file_size)}); "
-            f"the limit is {_megabytes(limit)}."
-        )
-        return
-    file = await document.get_file()
-    size = file.file_size if file.file_size is not None else document.file_size
-    if size is None or size > limit:
-        logger.warning("upload %r refused before download: size %s, limit %s", name, size, limit)
-        await message.reply_text(
-            f"I can't add <code>{escape(name)}</code>: "
-            + ("Telegram doesn't say how large it is." if size is None else f"it is too large ({_megabytes(size)}).")
-            + f" The limit is {_megabytes(limit)}."
-        )
-        return
-    data = bytes(await file.download_as_bytearray())
-    if len(data) > limit:
-        await message.reply_text(f"<code>{escape(name)}</code> is too large; the limit is {_megabytes(limit)}.")
-        return
-    if not is_text(data):
-        await message.reply_text(f"<code>{escape(name)}</code> doesn't look like a text file, so I can't add it.")
+    # The size is checked before anything is downloaded: as the message declares it, then as getFile reports it.
+    data = b""
+    refusal = upload_refusal(name, limit, size=document.file_size)
+    if refusal is None:
+        file = await document.get_file()
+        size = file.file_size if file.file_size is not None else document.file_size
+        refusal = upload_refusal(name, limit, size=size, size_required=True)
+        if refusal is None:
+            data = bytes(await file.download_as_bytearray())
+            refusal = upload_refusal(name, limit, data=data)
+    if refusal is not None:
+        logger.info("upload %r refused: %s", name, refusal)
+        await message.reply_text(refusal)
         return
     assert runtime.settings.articles_dir is not None
     uploads = runtime.settings.articles_dir / "uploads"
     uploads.mkdir(parents=True, exist_ok=True)
-    path = uploads / stored_name(data, suffix)
+    path = uploads / stored_name(data, Path(name).suffix)
     existed = path.exists()
     path.write_bytes(data)
     user_id = message.from_user.id if message.from_user else None

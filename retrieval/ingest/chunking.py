@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from retrieval.articles import Article
-from retrieval.text import split_sentences
+from retrieval.ingest.articles import Article
+from retrieval.ingest.text import split_sentences
 
 
 @dataclass(frozen=True)
@@ -61,12 +61,11 @@ def chunk_article(article: Article, chunk_size: int, chunk_overlap: int) -> list
             current, length = overlap, size
         current.append(sentence)
         length += len(sentence) + 1
-    if current and (not chunks or current != chunks[-1][-len(current):]):
+    if current and (not chunks or current != chunks[-1][-len(current) :]):
         chunks.append(current)
 
     return [
-        Chunk(f"{article.doc_id}:{index:04d}", article.doc_id, index, _join(sentences))
-        for index, sentences in enumerate(chunks)
+        Chunk(f"{article.doc_id}:{index:04d}", article.doc_id, index, _join(sentences)) for index, sentences in enumerate(chunks)
     ]
 
 

@@ -15,15 +15,19 @@ from datetime import date, timedelta
 
 import numpy as np
 
-from retrieval.answers import Citation, Passage, Query, Retriever
-from retrieval.embedding import Embedder
-from retrieval.extractive import figures
-from retrieval.keywords import tokenize
-from retrieval.text import split_sentences
+from retrieval.answer.extractive import SAME_SENTENCE_COSINE, figures, mark
+from retrieval.answer.protocols import Retriever
+from retrieval.answer.types import Citation
+from retrieval.index.embedding import Embedder
+from retrieval.index.keywords import tokenize
+from retrieval.ingest.text import split_sentences
+from retrieval.passages import Passage, Query
 
 logger = logging.getLogger(__name__)
 
 NOTHING_FOUND = "I couldn't find anything on that in the articles I have."
+# A sentence's fit to the topic: cosine similarity, plus this much for holding all the topic's terms.
+TOPIC_TERMS_WEIGHT = 0.2
 
 _LEAD_IN = re.compile(
     r"^\s*(please\s+)?((give|get)\s+me\s+)?(a\s+)?(brief(ing)?|summar(y|ise|ize)|update)(\s+me)?\s+(on|about|of)(\s+|$)",
@@ -89,7 +93,7 @@ def _parse_since(value: str, today: date | None) -> date:
 
 
 def clean_topic(text: str) -> str:
-    """"Brief me on the campaign to retake Mosul." → "the campaign to retake Mosul"."""
+    """ "Brief me on the campaign to retake Mosul." → "the campaign to retake Mosul"."""
     return _LEAD_IN.sub("", text).strip().rstrip(".?!").strip()
 
 
@@ -150,8 +154,10 @@ class Briefer:
                 briefing.sources.append(Citation.of(n, pick.passage, pick.sentence))
                 numbers.append(n)
                 # Each outlet's own sentence, unless it says what an earlier one already said.
-                if len(parts) < 2 and all(float(np.dot(pick.vector, o.vector)) < 0.85 for o in story[: len(parts)]):
-                    parts.append(_mark(pick.sentence, n))
+                if len(parts) < 2 and all(
+                    float(np.dot(pick.vector, o.vector)) < SAME_SENTENCE_COSINE for o in story[: len(parts)]
+                ):
+                    parts.append(mark(pick.sentence, [n]))
                 else:
                     parts[-1] = parts[-1] + f"[{n}]"
             briefing.points.append(BriefPoint(_story_date(story) or None, " ".join(parts), numbers))
@@ -186,13 +192,17 @@ class Briefer:
         best: dict[str, _Pick] = {}
         for (passage, sentence), vector in zip(sentences, vectors[1 + len(doc_ids) :], strict=True):
             overlap = len(terms & set(tokenize(sentence))) / len(terms) if terms else 0.0
-            score = float(np.dot(topic_vector, vector)) + 0.2 * overlap
+            score = float(np.dot(topic_vector, vector)) + TOPIC_TERMS_WEIGHT * overlap
             if _specific_figures(sentence):
                 score += self.figure_bonus
             current = best.get(passage.doc_id)
             if current is None or score > current.score:
                 best[passage.doc_id] = _Pick(
-                    passage, sentence, score, vector, title_vectors[passage.doc_id],
+                    passage,
+                    sentence,
+                    score,
+                    vector,
+                    title_vectors[passage.doc_id],
                     frozenset(article_figures[passage.doc_id]),
                 )
         return sorted(best.values(), key=lambda pick: pick.score, reverse=True)
@@ -251,11 +261,3 @@ def _specific_figures(text: str) -> set[str]:
 def _story_date(story: list[_Pick]) -> str:
     """The newest known date among a story's articles ("" when none is dated)."""
     return max((p.passage.published or "" for p in story), default="")
-
-
-def _mark(sentence: str, n: int) -> str:
-    """Put the citation marker before the closing full stop: "... troops [1]."."""
-    sentence = sentence.strip()
-    if sentence.endswith(".") and not sentence.endswith(".."):
-        return f"{sentence[:-1]} [{n}]."
-    return f"{sentence} [{n}]"

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from retrieval.answers import Passage, Query
-from retrieval.chunking import indexed_text
-from retrieval.embedding import Embedder
-from retrieval.keywords import KeywordIndex, tokenize
-from retrieval.store import ArticleStore, day_number
-from retrieval.text import split_sentences
+from retrieval.index.embedding import Embedder
+from retrieval.index.keywords import KeywordIndex, tokenize
+from retrieval.index.store import ChunkStore, day_number
+from retrieval.ingest.chunking import indexed_text
+from retrieval.ingest.text import split_sentences
+from retrieval.passages import Passage, Query
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ class HybridRetriever:
 
     def __init__(
         self,
-        store: ArticleStore,
+        store: ChunkStore,
         embedder: Embedder,
         *,
         top_k: int = 10,
@@ -81,6 +81,10 @@ class HybridRetriever:
             self.refresh()
         assert self._keywords is not None
         return self._keywords
+
+    def term_weight(self, term: str) -> float:
+        """How much a (stemmed) query term tells: its inverse document frequency in the live collection."""
+        return self.keywords.idf(term)
 
     def retrieve(self, query: Query, top_k: int | None = None) -> list[Passage]:
         self.refresh()

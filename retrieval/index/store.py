@@ -8,16 +8,46 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, Protocol, TypeVar
 
 import httpx
 import numpy as np
 
 from config import Settings
-from retrieval.articles import Article
-from retrieval.chunking import Chunk
+from retrieval.ingest.articles import Article
+from retrieval.ingest.chunking import Chunk
+
+if TYPE_CHECKING:  # chromadb is imported when a client is made, not when this module is
+    from chromadb.api import ClientAPI
+    from chromadb.api.models.Collection import Collection
+    from chromadb.api.types import GetResult, Include, Where
 
 logger = logging.getLogger(__name__)
+
+# Rows of `nearest`: chunk id, text, metadata, cosine similarity.
+Hit = tuple[str, str, dict[str, Any], float]
+_DELETE_BATCH = 500
+
+
+class ChunkStore(Protocol):
+    """What search reads from the index (`ArticleStore` is the Chroma one)."""
+
+    @property
+    def live_name(self) -> str | None:
+        """The name of the collection being answered from: it changes when a rebuilt one goes live."""
+        ...
+
+    def count(self) -> int:
+        """How many chunks the live collection holds."""
+        ...
+
+    def all_chunks(self) -> tuple[list[str], list[str], list[dict[str, Any]]]:
+        """Ids, texts and metadata of every live chunk (for the keyword index)."""
+        ...
+
+    def query(self, embedding: np.ndarray, n: int, where: Where | None = None) -> list[Hit]:
+        """The `n` nearest live chunks as (id, text, metadata, cosine similarity)."""
+        ...
 
 
 class StoreError(RuntimeError):
@@ -59,7 +89,7 @@ class StoredArticle:
     published: str | None = None
 
 
-def make_client(settings: Settings) -> Any:
+def make_client(settings: Settings) -> ClientAPI:
     """An embedded Chroma on disk, or a Chroma server, by settings alone; telemetry off."""
     import chromadb
     from chromadb.config import Settings as ChromaSettings
@@ -104,7 +134,7 @@ class ArticleStore:
     live one and `publish()` switches the alias to it in one write.
     """
 
-    def __init__(self, client: Any, name: str) -> None:
+    def __init__(self, client: ClientAPI, name: str) -> None:
         self._client = client
         self.name = name
         self._registry = client.get_or_create_collection(
@@ -132,15 +162,15 @@ class ArticleStore:
     def _new_name(self) -> str:
         return f"{self.name}-v{time.time_ns() // 1000}"
 
-    def _create(self, collection_name: str) -> Any:
-        return self._client.create_collection(
-            collection_name, embedding_function=None, metadata={"hnsw:space": "cosine"}
-        )
+    def _create(self, collection_name: str) -> Collection:
+        return self._client.create_collection(collection_name, embedding_function=None, metadata={"hnsw:space": "cosine"})
 
     @_server_call
-    def live(self) -> Any:
+    def live(self) -> Collection:
         """The collection questions are answered from."""
         name = self.live_name
+        if name is None:
+            raise StoreError(f"the index {self.name!r} has no live collection")
         try:
             return self._client.get_collection(name, embedding_function=None)
         except httpx.TransportError:
@@ -149,27 +179,20 @@ class ArticleStore:
             raise StoreError(f"the live collection {name!r} is missing from Chroma") from exc
 
     @_server_call
-    def stage(self) -> Any:
+    def stage(self) -> Collection:
         """A new collection holding a copy of the live one (embeddings included), not yet live."""
         staged = self._create(self._new_name())
-        live = self.live()
-        batch = self.max_batch
-        offset = 0
-        while True:
-            page = live.get(include=["embeddings", "documents", "metadatas"], limit=batch, offset=offset)
-            if not page["ids"]:
-                break
+        for page in pages(self.live(), ["embeddings", "documents", "metadatas"], batch=self.max_batch):
             staged.add(
                 ids=page["ids"],
                 embeddings=page["embeddings"],
                 documents=page["documents"],
                 metadatas=page["metadatas"],
             )
-            offset += len(page["ids"])
         return staged
 
     @_server_call
-    def publish(self, staged: Any) -> None:
+    def publish(self, staged: Collection) -> None:
         """Make `staged` the live collection in one step, then drop the old one."""
         old = self.live_name
         self._set_live(staged.name)
@@ -181,7 +204,7 @@ class ArticleStore:
                 logger.warning("could not delete old collection %s", old, exc_info=True)
 
     @_server_call
-    def discard(self, staged: Any) -> None:
+    def discard(self, staged: Collection) -> None:
         """Drop a staged collection that will not go live."""
         if staged.name != self.live_name:
             self._client.delete_collection(staged.name)
@@ -196,7 +219,7 @@ class ArticleStore:
     # -- reading ----------------------------------------------------------------------------
 
     @_server_call
-    def articles(self, collection: Any | None = None) -> dict[str, StoredArticle]:
+    def articles(self, collection: Collection | None = None) -> dict[str, StoredArticle]:
         """Every indexed article, by id."""
         collection = collection or self.live()
         found: dict[str, StoredArticle] = {}
@@ -216,35 +239,23 @@ class ArticleStore:
                     published=_opt(meta.get("published")),
                 )
         return {
-            doc_id: StoredArticle(**{**article.__dict__, "chunks": counts.get(doc_id, 0)})
-            for doc_id, article in found.items()
+            doc_id: StoredArticle(**{**article.__dict__, "chunks": counts.get(doc_id, 0)}) for doc_id, article in found.items()
         }
 
-    def _iter_metadatas(self, collection: Any) -> Iterator[dict[str, Any]]:
-        offset = 0
-        while True:
-            page = collection.get(include=["metadatas"], limit=self.max_batch, offset=offset)
-            if not page["ids"]:
-                return
-            yield from page["metadatas"]
-            offset += len(page["ids"])
+    def _iter_metadatas(self, collection: Collection) -> Iterator[dict[str, Any]]:
+        for page in pages(collection, ["metadatas"], batch=self.max_batch):
+            yield from (dict(meta) for meta in page["metadatas"] or [])
 
     @_server_call
     def all_chunks(self) -> tuple[list[str], list[str], list[dict[str, Any]]]:
         """Ids, texts and metadata of every live chunk (for the keyword index)."""
-        collection = self.live()
         ids: list[str] = []
         texts: list[str] = []
         metas: list[dict[str, Any]] = []
-        offset = 0
-        while True:
-            page = collection.get(include=["documents", "metadatas"], limit=self.max_batch, offset=offset)
-            if not page["ids"]:
-                break
+        for page in pages(self.live(), ["documents", "metadatas"], batch=self.max_batch):
             ids += page["ids"]
-            texts += page["documents"]
-            metas += page["metadatas"]
-            offset += len(page["ids"])
+            texts += page["documents"] or []
+            metas += [dict(meta) for meta in page["metadatas"] or []]
         return ids, texts, metas
 
     @_server_call
@@ -252,31 +263,14 @@ class ArticleStore:
         return int(self.live().count())
 
     @_server_call
-    def query(
-        self, embedding: np.ndarray, n: int, where: dict[str, Any] | None = None
-    ) -> list[tuple[str, str, dict[str, Any], float]]:
-        """The `n` nearest chunks as (id, text, metadata, cosine similarity)."""
-        collection = self.live()
-        total = collection.count()
-        if total == 0:
-            return []
-        result = collection.query(
-            query_embeddings=[embedding.tolist()],
-            n_results=min(n, total),
-            where=where,
-            include=["documents", "metadatas", "distances"],
-        )
-        return [
-            (cid, doc, dict(meta), 1.0 - float(dist))
-            for cid, doc, meta, dist in zip(
-                result["ids"][0], result["documents"][0], result["metadatas"][0], result["distances"][0]
-            )
-        ]
+    def query(self, embedding: np.ndarray, n: int, where: Where | None = None) -> list[Hit]:
+        """The `n` nearest live chunks as (id, text, metadata, cosine similarity)."""
+        return nearest(self.live(), embedding, n, where)
 
     # -- writing ----------------------------------------------------------------------------
 
     @_server_call
-    def add(self, collection: Any, article: Article, chunks: list[Chunk], embeddings: np.ndarray) -> None:
+    def add(self, collection: Collection, article: Article, chunks: list[Chunk], embeddings: np.ndarray) -> None:
         collection.add(
             ids=[chunk.chunk_id for chunk in chunks],
             embeddings=embeddings.tolist(),
@@ -285,9 +279,50 @@ class ArticleStore:
         )
 
     @_server_call
-    def delete(self, collection: Any, doc_ids: Sequence[str]) -> None:
-        for start in range(0, len(doc_ids), 500):
-            collection.delete(where={"doc_id": {"$in": list(doc_ids[start:start + 500])}})
+    def delete(self, collection: Collection, doc_ids: Sequence[str]) -> None:
+        delete_articles(collection, doc_ids)
+
+
+# -- Chroma helpers shared with the naive peer ----------------------------------------------------
+
+
+def pages(collection: Collection, include: Include, *, batch: int, where: Where | None = None) -> Iterator[GetResult]:
+    """Every record of `collection` (matching `where`), `batch` at a time: Chroma caps one `get`."""
+    offset = 0
+    while True:
+        page = collection.get(where=where, include=include, limit=batch, offset=offset)
+        if not page["ids"]:
+            return
+        yield page
+        offset += len(page["ids"])
+
+
+def nearest(collection: Collection, embedding: np.ndarray, n: int, where: Where | None = None) -> list[Hit]:
+    """The `n` chunks of `collection` nearest to `embedding` as (id, text, metadata, cosine similarity)."""
+    total = collection.count()
+    if total == 0:
+        return []
+    result = collection.query(
+        query_embeddings=[embedding.tolist()],
+        n_results=min(n, total),
+        where=where,
+        include=["documents", "metadatas", "distances"],
+    )
+    documents, metadatas, distances = result["documents"], result["metadatas"], result["distances"]
+    assert documents is not None and metadatas is not None and distances is not None  # all three were included
+    return [
+        (cid, doc, dict(meta), 1.0 - float(dist))
+        for cid, doc, meta, dist in zip(result["ids"][0], documents[0], metadatas[0], distances[0], strict=True)
+    ]
+
+
+def delete_articles(collection: Collection, doc_ids: Sequence[str]) -> None:
+    """Remove every chunk of the articles `doc_ids` from `collection`."""
+    for start in range(0, len(doc_ids), _DELETE_BATCH):
+        members: dict[Literal["$in", "$nin"], list[str | int | float | bool]] = {
+            "$in": list(doc_ids[start : start + _DELETE_BATCH])
+        }
+        collection.delete(where={"doc_id": members})
 
 
 def _opt(value: Any) -> str | None:

@@ -7,14 +7,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
-from retrieval.articles import Article, ArticleError, iter_files, load_file
-from retrieval.chunking import Chunk, chunk_article
-from retrieval.embedding import Embedder
-from retrieval.store import ArticleStore
+from retrieval.index.embedding import Embedder
+from retrieval.index.store import ArticleStore
+from retrieval.ingest.articles import Article, ArticleError, iter_files, load_file
+from retrieval.ingest.chunking import Chunk, chunk_article
+
+if TYPE_CHECKING:
+    from chromadb.api.models.Collection import Collection
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +55,7 @@ class IngestReport:
             parts.append(f"{self.duplicates} duplicates ignored")
         return ", ".join(parts) + f" ({self.chunks_embedded} chunks embedded in {self.seconds:.1f}s)"
 
-    def as_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "added": len(self.added),
             "updated": len(self.updated),
@@ -131,7 +134,7 @@ class Ingestor:
 
     def _apply(
         self,
-        target: Any,
+        target: Collection,
         articles: list[Article],
         paths: list[Path],
         read_ok: set[str],
@@ -168,7 +171,7 @@ class Ingestor:
         self._embed_and_add(target, todo, report, progress)
 
     def _embed_and_add(
-        self, target: Any, articles: list[Article], report: IngestReport, progress: ProgressCallback | None
+        self, target: Collection, articles: list[Article], report: IngestReport, progress: ProgressCallback | None
     ) -> None:
         bar = tqdm(total=len(articles), unit="article", desc="embedding", disable=None, leave=False)
         batch: list[tuple[Article, list[Chunk]]] = []
@@ -181,7 +184,7 @@ class Ingestor:
             vectors = self.embedder.embed(texts)
             offset = 0
             for article, chunks in batch:
-                self.store.add(target, article, chunks, vectors[offset:offset + len(chunks)])
+                self.store.add(target, article, chunks, vectors[offset : offset + len(chunks)])
                 offset += len(chunks)
             report.chunks_embedded += len(texts)
             done += len(batch)
@@ -201,4 +204,3 @@ class Ingestor:
                 flush()
         finally:
             bar.close()
-

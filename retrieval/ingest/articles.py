@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from retrieval.text import clean_lines, dateline, looks_like_headline, parse_date, split_sentences
+from retrieval.ingest.text import clean_lines, dateline, looks_like_headline, parse_date, split_sentences
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class Article:
         published: date | None = None,
     ) -> Article:
         """Make an article with its stable id (from `key`) and content hash."""
-        source = source or _domain(url)
+        source = source or domain(url)
         digest = hashlib.sha256(
             "\x1f".join([title, text, source or "", url or "", published.isoformat() if published else ""]).encode()
         ).hexdigest()
@@ -63,7 +63,8 @@ class Article:
         return cls(doc_id, title, text, str(path), source, url, published, digest[:32])
 
 
-def _domain(url: str | None) -> str | None:
+def domain(url: str | None) -> str | None:
+    """The host of `url` without "www.": the outlet, when an article names none."""
     if not url:
         return None
     host = urlparse(url).netloc.lower()
@@ -76,8 +77,10 @@ def iter_files(paths: list[Path]) -> Iterator[Path]:
         if path.is_dir():
             for child in sorted(path.rglob("*")):
                 relative = child.relative_to(path).parts
-                if child.is_file() and child.suffix.lower() in SUPPORTED_SUFFIXES and not any(
-                    part.startswith(".") for part in relative
+                if (
+                    child.is_file()
+                    and child.suffix.lower() in SUPPORTED_SUFFIXES
+                    and not any(part.startswith(".") for part in relative)
                 ):
                     yield child
         else:
@@ -111,7 +114,7 @@ def _front_matter(text: str) -> tuple[dict[str, str], str]:
         key, sep, value = line.partition(":")
         if sep:
             meta[key.strip().lower()] = value.strip().strip("\"'")
-    return meta, text[match.end():]
+    return meta, text[match.end() :]
 
 
 def _strip_markdown(line: str) -> str:
@@ -160,7 +163,7 @@ def _take_title(lines: list[str]) -> tuple[str, list[str]]:
         if looks_like_headline(line):
             above = lines[:index]
             if all(len(label.split()) < 4 for label in above):
-                return line, lines[index + 1:]
+                return line, lines[index + 1 :]
             break
     if not lines:
         return "", lines

@@ -16,13 +16,17 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-from retrieval.answers import Passage, Query
-from retrieval.articles import iter_files
-from retrieval.embedding import Embedder
+from retrieval.index.embedding import Embedder
+from retrieval.index.store import delete_articles, nearest, pages
+from retrieval.ingest.articles import iter_files
+from retrieval.passages import Passage, Query
+
+if TYPE_CHECKING:
+    from chromadb.api import ClientAPI
 
 logger = logging.getLogger(__name__)
 
@@ -91,8 +95,13 @@ def load_documents(paths: Iterable[Path]) -> tuple[list[NaiveDocument], list[str
                 url = record.get("url") or record.get("link")
                 key = str(record.get("id") or url or f"{file.resolve()}#{number}")
                 doc = NaiveDocument(
-                    _doc_id(key), f"{title}\n{text}" if title else text, title, str(file),
-                    url, record.get("source"), record.get("published"),
+                    _doc_id(key),
+                    f"{title}\n{text}" if title else text,
+                    title,
+                    str(file),
+                    url,
+                    record.get("source"),
+                    record.get("published"),
                 )
                 documents.setdefault(doc.doc_id, doc)
         elif suffix in (".txt", ".md", ".markdown") and raw.strip():
@@ -107,7 +116,7 @@ class NaiveRetriever:
 
     def __init__(
         self,
-        client: Any,
+        client: ClientAPI,
         embedder: Embedder,
         *,
         collection: str = NAIVE_COLLECTION,
@@ -118,20 +127,14 @@ class NaiveRetriever:
         self.embedder = embedder
         self.top_k = top_k
         self.splitter = RecursiveCharacterTextSplitter(chunk_size=chunk_size, chunk_overlap=chunk_overlap)
-        self.collection = client.get_or_create_collection(
-            collection, embedding_function=None, metadata={"hnsw:space": "cosine"}
-        )
+        self.collection = client.get_or_create_collection(collection, embedding_function=None, metadata={"hnsw:space": "cosine"})
 
     def _stored_hashes(self) -> dict[str, str]:
         hashes: dict[str, str] = {}
-        offset = 0
-        while True:
-            page = self.collection.get(where={"chunk_index": 0}, include=["metadatas"], limit=5000, offset=offset)
-            if not page["ids"]:
-                return hashes
-            for meta in page["metadatas"]:
+        for page in pages(self.collection, ["metadatas"], batch=5000, where={"chunk_index": 0}):
+            for meta in page["metadatas"] or []:
                 hashes[str(meta["doc_id"])] = str(meta.get("content_hash", ""))
-            offset += len(page["ids"])
+        return hashes
 
     def ingest(self, paths: list[Path]) -> NaiveIngestReport:
         """Index the documents under `paths`; unchanged ones are not embedded again."""
@@ -142,8 +145,7 @@ class NaiveRetriever:
         stored = self._stored_hashes()
         todo = [doc for doc in documents if stored.get(doc.doc_id) != doc.content_hash]
         stale = [doc.doc_id for doc in todo if doc.doc_id in stored]
-        for start in range(0, len(stale), 500):
-            self.collection.delete(where={"doc_id": {"$in": stale[start:start + 500]}})
+        delete_articles(self.collection, stale)
         ids: list[str] = []
         texts: list[str] = []
         metas: list[dict[str, Any]] = []
@@ -151,8 +153,9 @@ class NaiveRetriever:
         def flush() -> None:
             if not ids:
                 return
-            self.collection.add(ids=list(ids), embeddings=self.embedder.embed(texts).tolist(),
-                                documents=list(texts), metadatas=list(metas))
+            self.collection.add(
+                ids=list(ids), embeddings=self.embedder.embed(texts).tolist(), documents=list(texts), metadatas=list(metas)
+            )
             report.chunks_embedded += len(ids)
             ids.clear()
             texts.clear()
@@ -160,10 +163,14 @@ class NaiveRetriever:
 
         for doc in todo:
             for index, chunk in enumerate(self.splitter.split_text(doc.page_content)):
-                meta: dict[str, Any] = {"doc_id": doc.doc_id, "chunk_index": index, "title": doc.title,
-                                        "path": doc.path, "content_hash": doc.content_hash}
-                meta.update({k: v for k, v in (("url", doc.url), ("source", doc.source),
-                                               ("published", doc.published)) if v})
+                meta: dict[str, Any] = {
+                    "doc_id": doc.doc_id,
+                    "chunk_index": index,
+                    "title": doc.title,
+                    "path": doc.path,
+                    "content_hash": doc.content_hash,
+                }
+                meta.update({k: v for k, v in (("url", doc.url), ("source", doc.source), ("published", doc.published)) if v})
                 ids.append(f"{doc.doc_id}:{index:04d}")
                 texts.append(chunk)
                 metas.append(meta)
@@ -177,17 +184,10 @@ class NaiveRetriever:
 
     def retrieve(self, query: Query, top_k: int | None = None) -> list[Passage]:
         """The top-k chunks by cosine similarity to the question; dates are ignored, as in the tutorial."""
-        k = top_k or self.top_k
-        total = self.collection.count()
-        if total == 0:
+        if self.collection.count() == 0:
             return []
         vector = self.embedder.embed([query.text])[0]
-        result = self.collection.query(
-            query_embeddings=[vector.tolist()], n_results=min(k, total),
-            include=["documents", "metadatas", "distances"],
-        )
-        columns = (result["ids"][0], result["documents"][0], result["metadatas"][0], result["distances"][0])
-        rows = zip(*columns, strict=True)
+        hits = nearest(self.collection, vector, top_k or self.top_k)
         return [
             Passage(
                 rank=rank,
@@ -195,11 +195,11 @@ class NaiveRetriever:
                 chunk_id=cid,
                 title=str(meta.get("title", "")),
                 text=text,
-                score=1.0 - float(distance),
+                score=similarity,
                 source=meta.get("source"),
                 url=meta.get("url"),
                 published=meta.get("published"),
                 path=meta.get("path"),
             )
-            for rank, (cid, text, meta, distance) in enumerate(rows, start=1)
+            for rank, (cid, text, meta, similarity) in enumerate(hits, start=1)
         ]

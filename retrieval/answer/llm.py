@@ -2,28 +2,29 @@
 
 The model sees only numbered passages and must cite them; its citations are checked against the
 passages it was given, and each cited source gets the passage sentence that best supports the claim.
-Weak evidence is refused before the model is called, with the same gate as the extractive answerer.
+Weak evidence is refused before the model is called, by the evidence gate every answerer shares.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from pathlib import Path
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.prompts import PromptTemplate
 
 from config import Settings
-from retrieval.answers import REFUSAL, Citation, Draft, Passage, Query
-from retrieval.extractive import ExtractiveGenerator
-from retrieval.keywords import tokenize
-from retrieval.text import split_sentences
+from prompts import load_prompt
+from retrieval.answer.protocols import EvidenceGate
+from retrieval.answer.types import REFUSAL, Citation, Draft
+from retrieval.index.keywords import tokenize
+from retrieval.ingest.text import split_sentences
+from retrieval.passages import Passage, Query
 
 logger = logging.getLogger(__name__)
 
-PROMPT_FILE = Path(__file__).resolve().parent.parent / "prompts" / "answer.txt"
+PROMPT_FILE = "answer.txt"  # in the prompts package
 _MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 
 
@@ -34,14 +35,14 @@ class LLMError(RuntimeError):
 class LLMGenerator:
     """Writes answers with a chat model from the retrieved passages alone."""
 
-    def __init__(self, model: BaseChatModel, gate: ExtractiveGenerator, *, max_passages: int = 6) -> None:
+    def __init__(self, model: BaseChatModel, gate: EvidenceGate, *, max_passages: int = 6) -> None:
         self.model = model
         self.gate = gate
         self.max_passages = max_passages
-        self.prompt = PromptTemplate.from_template(PROMPT_FILE.read_text(encoding="utf-8"))
+        self.prompt = PromptTemplate.from_template(load_prompt(PROMPT_FILE))
 
     @classmethod
-    def from_settings(cls, settings: Settings, fallback: ExtractiveGenerator) -> LLMGenerator:
+    def from_settings(cls, settings: Settings, gate: EvidenceGate) -> LLMGenerator:
         try:
             from langchain.chat_models import init_chat_model
         except ImportError as exc:
@@ -56,11 +57,10 @@ class LLMGenerator:
             model = init_chat_model(settings.llm_model, **options)
         except Exception as exc:  # provider packages raise their own types
             raise LLMError(f"cannot set up llm_model {settings.llm_model!r}: {exc}") from exc
-        return cls(model, fallback)
+        return cls(model, gate)
 
     def generate(self, query: Query, passages: list[Passage]) -> Draft:
-        ranked = self.gate.score(query, passages)
-        if not ranked or ranked[0].score < self.gate.threshold:
+        if not self.gate.admits(query, passages):
             return Draft(REFUSAL, refused=True, citations=[])
         shown = passages[: self.max_passages]
         sources = "\n\n".join(

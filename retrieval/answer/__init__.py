@@ -1,0 +1,1 @@
+"""Answer: cited replies and briefings written from retrieved passages, and the Protocols they meet."""

@@ -1,0 +1,59 @@
+"""The Answerer: question in, cited `Answer` out, by retrieving the context and then writing from it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import date
+from typing import Any
+
+from retrieval.answer.protocols import AnswerGenerator, Retriever
+from retrieval.answer.types import Answer
+from retrieval.passages import Query
+
+logger = logging.getLogger(__name__)
+
+
+class Answerer:
+    """Question in, `Answer` out: retrieve the context, then write the answer from it."""
+
+    def __init__(self, retriever: Retriever, generator: AnswerGenerator, top_k: int = 10) -> None:
+        self.retriever = retriever
+        self.generator = generator
+        self.top_k = top_k
+        self._lock = asyncio.Lock()
+
+    def answer(
+        self,
+        question: str,
+        *,
+        as_of: date | None = None,
+        since: date | None = None,
+        until: date | None = None,
+        top_k: int | None = None,
+    ) -> Answer:
+        started = time.perf_counter()
+        query = Query(question.strip(), as_of=as_of, since=since, until=until)
+        passages = self.retriever.retrieve(query, top_k or self.top_k)
+        retrieved = time.perf_counter()
+        draft = self.generator.generate(query, passages)
+        finished = time.perf_counter()
+        return Answer(
+            question=question,
+            text=draft.text,
+            refused=draft.refused,
+            citations=[] if draft.refused else draft.citations,
+            passages=passages,
+            conflict=draft.conflict,
+            timings_ms={
+                "retrieve": (retrieved - started) * 1000,
+                "generate": (finished - retrieved) * 1000,
+                "total": (finished - started) * 1000,
+            },
+        )
+
+    async def aanswer(self, question: str, **kwargs: Any) -> Answer:
+        """`answer` off the event loop; one at a time, since the model and index are shared."""
+        async with self._lock:
+            return await asyncio.to_thread(self.answer, question, **kwargs)

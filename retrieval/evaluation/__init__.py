@@ -1,0 +1,1 @@
+"""Evaluation: QA datasets, the harness that asks them through the answerer, metrics, reports, the naive peer."""

@@ -1,0 +1,1 @@
+"""Search: the passages most likely to answer a query, by meaning and by words (hybrid retrieval)."""
