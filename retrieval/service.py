@@ -100,7 +100,9 @@ class Services:
     def ingestor(self) -> Ingestor:
         if self._ingestor is None:
             settings = self.settings
-            self._ingestor = Ingestor(self.store, self.embedder, settings.chunk_size, settings.chunk_overlap)
+            self._ingestor = Ingestor(
+                self.store, self.embedder, settings.chunk_size, settings.chunk_overlap, settings.max_file_bytes
+            )
         return self._ingestor
 
     def warm_up(self) -> None:
