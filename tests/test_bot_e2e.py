@@ -307,6 +307,20 @@ async def test_upload_is_ingested_and_answerable_with_html_escaped(bot: Bot) -> 
     no_errors(bot, mark)
 
 
+async def test_upload_with_a_path_traversal_name_is_saved_under_a_generated_name(bot: Bot) -> None:
+    chat = bot.server.private(ADMIN)
+    article = b"---\ntitle: Quay wall repaired\n---\nWorkers finished repairing the old quay wall in Port Ellery on Monday.\n"
+    mark = bot.server.mark()
+    await bot.server.send_document(chat, ADMIN, "../../../etc/cron.d/quay.md", article)
+    [progress] = await bot.server.replies(mark, chat.id)
+    await bot.server.wait_for(lambda: "You can ask about it now" in progress.text)
+    assert "../../../etc/cron.d/quay.md" in progress.text  # named as sent, stored as generated
+    [saved] = [p for p in (bot.articles / "uploads").iterdir() if p.read_bytes() == article]
+    assert saved.parent == bot.articles / "uploads" and re.fullmatch(r"upload-[0-9a-f]{16}\.md", saved.name)
+    assert not any(p.read_bytes() == article for p in bot.articles.parent.rglob("quay.md"))
+    no_errors(bot, mark)
+
+
 async def test_uploads_refused_too_large_binary_wrong_type_or_not_admin(bot: Bot) -> None:
     chat = bot.server.private(ADMIN)
     cases = [
