@@ -13,7 +13,6 @@ from telegram import BotCommand, BotCommandScopeChat, LinkPreviewOptions, Update
 from telegram.constants import ParseMode
 from telegram.error import TelegramError
 from telegram.ext import (
-    AIORateLimiter,
     Application,
     ApplicationBuilder,
     CallbackQueryHandler,
@@ -26,8 +25,10 @@ from telegram.ext import (
 )
 from telegram.request import BaseRequest
 
-from bot import access
+from bot import access, health
+from bot.delivery import ResilientRateLimiter
 from bot.handlers import about, ask, brief, errors, reload, reset, sources, start, stats, upload
+from bot.health import Heartbeat
 from bot.runtime import RUNTIME_KEY, BotContext, Runtime
 from config import Settings
 
@@ -58,6 +59,8 @@ ADMIN_COMMANDS = [
     BotCommand("stats", "Questions served, refusals, latency, index size"),
 ]
 
+HEARTBEAT_KEY = "heartbeat"
+
 BotApplication = Application[Any, BotContext, dict[Any, Any], dict[Any, Any], dict[Any, Any], Any]
 
 
@@ -83,6 +86,9 @@ def build_application(
             services = Services(settings)
         await asyncio.to_thread(services.warm_up)
         application.bot_data[RUNTIME_KEY] = Runtime.build(settings, services)
+        # The container's health check reads this file (bot/health.py).
+        heartbeat = Heartbeat(settings.data_dir / health.FILE_NAME, services.store.count)
+        application.bot_data[HEARTBEAT_KEY] = asyncio.create_task(heartbeat.run(), name="heartbeat")
         await application.bot.set_my_commands(COMMANDS)
         for admin_id in settings.admin_ids:
             try:
@@ -93,6 +99,9 @@ def build_application(
 
     async def post_shutdown(application: BotApplication) -> None:
         application.bot_data.pop(RUNTIME_KEY, None)
+        beating = application.bot_data.pop(HEARTBEAT_KEY, None)
+        if beating is not None:
+            beating.cancel()
         logger.info("bot stopped")
 
     builder = (
@@ -100,7 +109,8 @@ def build_application(
         .token(token)
         .context_types(ContextTypes(context=BotContext))
         .defaults(Defaults(parse_mode=ParseMode.HTML, link_preview_options=LinkPreviewOptions(is_disabled=True)))
-        .rate_limiter(AIORateLimiter(max_retries=2))
+        # Flood limits, 5xx, dropped connections and HTML Telegram cannot parse (bot/delivery.py).
+        .rate_limiter(ResilientRateLimiter())
         # Updates are handled concurrently so questions keep being answered during a /reload.
         .concurrent_updates(True)
         .post_init(post_init)

@@ -1,10 +1,11 @@
-"""Per-user rate limit: a sliding one-minute window."""
+"""Per-user rate limit (a sliding one-minute window) and the cap on answers in progress."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 
 class RateLimiter:
@@ -35,3 +36,28 @@ class RateLimiter:
         if not hits or len(hits) < self.per_minute:
             return 0.0
         return max(0.0, self.window - (self.clock() - hits[0]))
+
+
+class AnswerSlots:
+    """At most `limit` questions and briefings in progress at once (being answered or waiting their turn); 0: no cap.
+
+    Answers are computed one at a time (the model and index are shared), so without a cap a flood
+    of questions would make every user wait longer and longer; past the cap a question is turned
+    away at once with a "busy" reply instead.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_progress = 0
+
+    @contextlib.contextmanager
+    def claim(self) -> Iterator[bool]:
+        """True while holding a slot; False (and nothing held) when every slot is taken."""
+        if self.limit and self.in_progress >= self.limit:
+            yield False
+            return
+        self.in_progress += 1
+        try:
+            yield True
+        finally:
+            self.in_progress -= 1

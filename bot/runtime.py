@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from telegram.ext import Application, CallbackContext, ExtBot
 
 from bot.conversation import ChatKey, Conversations, follow_up_question
-from bot.limits import RateLimiter
+from bot.limits import AnswerSlots, RateLimiter
 from bot.quotes import QuoteCache
 from bot.usage import Usage
 from config import Settings
@@ -33,6 +33,7 @@ class Runtime:
     services: Services
     conversations: Conversations
     limiter: RateLimiter
+    slots: AnswerSlots = field(default_factory=lambda: AnswerSlots(0))
     quotes: QuoteCache = field(default_factory=QuoteCache)
     usage: Usage = field(default_factory=Usage)
     ingest_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -70,6 +71,7 @@ class Runtime:
             services=services,
             conversations=Conversations(settings.context_turns, settings.context_ttl_seconds),
             limiter=RateLimiter(settings.rate_limit_per_minute),
+            slots=AnswerSlots(settings.max_concurrent_answers),
         )
 
 

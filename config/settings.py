@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     embedding_threads: int = Field(ge=0, le=256)
     chunk_size: int = Field(ge=100, le=8000)
     chunk_overlap: int = Field(ge=0)
+    max_file_bytes: int = Field(ge=1000)
     top_k: int = Field(ge=1, le=100)
     answer_sentences: int = Field(ge=1, le=10)
     refusal_threshold: float = Field(ge=0.0, le=1.0)
@@ -62,6 +63,7 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(ge=0)
     max_question_chars: int = Field(ge=10)
     max_upload_bytes: int = Field(ge=1)
+    max_concurrent_answers: int = Field(ge=0)
     context_turns: int = Field(ge=0, le=20)
     context_ttl_seconds: int = Field(ge=0)
 

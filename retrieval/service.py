@@ -126,8 +126,14 @@ class Services:
         if self._ingestor is None:
             settings = self.settings
             model = self.reader_model
-            annotator = model.annotator() if model else None
-            self._ingestor = Ingestor(self.store, self.embedder, settings.chunk_size, settings.chunk_overlap, annotator)
+            self._ingestor = Ingestor(
+                self.store,
+                self.embedder,
+                settings.chunk_size,
+                settings.chunk_overlap,
+                settings.max_file_bytes,
+                annotator=model.annotator() if model else None,
+            )
         return self._ingestor
 
     def warm_up(self) -> None:

@@ -6,6 +6,11 @@ methods the bot uses (getMe, getUpdates with offset/timeout long polling, sendMe
 editMessageText, sendChatAction, answerCallbackQuery, setMyCommands, deleteWebhook, getFile and
 the file download path), checks what Telegram would check (the token, message length, HTML
 markup), and lets a test push updates as users and read back everything the bot sent.
+
+It also misbehaves on request, as Telegram and the network sometimes do: `fail(method, Fault(...))`
+makes the next calls of a method answer 429 with `retry_after`, a 5xx, drop the connection without
+an answer, or refuse the HTML; `go_away(seconds)` closes the server (connections refused) and
+brings it back on the same port with everything it knew.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from html import unescape
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 
@@ -94,6 +99,31 @@ def html_to_text(html: str) -> str:
 
 def utf16_len(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One deliberate failure: an HTTP `status` (429 carries `retry_after`), a dropped connection, or refused HTML."""
+
+    kind: Literal["status", "drop", "parse"] = "status"
+    status: int = 502
+    retry_after: int | None = None
+
+    @classmethod
+    def flood(cls, retry_after: int = 1) -> Fault:
+        return cls("status", 429, retry_after)
+
+    @classmethod
+    def server_error(cls, status: int = 502) -> Fault:
+        return cls("status", status)
+
+    @classmethod
+    def drop(cls) -> Fault:
+        return cls("drop")
+
+    @classmethod
+    def bad_html(cls) -> Fault:
+        return cls("parse", 400)
 
 
 @dataclass
@@ -192,6 +222,7 @@ class BotAPIServer:
         self._file_ids = itertools.count(1)
         self._callback_ids = itertools.count(1)
         self._changed = asyncio.Condition()
+        self._faults: dict[str, list[Fault]] = {}
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -201,9 +232,10 @@ class BotAPIServer:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/bot{token}/{method}", self._api)
         app.router.add_get("/file/bot{token}/{path:.*}", self._download)
-        self._runner = web.AppRunner(app, access_log=None)
+        # A short shutdown: pending long polls are cut off, as when a server goes away.
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         await site.start()
         server: Any = site._server
         self.port = server.sockets[0].getsockname()[1]
@@ -211,6 +243,23 @@ class BotAPIServer:
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+            self._runner = None
+
+    async def go_away(self, seconds: float) -> None:
+        """Close the server (connections refused) for `seconds`, then serve again on the same port.
+
+        Updates that users send meanwhile are kept, as Telegram keeps them.
+        """
+        await self.stop()
+        await asyncio.sleep(seconds)
+        await self.start()
+
+    def fail(self, method: str, *faults: Fault) -> None:
+        """The next calls of `method` fail, one fault each, in order."""
+        self._faults.setdefault(method, []).extend(faults)
+
+    def pending_faults(self, method: str) -> int:
+        return len(self._faults.get(method, []))
 
     @property
     def base_url(self) -> str:
@@ -271,8 +320,13 @@ class BotAPIServer:
         mime_type: str = "text/plain",
         *,
         declared_size: int | None = None,
+        size_known: bool = True,
     ) -> dict[str, Any]:
-        """A document message; the bot can fetch the bytes with getFile and the download path."""
+        """A document message; the bot can fetch the bytes with getFile and the download path.
+
+        `declared_size` is the size the message claims (default: the real one); with `size_known`
+        False the message claims none, as the Bot API allows.
+        """
         file_id = f"FILE{next(self._file_ids)}"
         self._files[file_id] = data
         message = self._new_message(chat, user, None)
@@ -283,6 +337,8 @@ class BotAPIServer:
             "mime_type": mime_type,
             "file_size": declared_size or len(data),
         }
+        if not size_known:
+            del message["document"]["file_size"]
         await self._push({"message": message})
         return message
 
@@ -364,12 +420,15 @@ class BotAPIServer:
 
     # -- the Bot API -------------------------------------------------------------------------
 
-    async def _api(self, request: web.Request) -> web.Response:
+    async def _api(self, request: web.Request) -> web.StreamResponse:
         if request.match_info["token"] != self.token:
             return web.json_response({"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401)
         method = request.match_info["method"]
         params = await self._params(request)
         call = Call(method, params)
+        fault = self._fault(method, params)
+        if fault is not None:
+            return await self._misbehave(request, call, fault)
         handler = getattr(self, f"_m_{method}", None)
         if handler is None:
             call.error = "Not Found"
@@ -383,6 +442,37 @@ class BotAPIServer:
             return web.json_response({"ok": False, "error_code": 400, "description": str(exc)}, status=400)
         await self._record(call)
         return web.json_response({"ok": True, "result": call.result})
+
+    def _fault(self, method: str, params: dict[str, Any]) -> Fault | None:
+        queue = self._faults.get(method)
+        if not queue:
+            return None
+        if queue[0].kind == "parse" and str(params.get("parse_mode", "")).upper() != "HTML":
+            return None  # only HTML can be refused as HTML
+        return queue.pop(0)
+
+    async def _misbehave(self, request: web.Request, call: Call, fault: Fault) -> web.StreamResponse:
+        """Answer `call` with `fault` instead of doing it."""
+        if fault.kind == "drop":
+            call.error = "connection dropped"
+            await self._record(call)
+            assert request.transport is not None
+            request.transport.abort()  # no status line, no body: the client sees the connection vanish
+            return web.Response()
+        if fault.kind == "parse":
+            description = 'Bad Request: can\'t parse entities: unsupported start tag "x" at byte offset 0'
+            call.error = description
+            await self._record(call)
+            return web.json_response({"ok": False, "error_code": 400, "description": description}, status=400)
+        body: dict[str, Any] = {"ok": False, "error_code": fault.status}
+        if fault.status == 429:
+            body["description"] = f"Too Many Requests: retry after {fault.retry_after}"
+            body["parameters"] = {"retry_after": fault.retry_after}
+        else:
+            body["description"] = "Internal Server Error" if fault.status == 500 else "Bad Gateway"
+        call.error = body["description"]
+        await self._record(call)
+        return web.json_response(body, status=fault.status)
 
     async def _record(self, call: Call) -> None:
         async with self._changed:
@@ -407,13 +497,20 @@ class BotAPIServer:
             params[key] = value
         return params
 
-    async def _download(self, request: web.Request) -> web.Response:
+    async def _download(self, request: web.Request) -> web.StreamResponse:
         if request.match_info["token"] != self.token:
             return web.Response(status=401)
         path = request.match_info["path"]
         file_id = path.rsplit("/", 1)[-1]
+        call = Call("download", {"file_id": file_id})
+        fault = self._fault("download", {})
+        if fault is not None:
+            return await self._misbehave(request, call, fault)
         if file_id not in self._files:
+            call.error = "Not Found"
+            await self._record(call)
             return web.Response(status=404)
+        await self._record(call)
         return web.Response(body=self._files[file_id])
 
     async def _m_getMe(self, params: dict[str, Any]) -> Any:

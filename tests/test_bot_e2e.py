@@ -294,8 +294,9 @@ async def test_upload_is_ingested_and_answerable_with_html_escaped(bot: Bot) -> 
     await bot.server.send_document(chat, ADMIN, "harbour plan.md", article, "text/markdown")
     [progress] = await bot.server.replies(mark, chat.id)
     await bot.server.wait_for(lambda: "You can ask about it now" in progress.text)
-    assert "1 new or updated article" in progress.text
-    assert (bot.articles / "uploads" / "harbour_plan.md").read_bytes() == article
+    assert "1 new or updated article" in progress.text and "harbour plan.md" in progress.text
+    [saved] = [p for p in (bot.articles / "uploads").iterdir() if p.read_bytes() == article]
+    assert saved.name.startswith("upload-") and saved.suffix == ".md"
     assert any(c.params["file_id"] for c in bot.server.calls_to("getFile", mark))
 
     [answer] = await bot.ask(chat, ADMIN, "How much will the Port Ellery harbour crossing cost?")
@@ -303,6 +304,20 @@ async def test_upload_is_ingested_and_answerable_with_html_escaped(bot: Bot) -> 
     assert 'Harbour <Bridge> & "Tunnel" plan approved' in answer.text  # shown as written...
     assert 'Harbour &lt;Bridge&gt; &amp; "Tunnel" plan approved' in answer.html  # ...because it was escaped
     assert 'href="https://example.org/harbour?a=1&amp;b=2"' in answer.html
+    no_errors(bot, mark)
+
+
+async def test_upload_with_a_path_traversal_name_is_saved_under_a_generated_name(bot: Bot) -> None:
+    chat = bot.server.private(ADMIN)
+    article = b"---\ntitle: Quay wall repaired\n---\nWorkers finished repairing the old quay wall in Port Ellery on Monday.\n"
+    mark = bot.server.mark()
+    await bot.server.send_document(chat, ADMIN, "../../../etc/cron.d/quay.md", article)
+    [progress] = await bot.server.replies(mark, chat.id)
+    await bot.server.wait_for(lambda: "You can ask about it now" in progress.text)
+    assert "../../../etc/cron.d/quay.md" in progress.text  # named as sent, stored as generated
+    [saved] = [p for p in (bot.articles / "uploads").iterdir() if p.read_bytes() == article]
+    assert saved.parent == bot.articles / "uploads" and re.fullmatch(r"upload-[0-9a-f]{16}\.md", saved.name)
+    assert not any(p.read_bytes() == article for p in bot.articles.parent.rglob("quay.md"))
     no_errors(bot, mark)
 
 
@@ -318,7 +333,15 @@ async def test_uploads_refused_too_large_binary_wrong_type_or_not_admin(bot: Bot
         await bot.server.send_document(chat, ADMIN, name, data)
         [reply] = await bot.server.replies(mark, chat.id)
         assert expected in reply.text, name
-        assert not (bot.articles / "uploads" / name).exists()
+        assert not any(p.read_bytes() == data for p in (bot.articles / "uploads").glob("*"))
+        if expected == "too large":  # refused on the declared size: nothing fetched
+            assert not bot.server.calls_to("getFile", mark) and not bot.server.calls_to("download", mark)
+    # A message that does not say how large its file is: getFile does, and the file is never downloaded.
+    mark = bot.server.mark()
+    await bot.server.send_document(chat, ADMIN, "big.md", b"word " * (MAX_UPLOAD // 4), size_known=False)
+    [reply] = await bot.server.replies(mark, chat.id)
+    assert "too large" in reply.text and bot.server.calls_to("getFile", mark)
+    assert not bot.server.calls_to("download", mark)
     user = User(303, "Max")
     other = bot.server.private(user)
     mark = bot.server.mark()

@@ -25,7 +25,8 @@ from telegram.request import BaseRequest, RequestData
 from bot.app import RedactToken, build_application, file_url_for, run
 from bot.conversation import Conversations, Exchange, follow_up_question
 from bot.formatting import MAX_MESSAGE_CHARS, format_answer, split_message
-from bot.limits import RateLimiter
+from bot.handlers.ask import BUSY
+from bot.limits import AnswerSlots, RateLimiter
 from bot.runtime import RUNTIME_KEY, Runtime
 from config import Settings, load_settings
 from retrieval.answer.briefing import Briefing, BriefPoint
@@ -171,6 +172,7 @@ class Harness:
             services=self.services,  # type: ignore[arg-type]
             conversations=Conversations(settings.context_turns, settings.context_ttl_seconds),
             limiter=RateLimiter(settings.rate_limit_per_minute),
+            slots=AnswerSlots(settings.max_concurrent_answers),
         )
         self._message_ids = itertools.count(1)
         self._update_ids = itertools.count(1)
@@ -415,6 +417,36 @@ async def test_allow_list_ignores_other_chats_but_not_admins() -> None:
     await h.application.shutdown()
 
 
+class BlockingAnswerer(FakeAnswerer):
+    """Answers only once the test lets it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def aanswer(self, question: str, **options: Any) -> Answer:
+        self.questions.append(question)
+        await self.release.wait()
+        return answer_about(question)
+
+
+async def test_answers_in_progress_are_capped_and_the_rest_told_to_come_back() -> None:
+    h = await make_harness(rate_limit_per_minute=0, max_concurrent_answers=2)
+    answerer = h.services.answerer = BlockingAnswerer()
+    asked = [asyncio.create_task(h.send("How many troops?", user_id=10 + i)) for i in range(2)]
+    while len(answerer.questions) < 2:
+        await asyncio.sleep(0.01)
+    await h.send("And the third?", user_id=12)
+    await h.send("/brief Mosul", user_id=13)
+    assert [s["text"] for s in h.request.sent()] == [BUSY, BUSY]
+    answerer.release.set()
+    await asyncio.gather(*asked)
+    assert len(answerer.questions) == 2 and h.runtime.slots.in_progress == 0
+    await h.send("Now?", user_id=12)  # slots are given back
+    assert len(answerer.questions) == 3 and len(h.request.sent()) == 5
+    await h.application.shutdown()
+
+
 async def test_admin_commands_refused_politely_and_logged(harness: Harness, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="bot.access")
     for command in ("/reload", "/stats"):
@@ -608,14 +640,12 @@ def test_serve_without_token_exits_with_instructions(monkeypatch: pytest.MonkeyP
     assert "TELEGRAM_BOT_TOKEN" in err and "BotFather" in err
 
 
-def test_upload_names_are_safe_and_never_overwrite(tmp_path: Any) -> None:
-    from bot.handlers.upload import is_text, safe_name
+def test_upload_names_are_generated_from_the_content() -> None:
+    from bot.handlers.upload import is_text, stored_name
 
-    assert safe_name("../../etc/passwd", tmp_path).name == "passwd"
-    assert safe_name("my report (final).md", tmp_path).name == "my_report_final_.md"
-    (tmp_path / "a.txt").write_text("x")
-    assert safe_name("a.txt", tmp_path).name == "a-1.txt"
-    assert safe_name(".hidden.txt", tmp_path).name == "hidden.txt"
+    name = stored_name(b"An article.", ".md")
+    assert name.startswith("upload-") and name.endswith(".md") and "/" not in name
+    assert stored_name(b"An article.", ".md") == name and stored_name(b"Another one.", ".md") != name
     assert is_text("Zürich &amp; co".encode()) and not is_text(b"\x00\x01") and not is_text(b"\xff\xfe\xfa")
 
 
@@ -643,3 +673,4 @@ def test_upload_checks_accept_what_the_loaders_read_and_refuse_the_rest() -> Non
     assert "text file" in (upload_refusal("a.txt", 100, data=b"\x00\x01") or "")
     assert "text file" in (upload_refusal("a.txt", 100, data=b"\xff\xfe bad") or "")
     assert "&lt;b&gt;" in (upload_refusal("<b>.pdf", 100) or "")
+    assert "doesn't say how large" in (upload_refusal("a.txt", 100, size=None, size_required=True) or "")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.botapi import BotAPIServer, User
+from tests.botapi import BotAPIServer, Fault, User
 
 ROOT = Path(__file__).resolve().parent.parent
 USER = User(55, "Sam")
@@ -38,9 +38,13 @@ async def server() -> AsyncIterator[BotAPIServer]:
     await server.stop()
 
 
-async def serve(server: BotAPIServer, tmp_path: Path, *args: str) -> asyncio.subprocess.Process:
+async def serve(
+    server: BotAPIServer, tmp_path: Path, *args: str, env: dict[str, str] | None = None
+) -> asyncio.subprocess.Process:
+    """`newsbot -v serve ARGS` with its token and Bot API URL from the environment, as in production."""
     env = {
         **os.environ,
+        **(env or {}),
         "TELEGRAM_BOT_TOKEN": server.token,
         "TELEGRAM_API_BASE_URL": server.base_url,
         "NEWSBOT_ADMIN_IDS": str(USER.id),
@@ -157,3 +161,30 @@ async def test_serve_webhook(server: BotAPIServer, tmp_path: Path) -> None:
         assert "news articles" in reply.text
     assert not server.calls_to("getUpdates")
     assert server.token not in logs[0]
+
+
+async def test_token_never_in_logs_or_messages_through_faults_and_errors(server: BotAPIServer, tmp_path: Path) -> None:
+    """Every path that could carry the token (its URLs fail, a handler raises with a traceback) at DEBUG level."""
+    secret = server.token.split(":", 1)[1]
+    async with running(await serve(server, tmp_path)) as logs:
+        await server.wait_for(lambda: server.commands, timeout=240)
+        chat = server.private(USER)
+        stranger = User(56, "Eve")
+        stranger_chat = server.private(stranger)
+        server.fail("getUpdates", Fault.drop(), Fault.server_error(502))
+        server.fail("sendMessage", Fault.flood(1), Fault.server_error(500), Fault.drop(), Fault.bad_html())
+        server.fail("download", Fault.server_error(500))
+        mark = server.mark()
+        await server.send(chat, USER, "/start")
+        [greeting] = await server.replies(mark, chat.id, timeout=120)
+        await server.send(stranger_chat, stranger, "/reload")  # refused, and the refusal logged
+        [refusal] = await server.replies(mark, stranger_chat.id, timeout=120)
+        await server.send_document(chat, USER, "note.txt", b"A short article about the harbour.\n")
+        [_, sorry] = await server.replies(mark, chat.id, 2, timeout=120)  # the download fails: logged, user told
+    log = logs[0]
+    assert "news articles" in greeting.text and "only the bot's admins" in refusal.text
+    assert sorry.text.startswith("Sorry, something went wrong")
+    assert "Traceback" in log and "admin-only /reload refused for user id 56" in log
+    assert not any(server.pending_faults(method) for method in ("getUpdates", "sendMessage", "download"))
+    assert server.token not in log and secret not in log
+    assert not any(secret in sent.html for sent in server.sent)

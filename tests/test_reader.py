@@ -135,7 +135,7 @@ def test_a_new_reader_reannotates_without_reembedding(tmp_path: Path, embedder: 
     services.ingestor.annotator = SentenceAnnotator(model.encoder, "another-reader")
     second = services.ingestor.ingest([articles])
     assert second.unchanged and second.chunks_embedded == 0 and second.reannotated == 1
-    (_, meta), = services.store.chunks(services.store.all_chunks()[0]).values()
+    ((_, meta),) = services.store.chunks(services.store.all_chunks()[0]).values()
     assert meta[SENTENCE_VECTORS_MODEL] == "another-reader"
     third = services.ingestor.ingest([articles])
     assert third.reannotated == 0

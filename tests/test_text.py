@@ -84,3 +84,29 @@ def test_web_page_boilerplate_is_dropped() -> None:
         "Schools closed",
         "Officials expect the roads to reopen on Friday.",
     ]
+
+
+def test_unwrap_joins_the_lines_of_a_wrapped_paragraph_and_nothing_else() -> None:
+    from retrieval.ingest.text import strip_controls, unwrap_lines
+
+    wrapped = [
+        "The museum, which reopened in May after two years of repairs, drew",
+        "12,345 visitors this summer, the most since 1987, its director said on",
+        "Friday.",
+        "",
+        "Next paragraph.",
+    ]
+    assert unwrap_lines(wrapped) == [
+        "The museum, which reopened in May after two years of repairs, drew 12,345 visitors this summer, "
+        "the most since 1987, its director said on Friday.",
+        "",
+        "Next paragraph.",
+    ]
+    headline = ["Harbour plan approved", "Port Ellery council approved the plan on Tuesday, the mayor said in a statement."]
+    assert unwrap_lines(headline) == headline
+    one_paragraph_a_line = ["A" * 300 + " ends without a stop", "B" * 250 + "."]
+    assert unwrap_lines(one_paragraph_a_line) == one_paragraph_a_line
+    markdown = ["An introduction that is long enough to look wrapped", "- item one", "- item two", "## Heading"]
+    assert unwrap_lines(markdown) == markdown
+    assert unwrap_lines(["a line broken in the", "middle of a sentence"]) == ["a line broken in the middle of a sentence"]
+    assert strip_controls("be\x07ll \x1b[31mred\x1b[0m\r\nform\x0cfeed") == "bell red\nformfeed"

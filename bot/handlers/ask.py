@@ -16,6 +16,8 @@ from retrieval.answer.types import Citation
 
 logger = logging.getLogger(__name__)
 
+BUSY = "I'm answering a lot of questions right now. Please ask again in a minute."
+
 HOW_TO_ASK = "Ask me a question about the news articles, e.g. <code>/ask How many troops did the US send to Iraq?</code>"
 
 
@@ -41,7 +43,7 @@ async def respond(message: Message, context: BotContext, question: str) -> None:
     """Check the limits, read a reply in the context of the answer it replies to, answer, remember."""
     runtime = context.runtime
     question = " ".join(question.split())
-    if not question:
+    if not any(ch.isalnum() for ch in question):  # nothing to search for: blank, emoji, punctuation
         await message.reply_text(HOW_TO_ASK)
         return
     limit = runtime.settings.max_question_chars
@@ -50,6 +52,16 @@ async def respond(message: Message, context: BotContext, question: str) -> None:
         return
     if not await allow(message, context):
         return
+    with runtime.slots.claim() as admitted:
+        if not admitted:
+            logger.warning("busy: %d answers in progress, a question was turned away", runtime.slots.in_progress)
+            await message.reply_text(BUSY)
+            return
+        await _answer(message, context, question)
+
+
+async def _answer(message: Message, context: BotContext, question: str) -> None:
+    runtime = context.runtime
     key = chat_key(message)
     replied = message.reply_to_message
     await message.reply_chat_action(ChatAction.TYPING)

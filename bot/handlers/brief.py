@@ -8,7 +8,7 @@ from telegram import Update
 from telegram.constants import ChatAction
 
 from bot.formatting import format_briefing, split_message
-from bot.handlers.ask import allow
+from bot.handlers.ask import BUSY, allow
 from bot.runtime import BotContext
 from retrieval.answer.briefing import BriefingRequestError, parse_request
 
@@ -34,8 +34,12 @@ async def brief(update: Update, context: BotContext) -> None:
         return
     if not await allow(message, context):
         return
-    await message.reply_chat_action(ChatAction.TYPING)
-    briefing = await context.runtime.briefer.abrief(topic, since=since)
+    with context.runtime.slots.claim() as admitted:
+        if not admitted:
+            await message.reply_text(BUSY)
+            return
+        await message.reply_chat_action(ChatAction.TYPING)
+        briefing = await context.runtime.briefer.abrief(topic, since=since)
     context.runtime.usage.briefings += 1
     for piece in split_message(format_briefing(briefing)):
         await message.reply_text(piece)

@@ -7,13 +7,21 @@ import logging
 from telegram import Update
 
 from bot.runtime import BotContext
+from retrieval.index.store import StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
 SORRY = "Sorry, something went wrong on my side while handling that. It has been logged; please try again later."
+UNAVAILABLE = "I can't reach my article index right now. Please try again shortly."
 
 
 async def error(update: object, context: BotContext) -> None:
-    logger.error("error while handling an update", exc_info=context.error)
+    if isinstance(context.error, StoreUnavailable):
+        # Expected while a Chroma server restarts: the next question reaches it again, no traceback needed.
+        logger.warning("index unavailable: %s", context.error)
+        reply = UNAVAILABLE
+    else:
+        logger.error("error while handling an update", exc_info=context.error)
+        reply = SORRY
     if isinstance(update, Update) and update.effective_message is not None:
-        await update.effective_message.reply_text(SORRY)
+        await update.effective_message.reply_text(reply)

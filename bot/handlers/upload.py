@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import re
 from html import escape
 from pathlib import Path
 
@@ -19,15 +19,13 @@ logger = logging.getLogger(__name__)
 ACCEPTED = SUPPORTED_SUFFIXES  # the loaders' own list: what can be uploaded is what can be read
 
 
-def safe_name(name: str | None, directory: Path) -> Path:
-    """A file name in `directory` made only of safe characters, numbered if it is taken."""
-    stem = re.sub(r"[^\w.-]+", "_", Path(name or "upload.txt").name).lstrip("._") or "upload.txt"
-    path = directory / stem
-    counter = 1
-    while path.exists():
-        path = directory / f"{Path(stem).stem}-{counter}{Path(stem).suffix}"
-        counter += 1
-    return path
+def stored_name(data: bytes, suffix: str) -> str:
+    """The name an upload is saved under: made from its content, never from the name the sender gave.
+
+    So a name like "../../etc/passwd.txt" cannot choose where the file goes, and the same file sent
+    twice is the same file (ingested once, then "unchanged").
+    """
+    return f"upload-{hashlib.sha256(data).hexdigest()[:16]}{suffix.lower()}"
 
 
 def is_text(data: bytes) -> bool:
@@ -45,14 +43,19 @@ def _megabytes(size: int) -> str:
     return f"{size / 1_000_000:.1f} MB"
 
 
-def upload_refusal(name: str, limit: int, *, size: int | None = None, data: bytes | None = None) -> str | None:
+def upload_refusal(
+    name: str, limit: int, *, size: int | None = None, data: bytes | None = None, size_required: bool = False
+) -> str | None:
     """Why a document cannot be added (a reply in HTML), or None when it can.
 
-    Called with the declared `size` before downloading, and again with the downloaded `data`.
+    Called with the size the message declares, then (`size_required`) with the size getFile reports,
+    both before downloading, and again with the downloaded `data`.
     """
     shown = f"<code>{escape(name)}</code>"
     if Path(name).suffix.lower() not in ACCEPTED:
         return f"I can't add {shown}: I only read {', '.join(ACCEPTED)} files."
+    if size_required and size is None:
+        return f"I can't add {shown}: Telegram doesn't say how large it is. The limit is {_megabytes(limit)}."
     if size is not None and size > limit:
         return f"{shown} is too large ({_megabytes(size)}); the limit is {_megabytes(limit)}."
     if data is not None and len(data) > limit:
@@ -70,31 +73,41 @@ async def upload(update: Update, context: BotContext) -> None:
     runtime = context.runtime
     name = document.file_name or "upload"
     limit = runtime.settings.max_upload_bytes
+    # The size is checked before anything is downloaded: as the message declares it, then as getFile reports it.
+    data = b""
     refusal = upload_refusal(name, limit, size=document.file_size)
     if refusal is None:
         file = await document.get_file()
-        data = bytes(await file.download_as_bytearray())
-        refusal = upload_refusal(name, limit, data=data)
+        size = file.file_size if file.file_size is not None else document.file_size
+        refusal = upload_refusal(name, limit, size=size, size_required=True)
+        if refusal is None:
+            data = bytes(await file.download_as_bytearray())
+            refusal = upload_refusal(name, limit, data=data)
     if refusal is not None:
+        logger.info("upload %r refused: %s", name, refusal)
         await message.reply_text(refusal)
         return
     assert runtime.settings.articles_dir is not None
     uploads = runtime.settings.articles_dir / "uploads"
     uploads.mkdir(parents=True, exist_ok=True)
-    path = safe_name(name, uploads)
+    path = uploads / stored_name(data, Path(name).suffix)
+    existed = path.exists()
     path.write_bytes(data)
-    logger.info("upload %s saved by user id %s", path.name, message.from_user.id if message.from_user else None)
+    user_id = message.from_user.id if message.from_user else None
+    logger.info("upload %r saved as %s by user id %s", name, path.name, user_id)
     async with runtime.ingest_lock:
-        progress = ProgressMessage(await message.reply_text(f"Adding <code>{escape(path.name)}</code>…"))
+        progress = ProgressMessage(await message.reply_text(f"Adding <code>{escape(name)}</code>…"))
         report = await ingest_with_progress(runtime, [path], progress)
     if report.skipped:
-        path.unlink(missing_ok=True)  # a file that cannot be read would only fail every later reload
+        if not existed:
+            path.unlink(missing_ok=True)  # a file that cannot be read would only fail every later reload
         reasons = "; ".join(escape(e.reason, quote=False) for e in report.skipped)
-        await progress.show(f"I couldn't read <code>{escape(path.name)}</code>: {reasons}", force=True)
+        await progress.show(f"I couldn't read <code>{escape(name)}</code>: {reasons}", force=True)
         return
     count = len(report.added) + len(report.updated)
     await progress.show(
-        f"Added <code>{escape(path.name)}</code>: {count} new or updated article{'s' if count != 1 else ''}, "
+        f"Added <code>{escape(name)}</code> (saved as <code>uploads/{path.name}</code>): "
+        f"{count} new or updated article{'s' if count != 1 else ''}, "
         f"{len(report.unchanged)} unchanged. You can ask about it now.",
         force=True,
     )

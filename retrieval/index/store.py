@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, Protocol, TypeVar
 
+import httpx
 import numpy as np
 
 from config import Settings
@@ -60,6 +62,27 @@ class ChunkStore(Protocol):
 
 class StoreError(RuntimeError):
     """The index cannot be opened or changed."""
+
+
+class StoreUnavailable(StoreError):
+    """The Chroma server cannot be reached right now (restarting, network); asking again later may work."""
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _server_call(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Turn a lost connection to the Chroma server (chromadb lets httpx's errors through) into StoreUnavailable."""
+
+    @functools.wraps(method)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(*args, **kwargs)
+        except httpx.TransportError as exc:
+            raise StoreUnavailable(f"the Chroma server cannot be reached ({type(exc).__name__}: {exc})") from exc
+
+    return wrapper
 
 
 @dataclass(frozen=True)
@@ -139,6 +162,7 @@ class ArticleStore:
     # -- the alias --------------------------------------------------------------------------
 
     @property
+    @_server_call
     def live_name(self) -> str | None:
         self._registry = self._client.get_collection(f"{self.name}-registry", embedding_function=None)
         value = (self._registry.metadata or {}).get("live")
@@ -153,6 +177,7 @@ class ArticleStore:
     def _create(self, collection_name: str) -> Collection:
         return self._client.create_collection(collection_name, embedding_function=None, metadata={"hnsw:space": "cosine"})
 
+    @_server_call
     def live(self) -> Collection:
         """The collection questions are answered from."""
         name = self.live_name
@@ -160,9 +185,12 @@ class ArticleStore:
             raise StoreError(f"the index {self.name!r} has no live collection")
         try:
             return self._client.get_collection(name, embedding_function=None)
+        except httpx.TransportError:
+            raise
         except Exception as exc:
             raise StoreError(f"the live collection {name!r} is missing from Chroma") from exc
 
+    @_server_call
     def stage(self) -> Collection:
         """A new collection holding a copy of the live one (embeddings included), not yet live."""
         staged = self._create(self._new_name())
@@ -175,6 +203,7 @@ class ArticleStore:
             )
         return staged
 
+    @_server_call
     def publish(self, staged: Collection) -> None:
         """Make `staged` the live collection in one step, then drop the old one."""
         old = self.live_name
@@ -186,6 +215,7 @@ class ArticleStore:
             except Exception:  # a reader may still hold it; it is unreachable from the alias anyway
                 logger.warning("could not delete old collection %s", old, exc_info=True)
 
+    @_server_call
     def discard(self, staged: Collection) -> None:
         """Drop a staged collection that will not go live."""
         if staged.name != self.live_name:
@@ -200,6 +230,7 @@ class ArticleStore:
 
     # -- reading ----------------------------------------------------------------------------
 
+    @_server_call
     def articles(self, collection: Collection | None = None) -> dict[str, StoredArticle]:
         """Every indexed article, by id."""
         collection = collection or self.live()
@@ -228,6 +259,7 @@ class ArticleStore:
         for page in pages(collection, ["metadatas"], batch=self.max_batch):
             yield from (dict(meta) for meta in page["metadatas"] or [])
 
+    @_server_call
     def all_chunks(self) -> tuple[list[str], list[str], list[dict[str, Any]]]:
         """Ids, texts and metadata of every live chunk (for the keyword index)."""
         ids: list[str] = []
@@ -239,6 +271,7 @@ class ArticleStore:
             metas += [_lean(meta) for meta in page["metadatas"] or []]
         return ids, texts, metas
 
+    @_server_call
     def chunks(self, ids: Sequence[str]) -> dict[str, tuple[str, dict[str, Any]]]:
         """Text and full metadata of the live chunks `ids` (those that exist)."""
         if not ids:
@@ -247,21 +280,25 @@ class ArticleStore:
         documents, metadatas = page["documents"] or [], page["metadatas"] or []
         return {cid: (text, dict(meta)) for cid, text, meta in zip(page["ids"], documents, metadatas, strict=True)}
 
+    @_server_call
     def annotate(self, collection: Collection, ids: Sequence[str], metadatas: Sequence[dict[str, Any]]) -> None:
         """Add fields to the metadata of existing chunks (the reader's sentence vectors)."""
         step = self.max_batch
         for start in range(0, len(ids), step):
             collection.update(ids=list(ids[start : start + step]), metadatas=list(metadatas[start : start + step]))
 
+    @_server_call
     def count(self) -> int:
         return int(self.live().count())
 
+    @_server_call
     def query(self, embedding: np.ndarray, n: int, where: Where | None = None) -> list[Hit]:
         """The `n` nearest live chunks as (id, text, metadata, cosine similarity)."""
         return nearest(self.live(), embedding, n, where)
 
     # -- writing ----------------------------------------------------------------------------
 
+    @_server_call
     def add(
         self,
         collection: Collection,
@@ -279,6 +316,7 @@ class ArticleStore:
             metadatas=[{**chunk_metadata(article, chunk), **fields} for chunk, fields in zip(chunks, more, strict=True)],
         )
 
+    @_server_call
     def delete(self, collection: Collection, doc_ids: Sequence[str]) -> None:
         delete_articles(collection, doc_ids)
 

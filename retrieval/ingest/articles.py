@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import logging
@@ -13,10 +14,19 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from retrieval.ingest.text import clean_lines, dateline, looks_like_headline, parse_date, split_sentences
+from retrieval.ingest.text import (
+    clean_lines,
+    dateline,
+    looks_like_headline,
+    parse_date,
+    split_sentences,
+    strip_controls,
+    unwrap_lines,
+)
 
 logger = logging.getLogger(__name__)
 
+MAX_TITLE_CHARS = 200
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".jsonl", ".json")
 
 
@@ -94,12 +104,32 @@ def _read_text(path: Path) -> str:
         raise ArticleError(path, f"cannot read file ({exc.strerror or exc})") from exc
     if not raw.strip():
         raise ArticleError(path, "file is empty")
+    for bom, encoding in _BOMS:  # a byte-order mark says which encoding; NUL bytes are normal in UTF-16
+        if raw.startswith(bom):
+            try:
+                text = raw.decode(encoding)
+            except UnicodeDecodeError as exc:
+                raise ArticleError(path, f"not valid {encoding.upper()} text (byte {exc.start})") from exc
+            if not text.strip("\ufeff \t\r\n"):
+                raise ArticleError(path, "file is empty")
+            return text.lstrip("\ufeff")
     if b"\x00" in raw[:4096]:
         raise ArticleError(path, "binary file, not text")
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ArticleError(path, f"not valid UTF-8 text (byte {exc.start})") from exc
+        raise ArticleError(
+            path, f"not valid UTF-8 text (byte {exc.start}); save it as UTF-8 (it may be Latin-1 or Windows-1252)"
+        ) from exc
+
+
+# UTF-32's marks first: UTF-32-LE's begins with UTF-16-LE's.
+_BOMS = [
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+]
 
 
 _FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.S)
@@ -134,9 +164,16 @@ def article_from_text(
     url: str | None = None,
     published: date | None = None,
     markdown: bool = False,
+    unwrap: bool = True,
 ) -> Article:
-    """Clean a plain-text article; find its title and dateline when metadata lacks them."""
-    raw_lines = body.splitlines()
+    """Clean a plain-text article; find its title and dateline when metadata lacks them.
+
+    Control characters go; with `unwrap` (text typed or saved by an editor, not extracted from
+    HTML) the lines of a hard-wrapped paragraph become one line.
+    """
+    raw_lines = strip_controls(body).split("\n")
+    if unwrap:
+        raw_lines = unwrap_lines(raw_lines)
     if markdown:
         raw_lines = [_strip_markdown(line) for line in raw_lines]
     lines = clean_lines(raw_lines)
@@ -150,7 +187,10 @@ def article_from_text(
     if title is None:
         title, kept = _take_title(kept)
     else:
+        title = " ".join(strip_controls(title).split())
         kept = [line for line in kept if line.strip().lower() != title.strip().lower()]
+    if len(title) > MAX_TITLE_CHARS:  # a title is shown with every answer: keep it a title
+        title = title[: MAX_TITLE_CHARS - 1].rsplit(" ", 1)[0] + "…"
     text = "\n\n".join(kept).strip()
     if not text:
         raise ArticleError(path, "no article text left after cleaning")
@@ -211,6 +251,7 @@ def load_html_file(path: Path) -> Article:
         source=data.get("sitename") or None,
         url=url,
         published=parse_date(data.get("date")),
+        unwrap=False,  # trafilatura gives one paragraph a line already
     )
 
 
@@ -277,7 +318,7 @@ def load_json_file(path: Path) -> tuple[list[Article], list[ArticleError]]:
             except ArticleError as exc:
                 errors.append(ArticleError(path, f"item {index}: {exc.reason}"))
         return articles, errors
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(text.split("\n"), start=1):  # only \n ends a JSON line (not U+2028)
         if not line.strip():
             continue
         try:

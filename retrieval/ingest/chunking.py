@@ -32,15 +32,17 @@ def indexed_text(title: str, published: str | None, text: str) -> str:
 
 
 def chunk_article(article: Article, chunk_size: int, chunk_overlap: int) -> list[Chunk]:
-    """Pack sentences into chunks of at most `chunk_size` characters (a longer sentence stands alone).
+    """Pack sentences into chunks of at most `chunk_size` characters, a hard limit whatever the punctuation.
 
-    Each chunk after the first starts with the trailing sentences of the previous one, up to
-    `chunk_overlap` characters, so an answer that straddles a boundary is whole in one chunk.
-    Paragraph breaks are kept inside a chunk.
+    A sentence longer than `chunk_size` (a scraped page with no full stop, a run of data) is cut
+    into pieces at spaces, or anywhere when it has none. Each chunk after the first starts with
+    the trailing sentences of the previous one, up to `chunk_overlap` characters, when they fit,
+    so an answer that straddles a boundary is whole in one chunk. Paragraph breaks are kept inside
+    a chunk.
     """
     pieces: list[str] = []
     for paragraph in article.text.split("\n\n"):
-        sentences = split_sentences(paragraph)
+        sentences = [piece for sentence in split_sentences(paragraph) for piece in _bounded(sentence, chunk_size)]
         if sentences:
             sentences[-1] += "\n\n"
         pieces.extend(sentences)
@@ -58,6 +60,8 @@ def chunk_article(article: Article, chunk_size: int, chunk_overlap: int) -> list
                     break
                 overlap.insert(0, previous)
                 size += len(previous) + 1
+            if size + len(sentence.rstrip()) + 1 > chunk_size:  # no room for context before this one
+                overlap, size = [], 0
             current, length = overlap, size
         current.append(sentence)
         length += len(sentence) + 1
@@ -67,6 +71,20 @@ def chunk_article(article: Article, chunk_size: int, chunk_overlap: int) -> list
     return [
         Chunk(f"{article.doc_id}:{index:04d}", article.doc_id, index, _join(sentences)) for index, sentences in enumerate(chunks)
     ]
+
+
+def _bounded(sentence: str, limit: int) -> list[str]:
+    """`sentence` in pieces of at most `limit` characters: cut at the last space before the limit, else at it."""
+    pieces: list[str] = []
+    while len(sentence) > limit:
+        cut = sentence.rfind(" ", 0, limit + 1)
+        if cut < limit // 2:  # no space in the second half: cut the word
+            cut = limit
+        pieces.append(sentence[:cut].strip())
+        sentence = sentence[cut:].strip()
+    if sentence:
+        pieces.append(sentence)
+    return pieces
 
 
 def _join(sentences: list[str]) -> str:

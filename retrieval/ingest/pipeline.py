@@ -96,17 +96,26 @@ class Ingestor:
         embedder: Embedder,
         chunk_size: int,
         chunk_overlap: int,
+        max_file_bytes: int | None = None,
+        *,
         annotator: ChunkAnnotator | None = None,
     ) -> None:
         self.store = store
         self.embedder = embedder
         self.chunk_size = chunk_size
         self.chunk_overlap = chunk_overlap
+        self.max_file_bytes = max_file_bytes
         self.annotator = annotator
 
     def read(self, paths: list[Path]) -> tuple[list[Article], list[ArticleError], set[str], int]:
-        """Articles under `paths`, the errors, the files read whole, and the duplicate count."""
+        """Articles under `paths`, the errors, the files read whole, and the duplicate count.
+
+        Whatever goes wrong with one file (too large, unreadable, a loader that fails in any way)
+        skips that file with its path and the reason; it never ends the batch. An article whose
+        content repeats one already read (the same file under two names) is counted as a duplicate.
+        """
         articles: dict[str, Article] = {}
+        by_content: set[str] = set()
         errors: list[ArticleError] = []
         read_ok: set[str] = set()
         duplicates = 0
@@ -115,21 +124,41 @@ class Ingestor:
                 errors.append(ArticleError(path, "no such file or directory"))
         for file in iter_files([p for p in paths if p.exists()]):
             try:
+                self._check_size(file)
                 found, bad = load_file(file)
             except ArticleError as exc:
                 errors.append(exc)
+                continue
+            except Exception as exc:  # a loader's bug or a missing library must cost one file, not the batch
+                logger.warning("loader failed on %s", file, exc_info=True)
+                errors.append(ArticleError(file, f"could not be read ({type(exc).__name__}: {exc})"))
                 continue
             errors.extend(bad)
             if not bad:
                 read_ok.add(str(file))
             for article in found:
-                if article.doc_id in articles:
+                if article.doc_id in articles or article.content_hash in by_content:
                     duplicates += 1
                     continue
                 articles[article.doc_id] = article
+                by_content.add(article.content_hash)
         for error in errors:
             logger.warning("skipped %s", error)
         return list(articles.values()), errors, read_ok, duplicates
+
+    def _check_size(self, file: Path) -> None:
+        if self.max_file_bytes is None:
+            return
+        try:
+            size = file.stat().st_size
+        except OSError as exc:
+            raise ArticleError(file, f"cannot read file ({exc.strerror or exc})") from exc
+        if size > self.max_file_bytes:
+            raise ArticleError(
+                file,
+                f"file is too large ({size / 1e6:.1f} MB; the limit is {self.max_file_bytes / 1e6:.1f} MB, "
+                "setting max_file_bytes)",
+            )
 
     def ingest(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from datetime import date
 
@@ -242,3 +243,54 @@ def split_sentences(text: str) -> list[str]:
         if tail:
             sentences.append(tail)
     return sentences
+
+
+# -- raw text: control characters and hard-wrapped lines ------------------------------------------
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")  # terminal colour and cursor codes
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # C0 and C1 controls except tab and newline
+
+
+def strip_controls(text: str) -> str:
+    """Text without terminal escape codes and control characters (form feeds and the like also break lines)."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\u2028", "\n").replace("\u2029", "\n\n")
+    return _CONTROL.sub("", _ANSI.sub("", text))
+
+
+# Lines that stand alone in Markdown and plain text: headings, list items, quotes, tables, rules.
+_STANDALONE = re.compile(r"^\s{0,3}(#{1,6}\s|[-*+]\s|\d+[.)]\s|>|\||(-{3,}|\*{3,}|_{3,})\s*$)")
+_ENDS_PARAGRAPH = re.compile(r"[.!?…:;\"”’')\]]\s*$")
+
+
+def unwrap_lines(lines: list[str]) -> list[str]:
+    """Join the lines of a hard-wrapped paragraph into one; blank lines (paragraph breaks) are kept.
+
+    A line runs on into the next when it does not end like a sentence, the next is not a heading,
+    list item, quote or table row, and either the next starts in lower case or the paragraph is
+    wrapped: its lines are at most 200 characters and this one is at least 60 % of the longest.
+    So "... drew\\n12,345 visitors this\\nsummer." is one sentence again, while a short headline
+    above its text and files with one long paragraph a line stay as they are.
+    """
+    out: list[str] = []
+    for blank, run in itertools.groupby(lines, key=lambda line: not line.strip()):
+        block = [line.rstrip() for line in run]
+        if blank:
+            out.extend(block)
+            continue
+        width = max(len(line) for line in block)
+        current = previous = block[0]
+        for line in block[1:]:
+            if _runs_on(previous, line, width):
+                current = f"{current} {line.strip()}"
+            else:
+                out.append(current)
+                current = line
+            previous = line
+        out.append(current)
+    return out
+
+
+def _runs_on(line: str, following: str, width: int) -> bool:
+    if _ENDS_PARAGRAPH.search(line) or _STANDALONE.match(following) or re.match(r"^\s{0,3}#{1,6}\s", line):
+        return False
+    return following.lstrip()[:1].islower() or (width <= 200 and len(line) >= 0.6 * width)
