@@ -89,7 +89,7 @@ class Services:
     @property
     def generator(self) -> AnswerGenerator:
         if self._generator is None:
-            reader = self.reader
+            reader = self.reader if self.settings.sentence_scorer == "reader" else None
             extractive = ExtractiveGenerator(
                 self.embedder,
                 self.retriever.term_weight,

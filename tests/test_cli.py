@@ -48,14 +48,14 @@ def test_ask_json_has_the_documented_fields(data_dir: Path, capsys: pytest.Captu
     question = "How much can coalition-supported sorties cost per day?"
     assert main(["--data-dir", str(data_dir), "ask", "--json", question]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert set(result) >= {"question", "answer", "refused", "citations", "passages", "timings_ms"}
+    assert set(result) >= {"question", "answer", "refused", "evidence", "citations", "passages", "timings_ms"}
     assert result["question"] == question and result["refused"] is False and "$250,000" in result["answer"]
     citation = result["citations"][0]
     assert set(citation) >= {"n", "doc_id", "title", "source", "url", "published", "path", "quote"}
     assert citation["path"].endswith("004_7d39ffd2d1ae62c8.txt") and "$250,000" in citation["quote"]
     assert len(result["passages"]) >= 10
     assert set(result["passages"][0]) >= {"rank", "doc_id", "chunk_id", "title", "text", "score"}
-    assert set(result["timings_ms"]) == {"retrieve", "generate", "total"}
+    assert set(result["timings_ms"]) == {"retrieve", "rerank", "generate", "total"}
 
 
 @pytest.mark.model

@@ -104,7 +104,7 @@ def test_passages_are_reranked_by_what_the_reader_finds(seed_services: Services)
     reranked = reader.rerank(query, pool)
     assert sorted(p.chunk_id for p in reranked) == sorted(p.chunk_id for p in pool)
     assert [p.rank for p in reranked] == list(range(1, len(pool) + 1))
-    best = {}
+    best: dict[str, float] = {}
     for candidate in reader.read(query, pool):
         best.setdefault(candidate.passage.chunk_id, candidate.rank)
     scores = [best.get(p.chunk_id, 0.0) for p in reranked]

@@ -193,7 +193,7 @@ def summarise(results: list[QuestionResult]) -> dict[str, Any]:
     figures["false_refusal"] = share([r.refused for r in counted])
     # Every question of the weeks the counted ones come from, refusals counting as wrong: the figure
     # RealTime QA's published baselines report.
-    weeks = {r.week for r in counted}
+    weeks = {r.week for r in counted if r.week}
     asked = [r for r in results if r.week in weeks and r.kind in ("counted", "out")]
     figures["accuracy_all"] = share([r.correct for r in asked]) if weeks else None
     figures["questions_all"] = len(asked) if weeks else None
@@ -218,7 +218,7 @@ def refusal_curve(results: list[QuestionResult], thresholds: tuple[float, ...] =
         return []
     counted = [r for r in results if r.kind == "counted"]
     out = [r for r in results if r.kind == "out"]
-    weeks = {r.week for r in counted}
+    weeks = {r.week for r in counted if r.week}
     asked = [r for r in results if r.week in weeks and r.kind in ("counted", "out")]
 
     def answers(r: QuestionResult, t: float) -> bool:
