@@ -70,7 +70,8 @@ def test_the_reader_picks_the_evidence_and_unsupported_claims_are_dropped(seed_s
         "How many additional troops did Ash Carter announce for Iraq in July 2016?"
     )
     # The passage the model saw first is the one holding the reader's best sentence.
-    assert "560" in model.prompts[0].split("[2]")[0]
+    first_source = model.prompts[0].split("Sources:")[1].split("\n\n[2]")[0]
+    assert "560" in first_source
     assert not answer.refused
     assert "560 more troops [1]" in answer.text
     assert "hospital" not in answer.text  # a claim no cited passage supports is dropped

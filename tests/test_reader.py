@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from config.settings import BUNDLED_ARTICLES
 from retrieval.index.embedding import SentenceTransformerEmbedder
 from retrieval.index.store import SENTENCE_VECTORS, SENTENCE_VECTORS_MODEL
 from retrieval.passages import Passage, Query
@@ -92,7 +93,7 @@ def test_answers_read_stored_vectors_without_encoding_sentences(seed_services: S
     finally:
         encoder.embed = original  # type: ignore[method-assign]
     assert "560" in answer.text and not answer.refused
-    # Only the question is encoded at answer time (once to re-rank, once to answer): sentences come from the index.
+    # Only the question is encoded at answer time: the sentences' vectors come from the index.
     assert calls and all(n == 1 for n in calls)
 
 
@@ -112,10 +113,17 @@ def test_passages_are_reranked_by_what_the_reader_finds(seed_services: Services)
     assert any("560" in c.sentence for c in reader.read(query, reranked[:1]))
 
 
-def test_the_reader_refuses_what_the_articles_do_not_hold(seed_services: Services) -> None:
-    answer = seed_services.answerer.answer("Who won the 2018 FIFA World Cup?")
-    assert answer.refused and answer.citations == []
-    assert answer.evidence is not None and answer.evidence < seed_services.reader.threshold  # type: ignore[union-attr]
+def test_the_reader_as_sentence_scorer_answers_and_refuses(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
+    services = make_services(tmp_path / "var", embedder, sentence_scorer="reader")
+    services.ingestor.ingest([BUNDLED_ARTICLES])
+    reader = services.reader
+    assert reader is not None and services.generator.threshold == reader.threshold  # type: ignore[attr-defined]
+    answer = services.answerer.answer(TROOPS)
+    assert not answer.refused and "560" in answer.text
+    assert answer.evidence is not None and answer.evidence >= reader.threshold
+    refused = services.answerer.answer("Who won the 2018 FIFA World Cup?")
+    assert refused.refused and refused.citations == []
+    assert refused.evidence is not None and refused.evidence < reader.threshold
 
 
 def test_a_new_reader_reannotates_without_reembedding(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
@@ -153,8 +161,6 @@ def test_candidates_skip_questions_and_fragments() -> None:
 def test_reader_off_falls_back_to_the_hand_weighted_scorer(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
     services = make_services(tmp_path / "var", embedder, reader="off")
     assert services.reader is None
-    from config.settings import BUNDLED_ARTICLES
-
     services.ingestor.ingest([BUNDLED_ARTICLES])
     answer = services.answerer.answer(TROOPS)
     assert "560" in answer.text

@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 PROMPT_FILE = "answer.txt"  # in the prompts package
 _MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
-# A sentence of the reply is backed when one sentence of a cited passage holds this share of its terms.
+# A sentence of the reply is backed when the passages it cites hold this share of its terms (and all its figures).
 SUPPORT_SHARE = 0.6
 # A sentence that names something (a capitalised word after its first) or states a figure is a claim.
 _NAMED = re.compile(r"(?<!^)\b[A-Z][a-z]")
@@ -159,14 +159,13 @@ def _cited_numbers(sentence: str) -> list[int]:
 def _supported(claim: str, passages: list[Passage]) -> bool:
     """Whether the cited passages back a sentence of the model's answer.
 
-    Every figure the claim states must be in a cited passage, and one sentence of a cited passage
-    (its headline included) must hold most of the claim's terms: a claim the model added from its
-    own knowledge, or a figure it changed, has no such sentence.
+    Every figure the claim states must be in a cited passage, and the cited passages must hold most
+    of its terms: a claim the model added from its own knowledge, or a figure it changed, fails.
     """
     terms = set(tokenize(claim))
     if not terms:
         return True
-    if not figures(claim) <= figures(" ".join(f"{p.title}\n{p.text}" for p in passages)):
+    text = " ".join(f"{p.title}\n{p.text}" for p in passages)
+    if not figures(claim) <= figures(text):
         return False
-    best = max(len(terms & set(tokenize(s))) for p in passages for s in [p.title, *split_sentences(p.text)])
-    return best / len(terms) >= SUPPORT_SHARE
+    return len(terms & set(tokenize(text))) / len(terms) >= SUPPORT_SHARE

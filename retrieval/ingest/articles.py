@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 MAX_TITLE_CHARS = 200
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".jsonl", ".json")
+# Files that hold many articles (one JSON object a line, or an array).
+COLLECTION_SUFFIXES = (".jsonl", ".json")
 
 
 class ArticleError(ValueError):
@@ -340,7 +342,7 @@ def load_file(path: Path) -> tuple[list[Article], list[ArticleError]]:
         raise ArticleError(path, "no such file or directory")
     if suffix not in SUPPORTED_SUFFIXES:
         raise ArticleError(path, f"unsupported file type {suffix or '(none)'}; use {', '.join(SUPPORTED_SUFFIXES)}")
-    if suffix in (".jsonl", ".json"):
+    if suffix in COLLECTION_SUFFIXES:
         return load_json_file(path)
     if suffix in (".html", ".htm"):
         return [load_html_file(path)], []

@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from retrieval.index.embedding import Embedder
 from retrieval.index.store import ArticleStore, pages
-from retrieval.ingest.articles import Article, ArticleError, iter_files, load_file
+from retrieval.ingest.articles import COLLECTION_SUFFIXES, Article, ArticleError, iter_files, load_file
 from retrieval.ingest.chunking import Chunk, chunk_article
 
 if TYPE_CHECKING:
@@ -147,7 +147,12 @@ class Ingestor:
         return list(articles.values()), errors, read_ok, duplicates
 
     def _check_size(self, file: Path) -> None:
-        if self.max_file_bytes is None:
+        """A single-article file over `max_file_bytes` is refused before it is read.
+
+        JSON and JSON Lines files are collections (an export of thousands of articles is tens of
+        megabytes), so the limit does not apply to them; the chunk size limit still bounds each article's chunks.
+        """
+        if self.max_file_bytes is None or file.suffix.lower() in COLLECTION_SUFFIXES:
             return
         try:
             size = file.stat().st_size
