@@ -73,8 +73,10 @@ class Services:
     @property
     def reader_model(self) -> ReaderModel | None:
         """The trained reader's files (None with reader = "off")."""
-        if self._reader_model is None and self.settings.reader != "off":
-            self._reader_model = ReaderModel(self.settings.reader or None, threads=self.settings.reader_threads)
+        choice = self.settings.reader
+        if self._reader_model is None and choice != "off":
+            folder = None if choice == "bundled" else choice
+            self._reader_model = ReaderModel(folder, threads=self.settings.reader_threads)
         return self._reader_model
 
     @property

@@ -54,9 +54,9 @@ def test_weak_evidence_is_refused_without_calling_the_model(seed_services: Servi
     assert answer.refused and model.prompts == []
 
 
-def test_the_reader_picks_the_evidence_and_unsupported_claims_are_dropped(seed_services: Services) -> None:
-    gate = seed_services.generator
-    assert isinstance(gate, ExtractiveGenerator) and seed_services.reader is not None
+def test_the_reader_picks_the_evidence_and_unsupported_claims_are_dropped(reader_seed_services: Services) -> None:
+    gate = reader_seed_services.generator
+    assert isinstance(gate, ExtractiveGenerator) and reader_seed_services.reader is not None
     model = CountingFakeChatModel(
         responses=[
             "The US is sending 560 more troops [1]. "
@@ -65,8 +65,8 @@ def test_the_reader_picks_the_evidence_and_unsupported_claims_are_dropped(seed_s
         ],
         prompts=[],
     )
-    generator = LLMGenerator(model, gate, reader=seed_services.reader)
-    answer = Answerer(seed_services.retriever, generator).answer(
+    generator = LLMGenerator(model, gate, reader=reader_seed_services.reader)
+    answer = Answerer(reader_seed_services.retriever, generator).answer(
         "How many additional troops did Ash Carter announce for Iraq in July 2016?"
     )
     # The passage the model saw first is the one holding the reader's best sentence.
@@ -80,11 +80,11 @@ def test_the_reader_picks_the_evidence_and_unsupported_claims_are_dropped(seed_s
     assert "560" in citation.quote
 
 
-def test_a_reply_with_only_unsupported_claims_is_a_refusal(seed_services: Services) -> None:
-    gate = seed_services.generator
+def test_a_reply_with_only_unsupported_claims_is_a_refusal(reader_seed_services: Services) -> None:
+    gate = reader_seed_services.generator
     assert isinstance(gate, ExtractiveGenerator)
     model = CountingFakeChatModel(responses=["Argentina sent 9,999 troops to Iraq in 2016 [1]."], prompts=[])
-    answer = Answerer(seed_services.retriever, LLMGenerator(model, gate, reader=seed_services.reader)).answer(
+    answer = Answerer(reader_seed_services.retriever, LLMGenerator(model, gate, reader=reader_seed_services.reader)).answer(
         "How many additional troops did Ash Carter announce for Iraq in July 2016?"
     )
     assert len(model.prompts) == 1

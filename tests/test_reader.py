@@ -58,9 +58,9 @@ def test_the_reader_prefers_the_sentence_that_answers(reader_model: ReaderModel)
     assert float(answer @ question) > float(mention @ question)
 
 
-def test_ingest_keeps_each_sentence_vector_with_its_chunk(seed_services: Services) -> None:
-    store = seed_services.store
-    model = seed_services.reader_model
+def test_ingest_keeps_each_sentence_vector_with_its_chunk(reader_seed_services: Services) -> None:
+    store = reader_seed_services.store
+    model = reader_seed_services.reader_model
     assert model is not None
     ids = store.all_chunks()[0][:3]
     for cid, (text, meta) in store.chunks(ids).items():
@@ -76,8 +76,8 @@ def test_ingest_keeps_each_sentence_vector_with_its_chunk(seed_services: Service
         assert float(fresh @ vectors[1]) > 0.99
 
 
-def test_answers_read_stored_vectors_without_encoding_sentences(seed_services: Services) -> None:
-    reader = seed_services.reader
+def test_answers_read_stored_vectors_without_encoding_sentences(reader_seed_services: Services) -> None:
+    reader = reader_seed_services.reader
     assert reader is not None
     calls: list[int] = []
     encoder = reader.model.encoder
@@ -89,7 +89,7 @@ def test_answers_read_stored_vectors_without_encoding_sentences(seed_services: S
 
     encoder.embed = counting  # type: ignore[method-assign]
     try:
-        answer = seed_services.answerer.answer(TROOPS)
+        answer = reader_seed_services.answerer.answer(TROOPS)
     finally:
         encoder.embed = original  # type: ignore[method-assign]
     assert "560" in answer.text and not answer.refused
@@ -97,11 +97,11 @@ def test_answers_read_stored_vectors_without_encoding_sentences(seed_services: S
     assert calls and all(n == 1 for n in calls)
 
 
-def test_passages_are_reranked_by_what_the_reader_finds(seed_services: Services) -> None:
-    reader = seed_services.reader
+def test_passages_are_reranked_by_what_the_reader_finds(reader_seed_services: Services) -> None:
+    reader = reader_seed_services.reader
     assert reader is not None
     query = Query(TROOPS)
-    pool = seed_services.retriever.retrieve(query, 20)
+    pool = reader_seed_services.retriever.retrieve(query, 20)
     reranked = reader.rerank(query, pool)
     assert sorted(p.chunk_id for p in reranked) == sorted(p.chunk_id for p in pool)
     assert [p.rank for p in reranked] == list(range(1, len(pool) + 1))
@@ -114,7 +114,7 @@ def test_passages_are_reranked_by_what_the_reader_finds(seed_services: Services)
 
 
 def test_the_reader_as_sentence_scorer_answers_and_refuses(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
-    services = make_services(tmp_path / "var", embedder, sentence_scorer="reader")
+    services = make_services(tmp_path / "var", embedder, reader="bundled", sentence_scorer="reader")
     services.ingestor.ingest([BUNDLED_ARTICLES])
     reader = services.reader
     assert reader is not None and services.generator.threshold == reader.threshold  # type: ignore[attr-defined]
@@ -134,7 +134,7 @@ def test_a_new_reader_reannotates_without_reembedding(tmp_path: Path, embedder: 
         "Engineers finished the Kallaru river dam on Tuesday. It holds 412 million cubic metres of water.\n",
         encoding="utf-8",
     )
-    services = make_services(tmp_path / "var", embedder)
+    services = make_services(tmp_path / "var", embedder, reader="bundled")
     first = services.ingestor.ingest([articles])
     assert first.added and first.chunks_embedded == 1
     model = services.reader_model

@@ -254,7 +254,8 @@ def export_encoder(model_dir: Path, out: Path, max_tokens: int) -> None:
     quantize_dynamic(str(full), str(out / "model.onnx"), weight_type=QuantType.QInt8, per_channel=True)
     full.unlink()
     model.tokenizer.backend_tokenizer.save(str(out / "tokenizer.json"))
-    dimension = int(model.get_sentence_embedding_dimension() or 384)
+    getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    dimension = int(getter() or 384)
     (out / "encoder.json").write_text(json.dumps({"dimension": dimension, "max_tokens": max_tokens}) + "\n")
 
 
