@@ -61,12 +61,14 @@ def test_training_writes_a_reader_that_loads(tmp_path: Path) -> None:
     assert all(len(q.candidates) <= config.candidates_per_question for q in pools)
 
     out = tmp_path / "reader"
-    report = train_reader(data, out, base=default_model_path(), config=config, progress=lambda _: None)
+    # The same week as "dev" only exercises the selection figures; real runs select on weeks never trained on.
+    report = train_reader(data, out, base=default_model_path(), dev=data, config=config, progress=lambda _: None)
     for name in ("model.onnx", "tokenizer.json", "encoder.json", "reader.json", "training.json"):
         assert (out / name).is_file(), name
     assert not (out / "work").exists()  # the intermediate checkpoint is not left behind
     weights = ReaderWeights.read(out / "reader.json")
     assert len(weights.coef) == len(FEATURES) and weights.gate_coef[FEATURES.index("recency")] == 0.0
     assert report["data"]["questions"] == len(QUESTIONS)
+    assert report["dev"]["questions_with_gold"] == 3 and weights.threshold == report["dev"]["threshold"]
     vectors = OnnxEncoder(out).embed(["How far is Mosul from Baghdad?", "Mosul lies about 225 miles north of Baghdad."])
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-3)
