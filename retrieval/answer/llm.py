@@ -146,10 +146,11 @@ def _claim_around(text: str, position: int) -> str:
 
 
 def _supporting_sentence(passage: str, claim: str) -> str:
-    """The passage sentence sharing the most terms with the claim: the quote a reader can check."""
+    """The passage sentence that states the claim's figures and shares most of its terms: the quote a reader can check."""
     wanted = set(tokenize(claim))
+    stated = figures(claim)
     sentences = split_sentences(passage) or [passage]
-    return max(sentences, key=lambda sentence: len(wanted & set(tokenize(sentence))))
+    return max(sentences, key=lambda sentence: (len(stated & figures(sentence)), len(wanted & set(tokenize(sentence)))))
 
 
 def _cited_numbers(sentence: str) -> list[int]:
