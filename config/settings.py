@@ -73,6 +73,13 @@ class Settings(BaseSettings):
     def _empty_is_bundled(cls, value: Any) -> Any:
         return BUNDLED_ARTICLES if value in (None, "") else value
 
+    @field_validator("reader")
+    @classmethod
+    def _known_reader(cls, value: str) -> str:
+        if value not in ("off", "bundled") and not Path(value, "reader.json").is_file():
+            raise ValueError(f'expected "off", "bundled" or a trained reader\'s folder (with reader.json), got {value!r}')
+        return value
+
     @field_validator("reader_threshold", mode="before")
     @classmethod
     def _empty_is_calibrated(cls, value: Any) -> Any:

@@ -53,3 +53,9 @@ def test_unknown_keys_in_a_config_file_are_refused(tmp_path: Path) -> None:
 def test_missing_config_file(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="config file not found"):
         load_settings(tmp_path / "nope.toml")
+
+
+def test_a_reader_that_is_not_there_stops_at_start(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="reader"):
+        load_settings(data_dir=str(tmp_path), reader=str(tmp_path / "no-such-reader"))
+    assert load_settings(data_dir=str(tmp_path), reader="bundled").reader == "bundled"
