@@ -262,7 +262,7 @@ def export_encoder(model_dir: Path, out: Path, max_tokens: int) -> None:
     (out / "encoder.json").write_text(json.dumps({"dimension": dimension, "max_tokens": max_tokens}) + "\n")
 
 
-def features(question: TrainingQuestion, encoder: OnnxEncoder, weights_of: Callable[[str], float] | None = None) -> np.ndarray:
+def features(question: TrainingQuestion, encoder: OnnxEncoder) -> np.ndarray:
     """The reader's feature rows for a question's candidates, measured as at answer time."""
     if not question.candidates:
         return np.zeros((0, len(FEATURES)), dtype=np.float32)
