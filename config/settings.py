@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     chroma_host: str
     chroma_port: int = Field(ge=1, le=65535)
     embedding_model: str
+    embedding_runtime: Literal["onnx", "torch"]
+    model_cache: str
     embedding_batch_size: int = Field(ge=1, le=4096)
     embedding_threads: int = Field(ge=0, le=256)
     chunk_size: int = Field(ge=100, le=8000)

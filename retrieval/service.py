@@ -7,13 +7,14 @@ whatever is not given is built from the settings on first use, from the parts be
 from __future__ import annotations
 
 import logging
+import os
 
 from config import Settings
 from retrieval.answer.answerer import Answerer
 from retrieval.answer.briefing import Briefer
 from retrieval.answer.extractive import ExtractiveGenerator
 from retrieval.answer.protocols import AnswerGenerator
-from retrieval.index.embedding import Embedder, SentenceTransformerEmbedder
+from retrieval.index.embedding import Embedder, OnnxEmbedder, SentenceTransformerEmbedder
 from retrieval.index.store import ArticleStore
 from retrieval.ingest.pipeline import Ingestor
 from retrieval.read.reader import Reader, ReaderModel
@@ -53,9 +54,18 @@ class Services:
     def embedder(self) -> Embedder:
         if self._embedder is None:
             settings = self.settings
-            self._embedder = SentenceTransformerEmbedder(
-                settings.embedding_model or None, settings.embedding_batch_size, settings.embedding_threads
-            )
+            if settings.embedding_runtime == "onnx":
+                self._embedder = OnnxEmbedder(
+                    settings.embedding_model or None,
+                    settings.model_cache or None,
+                    batch_size=settings.embedding_batch_size,
+                    threads=settings.embedding_threads,
+                    workers=os.cpu_count() or 1,
+                )
+            else:
+                self._embedder = SentenceTransformerEmbedder(
+                    settings.embedding_model or None, settings.embedding_batch_size, settings.embedding_threads
+                )
         return self._embedder
 
     @property

@@ -16,7 +16,7 @@ import pytest
 
 from config import Settings, load_settings
 from config.settings import BUNDLED_ARTICLES
-from retrieval.index.embedding import Embedder, SentenceTransformerEmbedder
+from retrieval.index.embedding import Embedder, OnnxEmbedder
 from retrieval.read.reader import ReaderModel
 from retrieval.service import Services
 
@@ -37,9 +37,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def embedder() -> SentenceTransformerEmbedder:
-    """One real all-MiniLM-L6-v2 for the whole run (loading it takes seconds)."""
-    return SentenceTransformerEmbedder(threads=1)
+def embedder() -> Embedder:
+    """One real all-MiniLM-L6-v2 for the whole run, as the product runs it (int8 ONNX, exported once into the cache)."""
+    return OnnxEmbedder(threads=1, workers=2)
 
 
 @pytest.fixture(scope="session")
@@ -65,13 +65,13 @@ def make_services(data_dir: Path, embedder: Embedder, **overrides: Any) -> Servi
 
 
 @pytest.fixture
-def services(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> Services:
+def services(tmp_path: Path, embedder: Embedder) -> Services:
     """Empty index in a temporary directory."""
     return make_services(tmp_path / "var", embedder)
 
 
 @pytest.fixture(scope="session")
-def seed_services(tmp_path_factory: pytest.TempPathFactory, embedder: SentenceTransformerEmbedder) -> Iterator[Services]:
+def seed_services(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iterator[Services]:
     """The bundled sample articles, ingested once for the session. Do not modify it in tests."""
     services = make_services(tmp_path_factory.mktemp("seed") / "var", embedder)
     report = services.ingestor.ingest([ARTICLES])
@@ -80,7 +80,7 @@ def seed_services(tmp_path_factory: pytest.TempPathFactory, embedder: SentenceTr
 
 
 @pytest.fixture(scope="session")
-def reader_seed_services(tmp_path_factory: pytest.TempPathFactory, embedder: SentenceTransformerEmbedder) -> Iterator[Services]:
+def reader_seed_services(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iterator[Services]:
     """The sample articles ingested with the bundled reader on (re-ranking, sentence vectors at ingest)."""
     services = make_services(tmp_path_factory.mktemp("reader-seed") / "var", embedder, reader="bundled")
     report = services.ingestor.ingest([ARTICLES])

@@ -18,7 +18,7 @@ import pytest
 
 from bot.app import build_application
 from bot.handlers.errors import UNAVAILABLE
-from retrieval.index.embedding import SentenceTransformerEmbedder
+from retrieval.index.embedding import Embedder
 from tests.botapi import BotAPIServer, User
 from tests.chroma import ChromaServer, free_port
 from tests.conftest import ARTICLES, make_services
@@ -54,7 +54,7 @@ def http_options(chroma: ChromaServer) -> dict[str, Any]:
 
 
 async def test_chroma_server_restart_while_the_bot_runs(
-    chroma: ChromaServer, api: BotAPIServer, tmp_path: Path, embedder: SentenceTransformerEmbedder
+    chroma: ChromaServer, api: BotAPIServer, tmp_path: Path, embedder: Embedder
 ) -> None:
     services = make_services(tmp_path / "var", embedder, **http_options(chroma))
     assert services.ingestor.ingest([ARTICLES]).ok
@@ -89,7 +89,7 @@ async def test_chroma_server_restart_while_the_bot_runs(
 
 
 async def test_two_bot_processes_share_one_chroma_server(
-    chroma: ChromaServer, api: BotAPIServer, tmp_path: Path, embedder: SentenceTransformerEmbedder
+    chroma: ChromaServer, api: BotAPIServer, tmp_path: Path, embedder: Embedder
 ) -> None:
     articles = tmp_path / "articles"
     shutil.copytree(ARTICLES, articles)

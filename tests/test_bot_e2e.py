@@ -21,7 +21,7 @@ import pytest
 from bot.app import build_application
 from bot.runtime import RUNTIME_KEY, Runtime
 from retrieval.answer.types import Answer, Citation
-from retrieval.index.embedding import SentenceTransformerEmbedder
+from retrieval.index.embedding import Embedder
 from retrieval.service import Services
 from tests.botapi import BotAPIServer, Chat, Sent, User
 from tests.conftest import ARTICLES, make_services
@@ -53,7 +53,7 @@ class Bot:
 
 
 @pytest.fixture(scope="module")
-def bot_services(tmp_path_factory: pytest.TempPathFactory, embedder: SentenceTransformerEmbedder) -> Services:
+def bot_services(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Services:
     """The sample articles, copied and indexed into a temporary directory this module may change."""
     root = tmp_path_factory.mktemp("bot")
     articles = root / "articles"

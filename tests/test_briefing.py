@@ -8,7 +8,7 @@ from datetime import date
 import pytest
 
 from retrieval.answer.briefing import Briefer, Briefing, BriefingRequestError, clean_topic, parse_request
-from retrieval.index.embedding import SentenceTransformerEmbedder
+from retrieval.index.embedding import Embedder
 from retrieval.service import Services
 from tests.conftest import make_services
 
@@ -52,7 +52,7 @@ def bullets_cited(briefing: Briefing) -> list[set[int]]:
 
 
 @pytest.fixture(scope="module")
-def harbour(tmp_path_factory: pytest.TempPathFactory, embedder: SentenceTransformerEmbedder) -> Services:
+def harbour(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Services:
     root = tmp_path_factory.mktemp("harbour")
     articles = root / "articles"
     articles.mkdir()

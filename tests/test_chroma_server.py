@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from retrieval.index.embedding import SentenceTransformerEmbedder
+from retrieval.index.embedding import Embedder
 from tests.chroma import ChromaServer, free_port
 from tests.conftest import ARTICLES, make_services
 
@@ -20,7 +20,7 @@ def chroma_server(tmp_path: Path) -> Iterator[int]:
         server.stop()
 
 
-def test_http_mode_serves_the_same_answers(chroma_server: int, tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
+def test_http_mode_serves_the_same_answers(chroma_server: int, tmp_path: Path, embedder: Embedder) -> None:
     options = {"chroma_mode": "http", "chroma_host": "127.0.0.1", "chroma_port": chroma_server}
     writer = make_services(tmp_path / "writer", embedder, **options)
     assert len(writer.ingestor.ingest([ARTICLES]).added) == 5
@@ -36,7 +36,7 @@ def test_http_mode_serves_the_same_answers(chroma_server: int, tmp_path: Path, e
     assert "$250,000" in reader.answerer.answer("How much can coalition-supported sorties cost per day?").text
 
 
-def test_unreachable_server_fails_with_a_clear_message(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
+def test_unreachable_server_fails_with_a_clear_message(tmp_path: Path, embedder: Embedder) -> None:
     from retrieval.index.store import StoreError
 
     services = make_services(tmp_path, embedder, chroma_mode="http", chroma_host="127.0.0.1", chroma_port=free_port())

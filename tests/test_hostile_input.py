@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from bot.formatting import format_answer
-from retrieval.index.embedding import SentenceTransformerEmbedder
+from retrieval.index.embedding import Embedder
 from tests.botapi import html_to_text
 from tests.conftest import make_services
 
@@ -133,7 +133,7 @@ class Batch:
 
 
 @pytest.fixture(scope="module")
-def batch(tmp_path_factory: pytest.TempPathFactory, embedder: SentenceTransformerEmbedder) -> Iterator[Batch]:
+def batch(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iterator[Batch]:
     root = tmp_path_factory.mktemp("hostile")
     folder = root / "articles"
     folder.mkdir()

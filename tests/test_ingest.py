@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retrieval.index.embedding import SentenceTransformerEmbedder
+from retrieval.index.embedding import Embedder
 from retrieval.service import Services
 from tests.conftest import ARTICLES, make_services
 
@@ -14,7 +14,7 @@ from tests.conftest import ARTICLES, make_services
 class CountingEmbedder:
     """The real embedder, counting how many texts it was asked to embed."""
 
-    def __init__(self, inner: SentenceTransformerEmbedder) -> None:
+    def __init__(self, inner: Embedder) -> None:
         self.inner = inner
         self.texts = 0
 
@@ -22,13 +22,17 @@ class CountingEmbedder:
     def dimension(self) -> int:
         return self.inner.dimension
 
+    @property
+    def version(self) -> str:
+        return self.inner.version
+
     def embed(self, texts: list[str]) -> np.ndarray:
         self.texts += len(texts)
         return self.inner.embed(texts)
 
 
 @pytest.fixture
-def counted(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> tuple[Services, CountingEmbedder, Path]:
+def counted(tmp_path: Path, embedder: Embedder) -> tuple[Services, CountingEmbedder, Path]:
     articles = tmp_path / "articles"
     shutil.copytree(ARTICLES, articles)
     counter = CountingEmbedder(embedder)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from config.settings import BUNDLED_ARTICLES
-from retrieval.index.embedding import SentenceTransformerEmbedder
+from retrieval.index.embedding import Embedder
 from retrieval.index.store import SENTENCE_VECTORS, SENTENCE_VECTORS_MODEL
 from retrieval.passages import Passage, Query
 from retrieval.read.candidates import candidates
@@ -113,7 +113,7 @@ def test_passages_are_reranked_by_what_the_reader_finds(reader_seed_services: Se
     assert any("560" in c.sentence for c in reader.read(query, reranked[:1]))
 
 
-def test_the_reader_as_sentence_scorer_answers_and_refuses(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
+def test_the_reader_as_sentence_scorer_answers_and_refuses(tmp_path: Path, embedder: Embedder) -> None:
     services = make_services(tmp_path / "var", embedder, reader="bundled", sentence_scorer="reader")
     services.ingestor.ingest([BUNDLED_ARTICLES])
     reader = services.reader
@@ -126,7 +126,7 @@ def test_the_reader_as_sentence_scorer_answers_and_refuses(tmp_path: Path, embed
     assert refused.evidence is not None and refused.evidence < reader.threshold
 
 
-def test_a_new_reader_reannotates_without_reembedding(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
+def test_a_new_reader_reannotates_without_reembedding(tmp_path: Path, embedder: Embedder) -> None:
     articles = tmp_path / "articles"
     articles.mkdir()
     (articles / "dam.md").write_text(
@@ -158,7 +158,7 @@ def test_candidates_skip_questions_and_fragments() -> None:
 
 
 @pytest.mark.model
-def test_reader_off_falls_back_to_the_hand_weighted_scorer(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
+def test_reader_off_falls_back_to_the_hand_weighted_scorer(tmp_path: Path, embedder: Embedder) -> None:
     services = make_services(tmp_path / "var", embedder, reader="off")
     assert services.reader is None
     services.ingestor.ingest([BUNDLED_ARTICLES])

@@ -6,7 +6,7 @@ from datetime import date
 import pytest
 
 from retrieval.answer.extractive import ExtractiveGenerator
-from retrieval.index.embedding import SentenceTransformerEmbedder
+from retrieval.index.embedding import Embedder
 from retrieval.passages import Passage, Query
 from retrieval.service import Services
 from tests.conftest import make_services
@@ -19,7 +19,7 @@ WIRE = (
 
 
 @pytest.fixture(scope="module")
-def news(tmp_path_factory: pytest.TempPathFactory, embedder: SentenceTransformerEmbedder) -> Services:
+def news(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Services:
     root = tmp_path_factory.mktemp("news")
     records = [
         {"id": "a", "title": "Kallaru dam finished", "text": WIRE, "source": "Daily Wire", "published": "2023-01-03"},
@@ -89,7 +89,7 @@ def _id(services: Services, source: str) -> str:
     return next(a.doc_id for a in services.store.articles().values() if a.source == source)
 
 
-def test_the_answer_quotes_the_report_closest_to_the_as_of_date(embedder: SentenceTransformerEmbedder) -> None:
+def test_the_answer_quotes_the_report_closest_to_the_as_of_date(embedder: Embedder) -> None:
     generator = ExtractiveGenerator(embedder, lambda term: 1.0, threshold=0.3, max_sentences=1)
     passages = [
         _passage("old", "Tomas Reyes now manages the Kallaru dam project, the ministry said.", "2013-03-01"),
@@ -100,7 +100,7 @@ def test_the_answer_quotes_the_report_closest_to_the_as_of_date(embedder: Senten
     assert generator.generate(Query(question, as_of=date(2013, 6, 1)), passages).text.startswith("Tomas Reyes")
 
 
-def test_a_sentence_that_asks_the_question_is_not_quoted_as_its_answer(embedder: SentenceTransformerEmbedder) -> None:
+def test_a_sentence_that_asks_the_question_is_not_quoted_as_its_answer(embedder: Embedder) -> None:
     generator = ExtractiveGenerator(embedder, lambda term: 1.0, threshold=0.3, max_sentences=1)
     passage = _passage(
         "q",

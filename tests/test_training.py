@@ -15,7 +15,7 @@ import pytest
 from config.settings import BUNDLED_ARTICLES
 from retrieval.evaluation.training import TrainingConfig, question_pools, train_reader
 from retrieval.index.embedding import default_model_path
-from retrieval.read.encoder import OnnxEncoder
+from retrieval.index.encoder import OnnxEncoder
 from retrieval.read.reader import FEATURES, ReaderWeights
 
 QUESTIONS = [

@@ -35,7 +35,6 @@ class Answerer:
         self.top_k = top_k
         self.reranker = reranker
         self.pool = pool
-        self._lock = asyncio.Lock()
 
     def answer(
         self,
@@ -76,6 +75,11 @@ class Answerer:
         )
 
     async def aanswer(self, question: str, **kwargs: Any) -> Answer:
-        """`answer` off the event loop; one at a time, since the model and index are shared."""
-        async with self._lock:
-            return await asyncio.to_thread(self.answer, question, **kwargs)
+        """`answer` off the event loop, in a worker thread.
+
+        Answering only reads (the index, the models), and every part is safe to share between threads
+        (ONNX Runtime sessions; a tokenizer per thread; the keyword index rebuilt under a lock), so
+        questions asked at the same time are answered side by side; the bot caps how many
+        (setting max_concurrent_answers).
+        """
+        return await asyncio.to_thread(self.answer, question, **kwargs)

@@ -36,12 +36,12 @@ import numpy as np
 
 from retrieval.evaluation.datasets import corpus_record, load_jsonl, realtimeqa_questions, realtimeqa_weeks
 from retrieval.evaluation.metrics import normalise
+from retrieval.index.encoder import OnnxEncoder, export_encoder
 from retrieval.index.keywords import tokenize
 from retrieval.ingest.articles import ArticleError, article_from_record
 from retrieval.ingest.chunking import chunk_article
 from retrieval.passages import Passage, Query
 from retrieval.read.candidates import Candidate, candidates, lexical_share, sentence_features
-from retrieval.read.encoder import OnnxEncoder
 from retrieval.read.reader import FEATURES, feature_matrix
 from retrieval.read.vectors import reader_text
 
@@ -214,52 +214,6 @@ def train_encoder(rows: list[dict[str, str]], base: Path, out: Path, config: Tra
     model.save(str(trained))
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
     return trained
-
-
-def export_encoder(model_dir: Path, out: Path, max_tokens: int) -> None:
-    """`model.onnx` (int8), `tokenizer.json` and `encoder.json` for `OnnxEncoder`, from a sentence-transformers folder."""
-    import torch
-    import torch.nn.functional as F
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    from sentence_transformers import SentenceTransformer
-
-    class Pooled(torch.nn.Module):
-        def __init__(self, transformer: torch.nn.Module) -> None:
-            super().__init__()
-            self.transformer = transformer
-
-        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
-            hidden = self.transformer(
-                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-            ).last_hidden_state
-            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            return F.normalize(pooled, p=2, dim=1)
-
-    model = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
-    transformer: Any = model[0].auto_model
-    module = Pooled(transformer).eval()
-    sample = model.tokenizer(["a sentence to trace the graph with", "another"], padding=True, return_tensors="pt")
-    out.mkdir(parents=True, exist_ok=True)
-    full = out / "model-fp32.onnx"
-    inputs = ("input_ids", "attention_mask", "token_type_ids")
-    with torch.no_grad():
-        torch.onnx.export(
-            module,
-            tuple(sample[name] for name in inputs),
-            str(full),
-            input_names=list(inputs),
-            output_names=["embedding"],
-            dynamic_axes={name: {0: "batch", 1: "tokens"} for name in inputs} | {"embedding": {0: "batch"}},
-            opset_version=17,
-            dynamo=False,
-        )
-    quantize_dynamic(str(full), str(out / "model.onnx"), weight_type=QuantType.QInt8, per_channel=True)
-    full.unlink()
-    model.tokenizer.backend_tokenizer.save(str(out / "tokenizer.json"))
-    getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
-    dimension = int(getter() or 384)
-    (out / "encoder.json").write_text(json.dumps({"dimension": dimension, "max_tokens": max_tokens}) + "\n")
 
 
 def features(question: TrainingQuestion, encoder: OnnxEncoder) -> np.ndarray:

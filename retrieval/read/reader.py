@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from retrieval.index.encoder import OnnxEncoder
 from retrieval.index.store import ChunkStore
 from retrieval.passages import Passage, Query
 from retrieval.read.candidates import Candidate, SentenceFeatures, candidates, sentence_features, term_weights
-from retrieval.read.encoder import OnnxEncoder
 from retrieval.read.vectors import SentenceAnnotator, SentenceVectors, reader_text
 
 logger = logging.getLogger(__name__)

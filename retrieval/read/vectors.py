@@ -17,9 +17,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from retrieval.index.encoder import OnnxEncoder
 from retrieval.index.store import SENTENCE_VECTORS, SENTENCE_VECTORS_MODEL, ChunkStore
 from retrieval.ingest.text import split_sentences
-from retrieval.read.encoder import OnnxEncoder
 
 logger = logging.getLogger(__name__)
 
