@@ -1,0 +1,184 @@
+"""Benchmark for "fast on a laptop CPU": the table of issue #11, measured in one run.
+
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/speed.py --realtimeqa ../shared/eval/realtimeqa \
+        [--index /work/rtqa] [--scale-workdir DIR --sizes 15000,100000,1000000]
+
+Rows (every speed is compared as a ratio within this run; the machine is shared and noisy):
+
+1. ingest: one RealTimeQA week (2023-01-06) as JSON Lines, from an empty index, newsbot with its
+   defaults against the naive LangChain pipeline (`retrieval/evaluation/naive.py`: 1000/200 splits,
+   the same MiniLM in sentence-transformers with torch, as the tutorials run it). Both have their
+   model loaded before the clock starts. Also newsbot with the reader on (it stores sentence vectors).
+2. reload when nothing changed: the same week ingested again into the same index, against the
+   first ingest.
+3. ask p50 / p95 with the reader on, over the weeks' questions on `--index` (a `newsbot eval` index
+   of the six weeks; without it, the one week just ingested).
+4. four questions at once: the same questions answered by four threads against one at a time.
+5. retrieval at size: `bench/scale.py` (synthetic collections), when `--scale-workdir` is given.
+
+Quality (answer accuracy and recall@4 on the dev weeks) is measured by `newsbot eval`, not here.
+This prints numbers; it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from config import Settings, load_settings  # noqa: E402
+from retrieval.answer.answerer import Answerer  # noqa: E402
+from retrieval.evaluation.datasets import realtimeqa_set  # noqa: E402
+from retrieval.evaluation.harness import eval_services  # noqa: E402
+from retrieval.evaluation.metrics import percentile  # noqa: E402
+from retrieval.evaluation.naive import NaiveRetriever  # noqa: E402
+from retrieval.index.embedding import SentenceTransformerEmbedder  # noqa: E402
+from retrieval.index.store import make_client  # noqa: E402
+from retrieval.service import Services  # noqa: E402
+
+INGEST_WEEK = "20230106"
+DEV_WEEKS = "20230106,20230113,20230120,20230127,20230203,20230210"
+
+
+def ingest_rows(paths: list[Path], settings: Settings, scratch: Path) -> dict[str, Any]:
+    """Ingest wall times: ours (reader off and on), the naive pipeline, and ours again with nothing changed."""
+    figures: dict[str, Any] = {}
+    for name, overrides in (("newsbot", {}), ("newsbot, reader on", {"reader": "bundled"})):
+        services = eval_services(settings.model_copy(update=overrides), scratch / name.replace(", ", "-"))
+        services.embedder.embed(["warm-up"])
+        if services.reader_model is not None:
+            services.reader_model.encoder.embed(["warm-up"])
+        started = time.perf_counter()
+        report = services.ingestor.ingest(paths, prune=True)
+        figures[name] = time.perf_counter() - started
+        figures[f"{name} chunks"] = report.chunks_embedded
+        if name == "newsbot":
+            started = time.perf_counter()
+            again = services.ingestor.ingest(paths, prune=True)
+            figures["reload"] = time.perf_counter() - started
+            assert again.chunks_embedded == 0, "nothing changed, yet something was embedded"
+    torch_embedder = SentenceTransformerEmbedder(batch_size=32, threads=0)  # the tutorial's defaults
+    torch_embedder.embed(["warm-up"])
+    naive_dir = scratch / "naive"
+    naive = NaiveRetriever(make_client(settings.model_copy(update={"data_dir": naive_dir})), torch_embedder)
+    started = time.perf_counter()
+    naive_report = naive.ingest(paths)
+    figures["naive"] = time.perf_counter() - started
+    figures["naive chunks"] = naive_report.chunks_embedded
+    return figures
+
+
+def ask_rows(services: Services, questions: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Ask latency one at a time, then the throughput of four threads against one."""
+    answerer: Answerer = services.answerer
+    services.warm_up()
+    for text, as_of in questions[:3]:
+        answerer.answer(text, as_of=as_of)
+    totals: list[float] = []
+    retrieves: list[float] = []
+    started = time.perf_counter()
+    for text, as_of in questions:
+        timings = answerer.answer(text, as_of=as_of).timings_ms
+        totals.append(timings["total"])
+        retrieves.append(timings["retrieve"])
+    one_at_a_time = time.perf_counter() - started
+    with ThreadPoolExecutor(4) as pool:
+        started = time.perf_counter()
+        list(pool.map(lambda q: answerer.answer(q[0], as_of=q[1]), questions))
+        four_at_once = time.perf_counter() - started
+    return {
+        "questions": len(questions),
+        "ask p50": percentile(totals, 50),
+        "ask p95": percentile(totals, 95),
+        "retrieve p50": percentile(retrieves, 50),
+        "chunks": services.store.count(),
+        "concurrency": one_at_a_time / four_at_once,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--realtimeqa", type=Path, required=True, metavar="DIR", help="the RealTimeQA dev folder")
+    parser.add_argument("--index", type=Path, metavar="DIR", help=f"a `newsbot eval` index of the weeks {DEV_WEEKS}")
+    parser.add_argument("--weeks", default=DEV_WEEKS, help="the weeks of --index (their questions are asked)")
+    parser.add_argument("--skip-ingest", action="store_true")
+    parser.add_argument("--scale-workdir", type=Path, metavar="DIR", help="run bench/scale.py with this cache")
+    parser.add_argument("--sizes", default="15000,100000", help="synthetic sizes for bench/scale.py")
+    args = parser.parse_args()
+    settings = load_settings()
+    table: list[tuple[str, str, str]] = []
+    with tempfile.TemporaryDirectory(prefix="newsbot-speed-") as scratch:
+        week = realtimeqa_set(args.realtimeqa, [INGEST_WEEK], Path(scratch) / "articles")
+        if not args.skip_ingest:
+            print(f"ingest: week {INGEST_WEEK}, {week.info['articles']} articles", file=sys.stderr)
+            ingest = ingest_rows(list(week.paths), settings, Path(scratch))
+            print(ingest, file=sys.stderr)
+            table += [
+                (
+                    "ingest wall time, one week, naive / newsbot",
+                    f"{ingest['naive'] / ingest['newsbot']:.2f}x "
+                    f"(newsbot {ingest['newsbot']:.1f} s, {ingest['newsbot chunks']} chunks; "
+                    f"naive {ingest['naive']:.1f} s, {ingest['naive chunks']} chunks)",
+                    ">= 3x",
+                ),
+                (
+                    "  the same, newsbot with the reader on",
+                    f"{ingest['naive'] / ingest['newsbot, reader on']:.2f}x ({ingest['newsbot, reader on']:.1f} s)",
+                    "",
+                ),
+                (
+                    "reload when nothing changed / full ingest",
+                    f"{ingest['reload'] / ingest['newsbot']:.1%} ({ingest['reload']:.2f} s)",
+                    "<= 5%",
+                ),
+            ]
+        reader_on = settings.model_copy(update={"reader": "bundled", "sentence_scorer": "reader"})
+        if args.index:
+            weeks = [w for w in args.weeks.split(",") if w]
+            evalset = realtimeqa_set(args.realtimeqa, weeks, Path(scratch) / "dev-articles")
+            services = eval_services(reader_on, args.index)
+        else:
+            evalset = week
+            services = eval_services(reader_on, Path(scratch) / "newsbot-reader-on")
+            if services.store.count() == 0:
+                services.ingestor.ingest(list(week.paths))
+        questions = [(q.question, q.as_of) for q in evalset.questions]
+        ask = ask_rows(services, questions)
+        print(ask, file=sys.stderr)
+        table += [
+            (
+                f"ask p50 / p95, reader on ({ask['chunks']} chunks, {ask['questions']} questions)",
+                f"{ask['ask p50']:.0f} / {ask['ask p95']:.0f} ms",
+                "<= 100 / <= 250 ms",
+            ),
+            (f"retrieval p50 at {ask['chunks']} chunks", f"{ask['retrieve p50']:.1f} ms", "<= 20 ms at 15k"),
+            ("4 questions at once: throughput / one at a time", f"{ask['concurrency']:.2f}x", ">= 1.6x"),
+        ]
+    if args.scale_workdir:
+        import subprocess
+
+        subprocess.run(
+            [sys.executable, str(ROOT / "bench" / "scale.py"), "--workdir", str(args.scale_workdir), "--sizes", args.sizes],
+            check=False,
+        )
+    width = max(len(row[0]) for row in table)
+    print(f"\n{'measure':{width}}  {'this run':60}  target")
+    for measure, value, target in table:
+        print(f"{measure:{width}}  {value:60}  {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
