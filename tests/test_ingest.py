@@ -111,3 +111,20 @@ def test_failed_rebuild_leaves_the_live_collection_serving(
     report = services.ingestor.ingest([articles], rebuild=True)
     assert len(report.added) == 1 and services.store.live_name != live
     assert len(services.store.articles()) == 6
+
+
+def test_a_chunk_text_two_articles_share_is_embedded_once(counted: tuple[Services, CountingEmbedder, Path]) -> None:
+    """The same wire story in two outlets, one with a line of its own at the end: the shared chunks embed once."""
+    services, counter, _ = counted
+    story = (ARTICLES / "002_153beaa652ab34ac.txt").read_text()
+    feed = counted[2].parent / "feed"
+    feed.mkdir()
+    (feed / "agency.txt").write_text(story)
+    (feed / "outlet.txt").write_text(story + "\nKurdish leaders met the coalition's envoy in Erbil on Thursday to discuss the offensive.\n")
+    report = services.ingestor.ingest([feed])
+    assert len(report.added) == 2
+    stored = services.store.articles()
+    assert sum(article.chunks for article in stored.values()) == services.store.count()
+    # The outlet's copy shares every chunk but its last with the agency's.
+    assert report.chunks_embedded == counter.texts < services.store.count()
+    assert services.store.count() - counter.texts >= 1

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+import numpy as np
 from tqdm import tqdm
 
 from retrieval.index.embedding import Embedder
@@ -24,6 +26,8 @@ logger = logging.getLogger(__name__)
 # Called with (done, total) as articles are embedded; the bot edits a progress message with it.
 ProgressCallback = Callable[[int, int], None]
 _ANNOTATE_BATCH = 50  # articles whose chunks are re-annotated at a time
+_EMBED_BATCH = 256  # chunks embedded at a time (whole articles)
+_REMEMBERED = 20_000  # chunk vectors kept in a run to find repeated texts (1.5 KB each)
 
 
 class ChunkAnnotator(Protocol):
@@ -238,37 +242,51 @@ class Ingestor:
     def _embed_and_add(
         self, target: Collection, articles: list[Article], report: IngestReport, progress: ProgressCallback | None
     ) -> None:
-        bar = tqdm(total=len(articles), unit="article", desc="embedding", disable=None, leave=False)
-        batch: list[tuple[Article, list[Chunk]]] = []
-        pending = 0
-        done = 0
+        """Embed the articles' chunks a batch at a time, writing each batch while the next one is embedded.
 
-        def flush() -> None:
-            nonlocal batch, pending, done
-            texts = [chunk.embedding_text(article) for article, chunks in batch for chunk in chunks]
-            vectors = self.embedder.embed(texts)
+        The encoder and Chroma both work outside the GIL, so a writer thread stores batch n (with the
+        reader's sentence vectors, when there is a reader) while this thread embeds batch n + 1. A
+        chunk text that repeats one already embedded in the run (boilerplate, a wire story's
+        paragraph under the same headline) is embedded once.
+        """
+        bar = tqdm(total=len(articles), unit="article", desc="embedding", disable=None, leave=False)
+        done = 0
+        embedded: dict[str, np.ndarray] = {}
+
+        def write(batch: list[tuple[Article, list[Chunk]]], vectors: np.ndarray) -> None:
+            nonlocal done
             offset = 0
             for article, chunks in batch:
                 extra = self.annotator.annotate(article.title, [c.text for c in chunks]) if self.annotator else None
                 self.store.add(target, article, chunks, vectors[offset : offset + len(chunks)], extra)
                 offset += len(chunks)
-            report.chunks_embedded += len(texts)
             done += len(batch)
             bar.update(len(batch))
             if progress:
                 progress(done, len(articles))
-            batch, pending = [], 0
 
+        def embed(batch: list[tuple[Article, list[Chunk]]]) -> np.ndarray:
+            texts = [chunk.embedding_text(article) for article, chunks in batch for chunk in chunks]
+            if len(embedded) > _REMEMBERED:
+                embedded.clear()
+            new = list(dict.fromkeys(text for text in texts if text not in embedded))
+            if new:
+                embedded.update(zip(new, self.embedder.embed(new)))
+            report.chunks_embedded += len(new)
+            return np.stack([embedded[text] for text in texts])
+
+        writer = ThreadPoolExecutor(1, thread_name_prefix="ingest-writer")
+        pending: Future[None] | None = None
         try:
-            for article in articles:
-                chunks = chunk_article(article, self.chunk_size, self.chunk_overlap)
-                batch.append((article, chunks))
-                pending += len(chunks)
-                if pending >= 256:
-                    flush()
-            if batch:
-                flush()
+            for batch in _batches(articles, self.chunk_size, self.chunk_overlap):
+                vectors = embed(batch)
+                if pending is not None:
+                    pending.result()  # one batch in flight: a failed write stops the run here
+                pending = writer.submit(write, batch, vectors)
+            if pending is not None:
+                pending.result()
         finally:
+            writer.shutdown(wait=True)
             bar.close()
 
     def _reannotate(self, target: Collection, doc_ids: list[str], report: IngestReport) -> None:
@@ -296,3 +314,18 @@ class Ingestor:
                 bar.update(len(batch))
         finally:
             bar.close()
+
+
+def _batches(articles: list[Article], chunk_size: int, chunk_overlap: int) -> Iterator[list[tuple[Article, list[Chunk]]]]:
+    """The articles with their chunks, in batches of about `_EMBED_BATCH` chunks (whole articles)."""
+    batch: list[tuple[Article, list[Chunk]]] = []
+    pending = 0
+    for article in articles:
+        chunks = chunk_article(article, chunk_size, chunk_overlap)
+        batch.append((article, chunks))
+        pending += len(chunks)
+        if pending >= _EMBED_BATCH:
+            yield batch
+            batch, pending = [], 0
+    if batch:
+        yield batch
