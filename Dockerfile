@@ -11,7 +11,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     TRANSFORMERS_OFFLINE=1 \
     ANONYMIZED_TELEMETRY=False \
     NEWSBOT_DATA_DIR=/data \
-    NEWSBOT_ARTICLES_DIR=/data/articles
+    NEWSBOT_ARTICLES_DIR=/data/articles \
+    NEWSBOT_MODEL_CACHE=/app/models
 
 WORKDIR /app
 # torch (pinned, 2.13.0) comes first, from PyTorch's CPU-only wheel index: the default PyPI wheel
@@ -25,7 +26,9 @@ COPY config config
 COPY newsbot newsbot
 COPY prompts prompts
 COPY retrieval retrieval
+# The embedding model is exported to int8 ONNX once, here, so the container starts without doing it.
 RUN pip install -e . \
+    && python -c "from retrieval.index.embedding import OnnxEmbedder; OnnxEmbedder(cache_dir='/app/models').embed(['warm-up'])" \
     && useradd --create-home --uid 10001 --shell /usr/sbin/nologin newsbot \
     && mkdir -p /data \
     && chown newsbot:newsbot /data

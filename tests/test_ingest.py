@@ -120,7 +120,8 @@ def test_a_chunk_text_two_articles_share_is_embedded_once(counted: tuple[Service
     feed = counted[2].parent / "feed"
     feed.mkdir()
     (feed / "agency.txt").write_text(story)
-    (feed / "outlet.txt").write_text(story + "\nKurdish leaders met the coalition's envoy in Erbil on Thursday to discuss the offensive.\n")
+    own_line = "Kurdish leaders met the coalition's envoy in Erbil on Thursday to discuss the offensive."
+    (feed / "outlet.txt").write_text(f"{story}\n{own_line}\n")
     report = services.ingestor.ingest([feed])
     assert len(report.added) == 2
     stored = services.store.articles()

@@ -15,6 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from importlib import resources
@@ -29,6 +31,8 @@ from retrieval.read.candidates import Candidate, SentenceFeatures, candidates, s
 from retrieval.read.vectors import SentenceAnnotator, SentenceVectors, reader_text
 
 logger = logging.getLogger(__name__)
+
+_QUESTIONS_KEPT = 256  # question vectors remembered
 
 # The features the logistic regression weighs, in the order of its coefficients.
 FEATURES = ("reader", "reader_gap", "coverage", "context", "answer_type", "support", "recency", "headline", "lead")
@@ -127,6 +131,9 @@ class Reader:
         self.vectors = SentenceVectors(store, model.encoder, model.version)
         self.term_weight = term_weight
         self.threshold = model.weights.threshold if threshold is None else threshold
+        # Re-ranking and answering read one question twice: its vector is made once.
+        self._questions: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._questions_lock = threading.Lock()
 
     def read(self, query: Query, passages: list[Passage]) -> list[Candidate]:
         """Every candidate sentence of the passages, best first: `rank` = P(answers), `score` = the same without recency."""
@@ -134,7 +141,7 @@ class Reader:
         if not found:
             return []
         vectors = self._vectors(found)
-        question = self.model.encoder.embed([query.text])[0]
+        question = self._question(query.text)
         similarities = vectors @ question
         features = sentence_features(query, found, similarities, term_weights(query, self.term_weight))
         rows = feature_matrix(features, similarities)
@@ -155,6 +162,19 @@ class Reader:
             best.setdefault(candidate.passage.chunk_id, candidate.rank)
         order = sorted(range(len(passages)), key=lambda i: (-best.get(passages[i].chunk_id, 0.0), i))
         return [replace(passages[i], rank=rank) for rank, i in enumerate(order, start=1)]
+
+    def _question(self, text: str) -> np.ndarray:
+        with self._questions_lock:
+            vector = self._questions.get(text)
+            if vector is not None:
+                self._questions.move_to_end(text)
+                return vector
+        vector = self.model.encoder.embed([text])[0]
+        with self._questions_lock:
+            self._questions[text] = vector
+            while len(self._questions) > _QUESTIONS_KEPT:
+                self._questions.popitem(last=False)
+        return vector
 
     def _vectors(self, found: list[Candidate]) -> np.ndarray:
         """Each candidate's reader vector: stored with its chunk at ingest, else encoded now."""
