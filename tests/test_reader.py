@@ -97,7 +97,7 @@ def test_answers_read_stored_vectors_without_encoding_sentences(reader_seed_serv
     assert calls and all(n == 1 for n in calls)
 
 
-def test_passages_are_reranked_by_what_the_reader_finds(reader_seed_services: Services) -> None:
+def test_passages_are_reranked_by_retrieval_and_reader_fused(reader_seed_services: Services) -> None:
     reader = reader_seed_services.reader
     assert reader is not None
     query = Query(TROOPS)
@@ -108,8 +108,17 @@ def test_passages_are_reranked_by_what_the_reader_finds(reader_seed_services: Se
     best: dict[str, float] = {}
     for candidate in reader.read(query, pool):
         best.setdefault(candidate.passage.chunk_id, candidate.rank)
-    scores = [best.get(p.chunk_id, 0.0) for p in reranked]
-    assert scores == sorted(scores, reverse=True)
+    by_reader = sorted(pool, key=lambda p: -best.get(p.chunk_id, 0.0))
+    reader_rank = {p.chunk_id: n for n, p in enumerate(by_reader, start=1)}
+    fused = [1 / (60 + p.rank) + 1 / (60 + reader_rank[p.chunk_id]) for p in pool]
+    # Reciprocal rank fusion of the two orders: the first passage is the best of both by it.
+    assert reranked[0].chunk_id == pool[max(range(len(pool)), key=lambda i: (fused[i], -i))].chunk_id
+    # A passage the reader finds nothing in cannot jump a better-retrieved passage the reader prefers.
+    position = {p.chunk_id: n for n, p in enumerate(reranked)}
+    for a in pool:
+        for b in pool:
+            if a.rank < b.rank and reader_rank[a.chunk_id] < reader_rank[b.chunk_id]:
+                assert position[a.chunk_id] < position[b.chunk_id]
     assert any("560" in c.sentence for c in reader.read(query, reranked[:1]))
 
 

@@ -33,6 +33,7 @@ from retrieval.read.vectors import SentenceAnnotator, SentenceVectors, reader_te
 logger = logging.getLogger(__name__)
 
 _QUESTIONS_KEPT = 256  # question vectors remembered
+RERANK_FUSION_K = 60  # reciprocal rank fusion constant of `Reader.rerank`
 
 # The features the logistic regression weighs, in the order of its coefficients.
 FEATURES = ("reader", "reader_gap", "coverage", "context", "answer_type", "support", "recency", "headline", "lead")
@@ -156,11 +157,21 @@ class Reader:
         return sorted(found, key=lambda c: c.rank, reverse=True)
 
     def rerank(self, query: Query, passages: list[Passage]) -> list[Passage]:
-        """The passages ordered by the best sentence the reader finds in each; retrieval order breaks ties."""
+        """The passages in the order of two fused rankings: retrieval's, and the reader's by the best sentence in each.
+
+        Reciprocal rank fusion (`RERANK_FUSION_K`, as search fuses its dense and keyword rankings):
+        each ranking's evidence counts, and neither's scale matters. On the dev weeks the reader's
+        order alone moved the answer out of the first passage (recall@1 0.514 -> 0.479); fused, it
+        moves it in (0.556).
+        """
         best: dict[str, float] = {}
         for candidate in self.read(query, passages):
             best.setdefault(candidate.passage.chunk_id, candidate.rank)
-        order = sorted(range(len(passages)), key=lambda i: (-best.get(passages[i].chunk_id, 0.0), i))
+        by_reader = sorted(range(len(passages)), key=lambda i: (-best.get(passages[i].chunk_id, 0.0), i))
+        fused = [1.0 / (RERANK_FUSION_K + i + 1) for i in range(len(passages))]
+        for reader_rank, i in enumerate(by_reader, start=1):
+            fused[i] += 1.0 / (RERANK_FUSION_K + reader_rank)
+        order = sorted(range(len(passages)), key=lambda i: (-fused[i], i))
         return [replace(passages[i], rank=rank) for rank, i in enumerate(order, start=1)]
 
     def _question(self, text: str) -> np.ndarray:
