@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -72,14 +73,47 @@ def answer_type(question: str) -> str | None:
 
 def figures(text: str) -> set[str]:
     """The figures a sentence states (not years), normalised: "4,600" and "4600" are one figure."""
+    return set(_figures(text))
+
+
+# Every question reads the sentences of the passages it retrieved, and the same passages come back
+# for many questions: what is measured of a text alone (its terms, sentences, figures, names) is
+# remembered rather than measured again. Thread-safe; a few tens of MB at most.
+_TEXTS_KEPT = 65536
+
+
+@lru_cache(maxsize=_TEXTS_KEPT)
+def _figures(text: str) -> frozenset[str]:
     found = set()
     for match in NUMBER.finditer(text):
         value = match.group(0).replace("$", "").replace(",", "").strip()
         if not YEAR.match(value):
             found.add(value.lower())
-    return found
+    return frozenset(found)
 
 
+@lru_cache(maxsize=_TEXTS_KEPT)
+def terms_of(text: str) -> frozenset[str]:
+    """The distinct search terms of a text (`tokenize`), remembered."""
+    return frozenset(tokenize(text))
+
+
+@lru_cache(maxsize=_TEXTS_KEPT // 8)
+def _sentences(text: str) -> tuple[str, ...]:
+    return tuple(split_sentences(text))
+
+
+@lru_cache(maxsize=_TEXTS_KEPT)
+def _name_runs(sentence: str) -> tuple[str, ...]:
+    return tuple(_NAME_RUN.findall(sentence))
+
+
+@lru_cache(maxsize=_TEXTS_KEPT)
+def _capitalised(sentence: str) -> frozenset[str]:
+    return frozenset(word.lower() for word in _CAPITALISED.findall(sentence))
+
+
+@lru_cache(maxsize=_TEXTS_KEPT)
 def normal(text: str) -> str:
     """Words only, lower-cased: how sentences are compared for sameness."""
     return re.sub(r"\W+", " ", text).strip().lower()
@@ -129,12 +163,12 @@ def candidates(passages: list[Passage]) -> list[Candidate]:
     for passage in passages:
         lead = passage.chunk_id.endswith(":0000")
         # A headline often states the answer in the fewest words.
-        for sentence in [passage.title, *split_sentences(passage.text)]:
+        for sentence in (passage.title, *_sentences(passage.text)):
             key = normal(sentence)
             if len(key.split()) < 4 or key in seen or sentence.rstrip().endswith("?"):
                 continue
             seen.add(key)
-            found.append(Candidate(sentence, passage, len(found), terms=set(tokenize(sentence)), lead=lead))
+            found.append(Candidate(sentence, passage, len(found), terms=set(terms_of(sentence)), lead=lead))
     return found
 
 
@@ -158,7 +192,7 @@ def sentence_features(
     for candidate, similarity, covered in zip(candidates, similarities, lexical_share(candidates, term_weights)):
         passage = candidate.passage
         if passage.chunk_id not in contexts:
-            context = set(tokenize(indexed_text(passage.title, passage.published, passage.text)))
+            context = terms_of(indexed_text(passage.title, passage.published, passage.text))
             contexts[passage.chunk_id] = sum(w for t, w in term_weights.items() if t in context) / total
         found.append(
             SentenceFeatures(
@@ -185,7 +219,7 @@ def _answers(kind: str | None, sentence: str, question_words: set[str], question
     if kind in ("number", "date"):
         return figures(sentence) - question_figures if kind == "number" else set(_MONTH_WORDS.findall(sentence.lower()))
     found = set()
-    for run in _NAME_RUN.findall(sentence):
+    for run in _name_runs(sentence):
         words = [w for w in run.split() if w.lower() not in question_words]
         if words and run.split()[0] not in _SENTENCE_STARTERS:
             found.add(" ".join(words).lower())
@@ -223,8 +257,8 @@ def _fits(kind: str | None, sentence: str, question_words: set[str], question_fi
     if kind is None:
         return 0.0
     if kind == "number":
-        return 1.0 if (figures(sentence) - question_figures) or _NUMBER_WORDS.search(sentence) else 0.0
+        return 1.0 if (_figures(sentence) - question_figures) or _NUMBER_WORDS.search(sentence) else 0.0
     if kind == "date":
         return 1.0 if _MONTH_WORDS.search(sentence) or re.search(r"\b(1[89]|20)\d\d\b", sentence) else 0.0
-    names = {word.lower() for word in _CAPITALISED.findall(sentence)} - question_words
+    names = _capitalised(sentence) - question_words
     return 1.0 if names else 0.0
