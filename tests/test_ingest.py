@@ -12,7 +12,7 @@ from tests.conftest import ARTICLES, make_services
 
 
 class CountingEmbedder:
-    """The real embedder, counting how many texts it was asked to embed."""
+    """The real embedder, counting how many texts it was asked to embed for the index."""
 
     def __init__(self, inner: Embedder) -> None:
         self.inner = inner
@@ -27,8 +27,11 @@ class CountingEmbedder:
         return self.inner.version
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        self.texts += len(texts)
         return self.inner.embed(texts)
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray:
+        self.texts += len(texts)
+        return self.inner.embed_documents(texts)
 
 
 @pytest.fixture

@@ -154,7 +154,10 @@ class NaiveRetriever:
             if not ids:
                 return
             self.collection.add(
-                ids=list(ids), embeddings=self.embedder.embed(texts).tolist(), documents=list(texts), metadatas=list(metas)
+                ids=list(ids),
+                embeddings=self.embedder.embed_documents(texts).tolist(),
+                documents=list(texts),
+                metadatas=list(metas),
             )
             report.chunks_embedded += len(ids)
             ids.clear()

@@ -51,9 +51,12 @@ class OnnxEncoder:
     cores to the questions asked at the same time.
     """
 
-    def __init__(self, folder: Path, *, threads: int = 1, batch_size: int = 32, workers: int = 1) -> None:
+    def __init__(
+        self, folder: Path, *, threads: int = 1, batch_size: int = 32, workers: int = 1, model_file: str = "model.onnx"
+    ) -> None:
         self.folder = Path(folder)
-        for name in ("model.onnx", "tokenizer.json"):
+        self.model_file = model_file
+        for name in (model_file, "tokenizer.json"):
             if not (self.folder / name).is_file():
                 raise EncoderError(f"encoder file missing: {self.folder / name}")
         self.config = EncoderConfig.read(self.folder)
@@ -90,7 +93,9 @@ class OnnxEncoder:
                 options.inter_op_num_threads = 1
                 options.log_severity_level = 3
                 logger.info("loading encoder from %s", self.folder)
-                self._session = ort.InferenceSession(str(self.folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
+                self._session = ort.InferenceSession(
+                    str(self.folder / self.model_file), options, providers=["CPUExecutionProvider"]
+                )
         return self._session
 
     def embed(self, texts: list[str]) -> np.ndarray:
@@ -121,8 +126,10 @@ class OnnxEncoder:
         return np.asarray(session.run(None, feeds)[0], dtype=np.float32)
 
 
-def export_encoder(model_dir: Path, out: Path, max_tokens: int) -> None:
+def export_encoder(model_dir: Path, out: Path, max_tokens: int, *, keep_fp32: bool = False) -> None:
     """`model.onnx` (int8), `tokenizer.json` and `encoder.json` for `OnnxEncoder`, from a sentence-transformers folder.
+
+    With `keep_fp32`, the unquantised graph stays beside it as `model-fp32.onnx`.
 
     torch.onnx traces the transformer with mean pooling and normalisation inside the graph;
     `onnxruntime.quantization` makes the weights int8 (dynamic, per channel). No model hub, no `optimum`.
@@ -172,7 +179,8 @@ def export_encoder(model_dir: Path, out: Path, max_tokens: int) -> None:
         quantize_dynamic(str(full), str(out / "model.onnx"), weight_type=QuantType.QInt8, per_channel=True)
     finally:
         logging.getLogger().setLevel(quiet)
-    full.unlink()
+    if not keep_fp32:
+        full.unlink()
     model.tokenizer.backend_tokenizer.save(str(out / "tokenizer.json"))
     getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
     dimension = int(getter() or 384)

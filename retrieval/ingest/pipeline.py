@@ -271,7 +271,7 @@ class Ingestor:
                 embedded.clear()
             new = list(dict.fromkeys(text for text in texts if text not in embedded))
             if new:
-                embedded.update(zip(new, self.embedder.embed(new)))
+                embedded.update(zip(new, self.embedder.embed_documents(new)))
             report.chunks_embedded += len(new)
             return np.stack([embedded[text] for text in texts])
 
