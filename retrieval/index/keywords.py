@@ -72,12 +72,22 @@ class KeywordIndex:
     """BM25 over chunk texts, with document frequencies for weighting query terms."""
 
     def __init__(self, ids: Sequence[str], texts: Iterable[str]) -> None:
+        self._build(ids, [tokenize(text) for text in texts])
+
+    @classmethod
+    def of_terms(cls, ids: Sequence[str], corpus: list[list[str]]) -> KeywordIndex:
+        """The index of texts already tokenized (`tokenize`), for a caller that needs their terms too."""
+        index = cls.__new__(cls)
+        index._build(ids, corpus)
+        return index
+
+    def _build(self, ids: Sequence[str], corpus: list[list[str]]) -> None:
         import bm25s
 
         # bm25s sets its own logger to DEBUG on import; keep it to warnings.
         logging.getLogger("bm25s").setLevel(logging.WARNING)
         self.ids = list(ids)
-        corpus = [tokenize(text) or ["_empty_"] for text in texts]
+        corpus = [terms or ["_empty_"] for terms in corpus]
         self.size = len(corpus)
         self._bm25 = bm25s.BM25()
         self._vocab: dict[str, int] = {}
@@ -87,6 +97,10 @@ class KeywordIndex:
             self._vocab = self._bm25.vocab_dict
             # A term's column holds one score for each chunk that uses it: its document frequency.
             self._df = np.diff(self._bm25.scores["indptr"])
+
+    def term_id(self, term: str) -> int | None:
+        """The number of a term the indexed chunks use (None for one they do not)."""
+        return self._vocab.get(term)
 
     def df(self, term: str) -> int:
         """How many chunks use `term`."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from array import array
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -50,13 +51,12 @@ class _Article:
 class _Chunk:
     text: str
     article: _Article
+    # The distinct terms of the text, by number (`KeywordIndex.term_id`): 4 bytes a term, where a set of
+    # strings takes 30; story grouping compares them.
+    terms: array[int] | None = None
 
 
-# Term sets of chunks met in story grouping, kept for the next questions; cleared when this many.
-_TERM_SETS = 20_000
-
-
-def _similar(a: set[str], b: set[str]) -> bool:
+def _similar(a: set[int], b: set[int]) -> bool:
     """Jaccard similarity of at least 0.5: the same story. Sets of very different sizes cannot be."""
     if 2 * min(len(a), len(b)) < max(len(a), len(b)) or not a:
         return False
@@ -94,11 +94,12 @@ class HybridRetriever:
         self._version: str | None = None
         self._keywords: KeywordIndex | None = None
         self._chunks: dict[str, _Chunk] = {}
-        self._term_sets: dict[str, set[str]] = {}
+        self._new_terms: dict[str, int] = {}  # numbers of terms the keyword index does not know
         # Dated chunks ordered by day, for date ranges: their days and their ids.
         self._days = np.zeros(0, dtype=np.int64)
         self._by_day: list[str] = []
         self._refresh_lock = threading.Lock()
+        self._new_terms_lock = threading.Lock()
 
     # The keyword index mirrors the live collection; it is rebuilt when the alias moves.
     def refresh(self, force: bool = False) -> None:
@@ -118,12 +119,25 @@ class HybridRetriever:
             dated.sort()
             self._days = np.array([day for day, _ in dated], dtype=np.int64)
             self._by_day = [cid for _, cid in dated]
-            self._chunks, self._term_sets = chunks, {}
-            self._keywords = KeywordIndex(
-                ids, (indexed_text(c.article.title, c.article.published, c.text) for c in chunks.values())
-            )
+            self._keywords = self._index(ids, chunks)
+            self._chunks = chunks
             self._version = version
             logger.info("keyword index: %d chunks (%s)", len(ids), version)
+
+    def _index(self, ids: list[str], chunks: dict[str, _Chunk]) -> KeywordIndex:
+        """The keyword index of the chunks, noting in each chunk the terms of its text."""
+        corpus = [tokenize(indexed_text(c.article.title, c.article.published, c.text)) for c in chunks.values()]
+        keywords = KeywordIndex.of_terms(ids, corpus)
+        self._new_terms = {}
+        # A chunk is indexed with its article's title line first: the terms after the title's are its text's.
+        heads: dict[_Article, list[str]] = {}
+        for chunk, terms in zip(chunks.values(), corpus):
+            head = heads.get(chunk.article)
+            if head is None:
+                head = heads[chunk.article] = tokenize(indexed_text(chunk.article.title, chunk.article.published, ""))
+            text_terms = terms[len(head) :] if terms[: len(head)] == head else tokenize(chunk.text)
+            chunk.terms = array("I", {self._term_id(term, keywords) for term in text_terms})
+        return keywords
 
     @property
     def keywords(self) -> KeywordIndex:
@@ -179,7 +193,7 @@ class HybridRetriever:
         An article's best passage (with its neighbours as context) stands for it, so the first slots go
         to distinct articles; an article's further passages fill the slots that are left.
         """
-        groups: list[tuple[set[str], list[str]]] = []
+        groups: list[tuple[set[int], list[str]]] = []
         covered: set[str] = set()  # chunks already shown inside a passage's window
         placed: set[str] = set()
         later: list[str] = []
@@ -199,7 +213,7 @@ class HybridRetriever:
                 self._place(cid, groups, covered)
         return [members for _, members in groups[:k]]
 
-    def _story(self, cid: str, groups: list[tuple[set[str], list[str]]]) -> list[str] | None:
+    def _story(self, cid: str, groups: list[tuple[set[int], list[str]]]) -> list[str] | None:
         """The story (group members) that `cid` repeats from another article, if any."""
         doc_id = self._chunks[cid].article.doc_id
         terms = self._terms(cid)
@@ -208,7 +222,7 @@ class HybridRetriever:
                 return members
         return None
 
-    def _place(self, cid: str, groups: list[tuple[set[str], list[str]]], covered: set[str]) -> None:
+    def _place(self, cid: str, groups: list[tuple[set[int], list[str]]], covered: set[str]) -> None:
         """Fold `cid` into the story it repeats, or start a new one."""
         story = self._story(cid, groups)
         if story is not None:
@@ -236,13 +250,19 @@ class HybridRetriever:
         # One sentence a line: web text has headlines and list items without a full stop.
         return "\n".join(sentences) or self._chunks[cid].text
 
-    def _terms(self, cid: str) -> set[str]:
-        terms = self._term_sets.get(cid)
-        if terms is None:
-            if len(self._term_sets) >= _TERM_SETS:
-                self._term_sets = {}
-            terms = self._term_sets[cid] = set(tokenize(self._chunks[cid].text))
-        return terms
+    def _terms(self, cid: str) -> set[int]:
+        chunk = self._chunks[cid]
+        if chunk.terms is None:  # written since the keyword index was built
+            chunk.terms = array("I", {self._term_id(term, self.keywords) for term in tokenize(chunk.text)})
+        return set(chunk.terms)
+
+    def _term_id(self, term: str, keywords: KeywordIndex) -> int:
+        """The term's number in `keywords`, or one of its own past them."""
+        known = keywords.term_id(term)
+        if known is not None:
+            return known
+        with self._new_terms_lock:
+            return self._new_terms.setdefault(term, 2**31 + len(self._new_terms))
 
     def _in_range(self, cid: str, query: Query) -> bool:
         chunk = self._chunks.get(cid)
