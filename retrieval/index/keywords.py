@@ -44,16 +44,12 @@ def tokenize(text: str, *, keep_stopwords: bool = False) -> list[str]:
         lowered = _QUESTION_FRAME.sub("how", text).lower()
     # Each distinct token is cut, checked and stemmed once; a chunk's tokens are looked up.
     seen = _TERMS[keep_stopwords]
-    if len(seen) > _MAX_TERMS:
-        seen.clear()
-    terms = []
-    for raw in _TOKEN.findall(lowered.replace("’", "'")):
-        term = seen.get(raw)
-        if term is None:
-            term = seen[raw] = _term(raw, keep_stopwords)
-        if term:
-            terms.append(term)
-    return terms
+    if len(seen) > _MAX_TERMS:  # a new table, not cleared: another thread may be reading this one
+        seen = _TERMS[keep_stopwords] = {}
+    tokens = _TOKEN.findall(lowered.replace("’", "'"))
+    for token in set(tokens).difference(seen):
+        seen[token] = _term(token, keep_stopwords)
+    return [term for term in map(seen.__getitem__, tokens) if term]
 
 
 def _term(raw: str, keep_stopwords: bool) -> str:
@@ -62,8 +58,8 @@ def _term(raw: str, keep_stopwords: bool) -> str:
     return "" if not keep_stopwords and word in STOPWORDS else stem(word)
 
 
-# The term of every token seen, with stopwords kept and without; cleared when it grows past the bound
-# (news brings new names every day).
+# The term of every token seen, with stopwords kept and without; started afresh when it grows past the
+# bound (news brings new names every day).
 _TERMS: dict[bool, dict[str, str]] = {False: {}, True: {}}
 _MAX_TERMS = 200_000
 
@@ -101,6 +97,10 @@ class KeywordIndex:
     def term_id(self, term: str) -> int | None:
         """The number of a term the indexed chunks use (None for one they do not)."""
         return self._vocab.get(term)
+
+    def term_ids(self, terms: Iterable[str]) -> list[int | None]:
+        """`term_id` of each of `terms`."""
+        return list(map(self._vocab.get, terms))
 
     def df(self, term: str) -> int:
         """How many chunks use `term`."""

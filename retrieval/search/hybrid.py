@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import threading
 from array import array
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -62,6 +63,18 @@ def _similar(a: set[int], b: set[int]) -> bool:
         return False
     shared = len(a & b)
     return shared / (len(a) + len(b) - shared) >= 0.5
+
+
+def _return_freed_memory() -> None:
+    """Give the memory freed by an index build back to the system: glibc keeps it for reuse otherwise.
+
+    Building the keyword index of 100k chunks leaves 400 MB of it resident, for the life of the process.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (macOS, musl): its allocator decides
+        return
+    libc.malloc_trim(0)
 
 
 class HybridRetriever:
@@ -122,7 +135,9 @@ class HybridRetriever:
             self._keywords = self._index(ids, chunks)
             self._chunks = chunks
             self._version = version
-            logger.info("keyword index: %d chunks (%s)", len(ids), version)
+            del ids, texts, chunks
+            _return_freed_memory()
+            logger.info("keyword index: %d chunks (%s)", len(self._chunks), version)
 
     def _index(self, ids: list[str], chunks: dict[str, _Chunk]) -> KeywordIndex:
         """The keyword index of the chunks, noting in each chunk the terms of its text."""
@@ -136,7 +151,10 @@ class HybridRetriever:
             if head is None:
                 head = heads[chunk.article] = tokenize(indexed_text(chunk.article.title, chunk.article.published, ""))
             text_terms = terms[len(head) :] if terms[: len(head)] == head else tokenize(chunk.text)
-            chunk.terms = array("I", {self._term_id(term, keywords) for term in text_terms})
+            numbers = keywords.term_ids(set(text_terms))
+            if None in numbers:  # only when the text did not tokenize as it did after its title
+                numbers = [self._term_id(term, keywords) for term in set(text_terms)]
+            chunk.terms = array("I", cast(list[int], numbers))
         return keywords
 
     @property
