@@ -1,15 +1,24 @@
 """Hybrid retrieval on a real index: keyword hits, one story from many outlets, dates."""
 
 import json
-from datetime import date
+import math
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
+from config import Settings
 from retrieval.answer.extractive import ExtractiveGenerator
 from retrieval.index.embedding import Embedder
+from retrieval.index.keywords import KeywordIndex, tokenize
+from retrieval.index.store import ArticleStore, day_number
+from retrieval.ingest.articles import Article
+from retrieval.ingest.chunking import chunk_article
 from retrieval.passages import Passage, Query
 from retrieval.service import Services
-from tests.conftest import make_services
+from tests.conftest import SEED_QA, make_services
 
 WIRE = (
     "Engineers finished the Kallaru river dam on Tuesday after ten years of work, the ministry said. "
@@ -126,3 +135,92 @@ def test_recency_halves_every_thirty_days_or_every_seven_for_this_week() -> None
     assert Query("Who won?", as_of=as_of).recency(date(2023, 2, 1)) == 0.0  # after the as-of date
     assert Query("Who won?", as_of=as_of).recency(None) == 0.0
     assert Query("Who won?").recency(date(2023, 1, 31)) == 0.0
+
+
+# -- search at size: faster, and finding what it found before ---------------------------------------
+
+PINNED = Path(__file__).resolve().parent / "data" / "retrieval_pinned.json"
+
+
+def test_the_seed_questions_find_the_pinned_passages(seed_services: Services) -> None:
+    """The passages (chunk, window, duplicates, in order) found before search was made fast at size.
+
+    A deliberate change to ranking changes them: write the new ones to `PINNED` after checking them.
+    """
+    names = {article.doc_id: Path(article.path).name for article in seed_services.store.articles().values()}
+
+    def label(cid: str) -> str:
+        doc_id, _, index = cid.rpartition(":")
+        return f"{names[doc_id]}:{index}"
+
+    questions = [json.loads(line)["question"] for line in SEED_QA.read_text().splitlines() if line.strip()]
+    found = {}
+    for question in questions:
+        for kind, query in (
+            ("plain", Query(question)),
+            ("as_of", Query(question, as_of=date(2016, 7, 20))),
+            ("since", Query(question, since=date(2016, 7, 1))),
+        ):
+            found[f"{kind}: {question}"] = [
+                [label(p.chunk_id), [label(c) for c in p.window], [label(d.chunk_id) for d in p.duplicates]]
+                for p in seed_services.retriever.retrieve(query)
+            ]
+    assert found == json.loads(PINNED.read_text())
+
+
+def _random_store(settings: Settings, articles: int = 40) -> tuple[ArticleStore, np.ndarray]:
+    """A store of short dated articles with random unit vectors (no model), and a query vector."""
+    rng = np.random.default_rng(7)
+    store = ArticleStore.from_settings(settings)
+    for number in range(articles):
+        article = Article.build(
+            title=f"Report {number}",
+            text=f"Report {number} on the Kallaru dam. " * 30,
+            path=Path(f"{number}.txt"),
+            key=str(number),
+            published=date(2023, 1, 1) + timedelta(days=number) if number % 5 else None,
+        )
+        chunks = chunk_article(article, 300, 50)
+        vectors = rng.standard_normal((len(chunks), 16))
+        store.add(store.live(), article, chunks, vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
+    vector = rng.standard_normal(16)
+    return store, vector / np.linalg.norm(vector)
+
+
+def test_naming_the_chunks_in_a_date_range_finds_what_a_metadata_filter_finds(settings: Settings) -> None:
+    store, vector = _random_store(settings)
+    _, _, metas = store.all_chunks()
+    ids = store.all_chunks()[0]
+    since, until = date(2023, 1, 10), date(2023, 1, 25)
+    dated = [cid for cid, meta in zip(ids, metas) if day_number(since) <= meta.get("published_day", -1) <= day_number(until)]
+    where: dict[str, Any] = {
+        "$and": [{"published_day": {"$gte": day_number(since)}}, {"published_day": {"$lte": day_number(until)}}]
+    }
+    filtered = store.query(vector, 20, where=where)
+    assert len(filtered) == 20
+    assert store.nearest_ids(vector, 20, ids=dated) == [(cid, similarity) for cid, _, _, similarity in filtered]
+    assert store.nearest_ids(vector, 20) == [(cid, similarity) for cid, _, _, similarity in store.query(vector, 20)]
+    assert store.nearest_ids(vector, 20, ids=[]) == []
+
+
+def test_a_write_through_the_store_shows_in_its_version_at_once(settings: Settings) -> None:
+    store, _ = _random_store(settings, articles=3)
+    before = store.version()
+    assert store.version() == before
+    store.delete(store.live(), [next(iter(store.articles()))])
+    assert store.version() != before
+
+
+def test_document_frequencies_count_the_chunks_that_use_a_term() -> None:
+    texts = ["Troops sent to Iraq", "More troops, more troops", "The dam holds water", ""]
+    index = KeywordIndex(["a", "b", "c", "d"], texts)
+    assert [index.df(term) for term in ("troop", "iraq", "water", "absent")] == [2, 1, 1, 0]
+    assert index.idf("troop") == math.log(1 + 5 / 2.5)
+    assert [cid for cid, _ in index.search("troops in Iraq", 3)] == ["a", "b"]
+
+
+def test_tokens_are_the_same_the_first_time_and_after() -> None:
+    text = "How many troops? The troops’ 4,600 dollars; HOW FAR is Kallaru"
+    first = tokenize(text)
+    assert first == tokenize(text) == ["troop", "troop", "4600", "dollar", "kallaru"]
+    assert tokenize(text, keep_stopwords=True)[:3] == ["how", "troop", "the"]  # "how many" asks, it says nothing

@@ -27,6 +27,8 @@ logger = logging.getLogger(__name__)
 # Rows of `nearest`: chunk id, text, metadata, cosine similarity.
 Hit = tuple[str, str, dict[str, Any], float]
 _DELETE_BATCH = 500
+# Seconds a chunk count stands for `ArticleStore.version`, when nothing was written through the store.
+RECOUNT_S = 1.0
 
 # Chunk metadata written by the reader at ingest (`retrieval/read/vectors.py`): the packed vectors of
 # the chunk's sentences, and the version of the encoder that made them. Search never needs them, so
@@ -47,12 +49,20 @@ class ChunkStore(Protocol):
         """How many chunks the live collection holds."""
         ...
 
+    def version(self) -> str:
+        """A value that changes when the live collection does (search rebuilds its keyword index then)."""
+        ...
+
     def all_chunks(self) -> tuple[list[str], list[str], list[dict[str, Any]]]:
         """Ids, texts and metadata of every live chunk (for the keyword index)."""
         ...
 
     def query(self, embedding: np.ndarray, n: int, where: Where | None = None) -> list[Hit]:
         """The `n` nearest live chunks as (id, text, metadata, cosine similarity)."""
+        ...
+
+    def nearest_ids(self, embedding: np.ndarray, n: int, ids: Sequence[str] | None = None) -> list[tuple[str, float]]:
+        """The `n` nearest live chunks (among `ids`, when given) as (id, cosine similarity), without text or metadata."""
         ...
 
     def chunks(self, ids: Sequence[str]) -> dict[str, tuple[str, dict[str, Any]]]:
@@ -149,6 +159,9 @@ class ArticleStore:
     def __init__(self, client: ClientAPI, name: str) -> None:
         self._client = client
         self.name = name
+        self._collections: dict[str, Collection] = {}  # by name; a name is never reused (`_new_name`)
+        self._writes = 0  # writes through this store, so `version` counts again after one
+        self._counted: tuple[str | None, int, int, float] = (None, 0, -1, 0.0)  # live name, count, writes, when
         self._registry = client.get_or_create_collection(
             f"{name}-registry", embedding_function=None, metadata={"kind": "newsbot-registry"}
         )
@@ -183,12 +196,17 @@ class ArticleStore:
         name = self.live_name
         if name is None:
             raise StoreError(f"the index {self.name!r} has no live collection")
+        if name in self._collections:
+            return self._collections[name]
         try:
-            return self._client.get_collection(name, embedding_function=None)
+            collection = self._client.get_collection(name, embedding_function=None)
         except httpx.TransportError:
             raise
         except Exception as exc:
             raise StoreError(f"the live collection {name!r} is missing from Chroma") from exc
+        # Asking the registry which collection is live is enough on every call; opening it once is.
+        self._collections = {name: collection}
+        return collection
 
     @_server_call
     def stage(self) -> Collection:
@@ -291,10 +309,39 @@ class ArticleStore:
     def count(self) -> int:
         return int(self.live().count())
 
+    def version(self) -> str:
+        """The live collection's name and size. The name is read every time; the size (counting takes
+        milliseconds a question at 100k chunks) again after a write through this store, or after
+        `RECOUNT_S` seconds for writes by other processes (`newsbot ingest` beside `newsbot serve`)."""
+        name = self.live_name
+        counted_name, counted, writes, when = self._counted
+        now = time.monotonic()
+        if name != counted_name or writes != self._writes or now - when > RECOUNT_S:
+            writes = self._writes
+            counted = self.count()
+            self._counted = (name, counted, writes, now)
+        return f"{name}:{counted}"
+
     @_server_call
     def query(self, embedding: np.ndarray, n: int, where: Where | None = None) -> list[Hit]:
         """The `n` nearest live chunks as (id, text, metadata, cosine similarity)."""
         return nearest(self.live(), embedding, n, where)
+
+    @_server_call
+    def nearest_ids(self, embedding: np.ndarray, n: int, ids: Sequence[str] | None = None) -> list[tuple[str, float]]:
+        """The `n` nearest live chunks (among `ids`, when given) as (id, cosine similarity), without text or metadata.
+
+        Naming the chunks finds what the same `where` on their metadata would, many times faster: Chroma
+        takes 300 ms to apply a date range to 100k chunks, and 40 ms to look up the ids in it.
+        """
+        if ids is not None and not ids:
+            return []  # Chroma reads no ids as all of them
+        result = self.live().query(
+            query_embeddings=[embedding.tolist()], n_results=n, ids=None if ids is None else list(ids), include=["distances"]
+        )
+        distances = result["distances"]
+        assert distances is not None  # they were included
+        return [(cid, 1.0 - float(dist)) for cid, dist in zip(result["ids"][0], distances[0], strict=True)]
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -309,16 +356,22 @@ class ArticleStore:
     ) -> None:
         """Write an article's chunks; `extra` adds fields to each chunk's metadata (the reader's vectors)."""
         more = list(extra) if extra else [{} for _ in chunks]
-        collection.add(
-            ids=[chunk.chunk_id for chunk in chunks],
-            embeddings=embeddings.tolist(),
-            documents=[chunk.text for chunk in chunks],
-            metadatas=[{**chunk_metadata(article, chunk), **fields} for chunk, fields in zip(chunks, more, strict=True)],
-        )
+        try:
+            collection.add(
+                ids=[chunk.chunk_id for chunk in chunks],
+                embeddings=embeddings.tolist(),
+                documents=[chunk.text for chunk in chunks],
+                metadatas=[{**chunk_metadata(article, chunk), **fields} for chunk, fields in zip(chunks, more, strict=True)],
+            )
+        finally:  # after the write: a `version` that counted before it must count again
+            self._writes += 1
 
     @_server_call
     def delete(self, collection: Collection, doc_ids: Sequence[str]) -> None:
-        delete_articles(collection, doc_ids)
+        try:
+            delete_articles(collection, doc_ids)
+        finally:
+            self._writes += 1
 
 
 # -- Chroma helpers shared with the naive peer ----------------------------------------------------

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import threading
+from array import array
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, cast
+
+import numpy as np
 
 from retrieval.index.embedding import Embedder
 from retrieval.index.keywords import KeywordIndex, tokenize
@@ -18,15 +22,59 @@ from retrieval.passages import Passage, Query
 logger = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
+class _Article:
+    """What a passage shows of its article; one object shared by all the article's chunks."""
+
+    doc_id: str
+    title: str
+    source: str | None
+    url: str | None
+    published: str | None
+    published_day: int | None
+    path: str | None
+
+    @classmethod
+    def of(cls, meta: dict[str, Any]) -> _Article:
+        day = meta.get("published_day")
+        return cls(
+            doc_id=str(meta.get("doc_id", "")),
+            title=str(meta.get("title", "")),
+            source=meta.get("source"),
+            url=meta.get("url"),
+            published=meta.get("published"),
+            published_day=None if day is None else int(day),
+            path=meta.get("path"),
+        )
+
+
+@dataclass(slots=True)
 class _Chunk:
     text: str
-    meta: dict[str, Any]
-    terms: set[str] | None = None
+    article: _Article
+    # The distinct terms of the text, by number (`KeywordIndex.term_id`): 4 bytes a term, where a set of
+    # strings takes 30; story grouping compares them.
+    terms: array[int] | None = None
 
 
-def _jaccard(a: set[str], b: set[str]) -> float:
-    return len(a & b) / len(a | b) if a and b else 0.0
+def _similar(a: set[int], b: set[int]) -> bool:
+    """Jaccard similarity of at least 0.5: the same story. Sets of very different sizes cannot be."""
+    if 2 * min(len(a), len(b)) < max(len(a), len(b)) or not a:
+        return False
+    shared = len(a & b)
+    return shared / (len(a) + len(b) - shared) >= 0.5
+
+
+def _return_freed_memory() -> None:
+    """Give the memory freed by an index build back to the system: glibc keeps it for reuse otherwise.
+
+    Building the keyword index of 100k chunks leaves 400 MB of it resident, for the life of the process.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (macOS, musl): its allocator decides
+        return
+    libc.malloc_trim(0)
 
 
 class HybridRetriever:
@@ -59,21 +107,55 @@ class HybridRetriever:
         self._version: str | None = None
         self._keywords: KeywordIndex | None = None
         self._chunks: dict[str, _Chunk] = {}
+        self._new_terms: dict[str, int] = {}  # numbers of terms the keyword index does not know
+        # Dated chunks ordered by day, for date ranges: their days and their ids.
+        self._days = np.zeros(0, dtype=np.int64)
+        self._by_day: list[str] = []
         self._refresh_lock = threading.Lock()
+        self._new_terms_lock = threading.Lock()
 
     # The keyword index mirrors the live collection; it is rebuilt when the alias moves.
     def refresh(self, force: bool = False) -> None:
         """Rebuild the keyword index if the live collection changed since it was built."""
         with self._refresh_lock:
-            version = f"{self.store.live_name}:{self.store.count()}"
+            version = self.store.version()
             if not force and version == self._version:
                 return
             ids, texts, metas = self.store.all_chunks()
-            self._chunks = {cid: _Chunk(text, meta) for cid, text, meta in zip(ids, texts, metas)}
-            searchable = [indexed_text(str(m.get("title", "")), m.get("published"), t) for t, m in zip(texts, metas)]
-            self._keywords = KeywordIndex(ids, searchable)
+            articles: dict[_Article, _Article] = {}
+            chunks: dict[str, _Chunk] = {}
+            for cid, text, meta in zip(ids, texts, metas):
+                article = _Article.of(meta)
+                chunks[cid] = _Chunk(text, articles.setdefault(article, article))
+            del metas  # a dict a chunk: at a million chunks, gigabytes
+            dated = [(c.article.published_day, cid) for cid, c in chunks.items() if c.article.published_day is not None]
+            dated.sort()
+            self._days = np.array([day for day, _ in dated], dtype=np.int64)
+            self._by_day = [cid for _, cid in dated]
+            self._keywords = self._index(ids, chunks)
+            self._chunks = chunks
             self._version = version
-            logger.info("keyword index: %d chunks (%s)", len(ids), version)
+            del ids, texts, chunks
+            _return_freed_memory()
+            logger.info("keyword index: %d chunks (%s)", len(self._chunks), version)
+
+    def _index(self, ids: list[str], chunks: dict[str, _Chunk]) -> KeywordIndex:
+        """The keyword index of the chunks, noting in each chunk the terms of its text."""
+        corpus = [tokenize(indexed_text(c.article.title, c.article.published, c.text)) for c in chunks.values()]
+        keywords = KeywordIndex.of_terms(ids, corpus)
+        self._new_terms = {}
+        # A chunk is indexed with its article's title line first: the terms after the title's are its text's.
+        heads: dict[_Article, list[str]] = {}
+        for chunk, terms in zip(chunks.values(), corpus):
+            head = heads.get(chunk.article)
+            if head is None:
+                head = heads[chunk.article] = tokenize(indexed_text(chunk.article.title, chunk.article.published, ""))
+            text_terms = terms[len(head) :] if terms[: len(head)] == head else tokenize(chunk.text)
+            numbers = keywords.term_ids(set(text_terms))
+            if None in numbers:  # only when the text did not tokenize as it did after its title
+                numbers = [self._term_id(term, keywords) for term in set(text_terms)]
+            chunk.terms = array("I", cast(list[int], numbers))
+        return keywords
 
     @property
     def keywords(self) -> KeywordIndex:
@@ -90,10 +172,12 @@ class HybridRetriever:
         self.refresh()
         k = top_k or self.top_k
         vector = self.embedder.embed([query.text])[0]
-        dense = self.store.query(vector, self.candidates, where=_date_filter(query.since, query.until))
-        for cid, text, meta, _ in dense:
-            self._chunks.setdefault(cid, _Chunk(text, meta))
-        dense_ids = [cid for cid, *_ in dense if self._in_range(cid, query)]
+        dense = self.store.nearest_ids(vector, self.candidates, ids=self._dated(query.since, query.until))
+        missing = [cid for cid, _ in dense if cid not in self._chunks]
+        if missing:  # written since the keyword index was built; it is rebuilt at the next question
+            for cid, (text, meta) in self.store.chunks(missing).items():
+                self._chunks.setdefault(cid, _Chunk(text, _Article.of(meta)))
+        dense_ids = [cid for cid, _ in dense if cid in self._chunks and self._in_range(cid, query)]
         keyword_ids = [cid for cid, _ in self.keywords.search(query.text, self.candidates) if self._in_range(cid, query)]
         fused: dict[str, float] = {}
         for weight, ranking in ((self.dense_weight, dense_ids), (self.keyword_weight, keyword_ids)):
@@ -108,9 +192,17 @@ class HybridRetriever:
             for rank, group in enumerate(self._group_stories(ranked, k), start=1)
         ]
 
+    def _dated(self, since: date | None, until: date | None) -> list[str] | None:
+        """The chunks published from `since` to `until` (None when neither is given: every chunk)."""
+        if since is None and until is None:
+            return None
+        start = 0 if since is None else int(np.searchsorted(self._days, day_number(since), side="left"))
+        end = len(self._days) if until is None else int(np.searchsorted(self._days, day_number(until), side="right"))
+        return self._by_day[start:end]
+
     def _published(self, cid: str) -> date | None:
-        day = self._chunks[cid].meta.get("published_day")
-        return None if day is None else date.fromordinal(int(day))
+        day = self._chunks[cid].article.published_day
+        return None if day is None else date.fromordinal(day)
 
     def _group_stories(self, ranked: list[str], k: int) -> list[list[str]]:
         """The first `k` stories, each article's best passage first, near-duplicates folded in.
@@ -119,12 +211,12 @@ class HybridRetriever:
         An article's best passage (with its neighbours as context) stands for it, so the first slots go
         to distinct articles; an article's further passages fill the slots that are left.
         """
-        groups: list[tuple[set[str], list[str]]] = []
+        groups: list[tuple[set[int], list[str]]] = []
         covered: set[str] = set()  # chunks already shown inside a passage's window
         placed: set[str] = set()
         later: list[str] = []
         for cid in ranked:
-            doc_id = str(self._chunks[cid].meta.get("doc_id"))
+            doc_id = self._chunks[cid].article.doc_id
             if doc_id in placed:
                 later.append(cid)
                 continue
@@ -139,16 +231,16 @@ class HybridRetriever:
                 self._place(cid, groups, covered)
         return [members for _, members in groups[:k]]
 
-    def _story(self, cid: str, groups: list[tuple[set[str], list[str]]]) -> list[str] | None:
+    def _story(self, cid: str, groups: list[tuple[set[int], list[str]]]) -> list[str] | None:
         """The story (group members) that `cid` repeats from another article, if any."""
-        doc_id = self._chunks[cid].meta.get("doc_id")
+        doc_id = self._chunks[cid].article.doc_id
         terms = self._terms(cid)
         for head_terms, members in groups:
-            if self._chunks[members[0]].meta.get("doc_id") != doc_id and _jaccard(terms, head_terms) >= 0.5:
+            if self._chunks[members[0]].article.doc_id != doc_id and _similar(terms, head_terms):
                 return members
         return None
 
-    def _place(self, cid: str, groups: list[tuple[set[str], list[str]]], covered: set[str]) -> None:
+    def _place(self, cid: str, groups: list[tuple[set[int], list[str]]], covered: set[str]) -> None:
         """Fold `cid` into the story it repeats, or start a new one."""
         story = self._story(cid, groups)
         if story is not None:
@@ -176,15 +268,23 @@ class HybridRetriever:
         # One sentence a line: web text has headlines and list items without a full stop.
         return "\n".join(sentences) or self._chunks[cid].text
 
-    def _terms(self, cid: str) -> set[str]:
+    def _terms(self, cid: str) -> set[int]:
         chunk = self._chunks[cid]
-        if chunk.terms is None:
-            chunk.terms = set(tokenize(chunk.text))
-        return chunk.terms
+        if chunk.terms is None:  # written since the keyword index was built
+            chunk.terms = array("I", {self._term_id(term, self.keywords) for term in tokenize(chunk.text)})
+        return set(chunk.terms)
+
+    def _term_id(self, term: str, keywords: KeywordIndex) -> int:
+        """The term's number in `keywords`, or one of its own past them."""
+        known = keywords.term_id(term)
+        if known is not None:
+            return known
+        with self._new_terms_lock:
+            return self._new_terms.setdefault(term, 2**31 + len(self._new_terms))
 
     def _in_range(self, cid: str, query: Query) -> bool:
-        meta = self._chunks[cid].meta if cid in self._chunks else {}
-        day = meta.get("published_day")
+        chunk = self._chunks.get(cid)
+        day = chunk.article.published_day if chunk else None
         if query.since is not None and (day is None or day < day_number(query.since)):
             return False
         if query.until is not None and (day is None or day > day_number(query.until)):
@@ -193,29 +293,18 @@ class HybridRetriever:
 
     def _passage(self, rank: int, cid: str, score: float, duplicates: list[str] | None = None) -> Passage:
         chunk = self._chunks[cid]
-        meta = chunk.meta
+        article = chunk.article
         return Passage(
             rank=rank,
-            doc_id=str(meta.get("doc_id", "")),
+            doc_id=article.doc_id,
             chunk_id=cid,
-            title=str(meta.get("title", "")),
+            title=article.title,
             text=self._window(cid) if self.window else chunk.text,
             score=score,
-            source=meta.get("source"),
-            url=meta.get("url"),
-            published=meta.get("published"),
-            path=meta.get("path"),
+            source=article.source,
+            url=article.url,
+            published=article.published,
+            path=article.path,
             duplicates=tuple(self._passage(rank, other, score) for other in duplicates or ()),
             window=tuple(self._neighbours(cid)) if self.window else (cid,),
         )
-
-
-def _date_filter(since: date | None, until: date | None) -> dict[str, Any] | None:
-    clauses: list[dict[str, Any]] = []
-    if since is not None:
-        clauses.append({"published_day": {"$gte": day_number(since)}})
-    if until is not None:
-        clauses.append({"published_day": {"$lte": day_number(until)}})
-    if not clauses:
-        return None
-    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
