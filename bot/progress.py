@@ -55,5 +55,8 @@ async def ingest_with_progress(
     result = await asyncio.to_thread(runtime.services.ingestor.ingest, paths, rebuild=True, prune=prune, progress=report)
     for edit in edits:
         await asyncio.wrap_future(edit)
+    # The new collection's keyword index, built now rather than by the next question (questions asked
+    # meanwhile are answered from the old one).
+    await asyncio.to_thread(runtime.services.retriever.refresh)
     runtime.last_reload = datetime.now()
     return result

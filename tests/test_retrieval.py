@@ -224,3 +224,45 @@ def test_tokens_are_the_same_the_first_time_and_after() -> None:
     first = tokenize(text)
     assert first == tokenize(text) == ["troop", "troop", "4600", "dollar", "kallaru"]
     assert tokenize(text, keep_stopwords=True)[:3] == ["how", "troop", "the"]  # "how many" asks, it says nothing
+
+
+def test_questions_are_answered_from_the_old_keyword_index_while_a_new_one_is_built(services: Services) -> None:
+    """A reload's keyword index is built beside the one in use; no question waits for it."""
+    import shutil
+    import threading
+
+    from tests.conftest import ARTICLES
+
+    first, rest = sorted(ARTICLES.iterdir())[:2], sorted(ARTICLES.iterdir())[2:]
+    folder = services.settings.data_dir.parent / "articles"
+    folder.mkdir()
+    for path in first:
+        shutil.copy(path, folder)
+    services.ingestor.ingest([folder])
+    retriever = services.retriever
+    retriever.refresh()
+    known = retriever.keywords.size
+    for path in rest:
+        shutil.copy(path, folder)
+    services.ingestor.ingest([folder])
+
+    building, release = threading.Event(), threading.Event()
+    fetch = retriever.store.all_chunks
+
+    def slow_fetch() -> tuple[list[str], list[str], list[dict[str, Any]]]:
+        building.set()
+        assert release.wait(30)
+        return fetch()
+
+    retriever.store.all_chunks = slow_fetch  # type: ignore[method-assign]
+    rebuild = threading.Thread(target=retriever.refresh)
+    rebuild.start()
+    try:
+        assert building.wait(30)
+        answered = retriever.retrieve(Query("How far is Mosul from Baghdad?"))  # does not wait for the build
+        assert answered and retriever.keywords.size == known
+    finally:
+        release.set()
+        rebuild.join(30)
+    assert retriever.keywords.size == services.store.count() > known
+    assert "360" in " ".join(p.text for p in retriever.retrieve(Query("How far is Mosul from Baghdad?")))

@@ -6,6 +6,8 @@ import ctypes
 import logging
 import threading
 from array import array
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, cast
@@ -77,6 +79,40 @@ def _return_freed_memory() -> None:
     libc.malloc_trim(0)
 
 
+class _ReadWriteLock:
+    """Many readers at once, or one writer; a waiting writer lets no new reader in (so it is not starved)."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._readers = 0
+        self._writing = False
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        with self._condition:
+            self._condition.wait_for(lambda: not self._writing)
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._readers -= 1
+                self._condition.notify_all()
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        with self._condition:
+            self._condition.wait_for(lambda: not self._writing)
+            self._writing = True
+            self._condition.wait_for(lambda: self._readers == 0)
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._writing = False
+                self._condition.notify_all()
+
+
 class HybridRetriever:
     """Finds passages by meaning and by words, then fuses the two rankings."""
 
@@ -113,11 +149,21 @@ class HybridRetriever:
         self._by_day: list[str] = []
         self._refresh_lock = threading.Lock()
         self._new_terms_lock = threading.Lock()
+        self._in_use = _ReadWriteLock()
 
     # The keyword index mirrors the live collection; it is rebuilt when the alias moves.
     def refresh(self, force: bool = False) -> None:
-        """Rebuild the keyword index if the live collection changed since it was built."""
-        with self._refresh_lock:
+        """Rebuild the keyword index if the live collection changed since it was built.
+
+        The new index is built beside the one in use: questions asked meanwhile are answered from
+        the old one (they do not wait for the build), and the two are swapped in one step between
+        questions. Only the very first build makes questions wait.
+        """
+        if self._keywords is None or force:
+            self._refresh_lock.acquire()
+        elif not self._refresh_lock.acquire(blocking=False):
+            return  # being rebuilt by another thread: answer from the index in use
+        try:
             version = self.store.version()
             if not force and version == self._version:
                 return
@@ -130,20 +176,24 @@ class HybridRetriever:
             del metas  # a dict a chunk: at a million chunks, gigabytes
             dated = [(c.article.published_day, cid) for cid, c in chunks.items() if c.article.published_day is not None]
             dated.sort()
-            self._days = np.array([day for day, _ in dated], dtype=np.int64)
-            self._by_day = [cid for _, cid in dated]
-            self._keywords = self._index(ids, chunks)
-            self._chunks = chunks
-            self._version = version
+            days = np.array([day for day, _ in dated], dtype=np.int64)
+            by_day = [cid for _, cid in dated]
+            new_terms: dict[str, int] = {}
+            keywords = self._index(ids, chunks, new_terms)
+            with self._in_use.writing():
+                self._days, self._by_day = days, by_day
+                self._keywords, self._new_terms, self._chunks = keywords, new_terms, chunks
+                self._version = version
             del ids, texts, chunks
             _return_freed_memory()
             logger.info("keyword index: %d chunks (%s)", len(self._chunks), version)
+        finally:
+            self._refresh_lock.release()
 
-    def _index(self, ids: list[str], chunks: dict[str, _Chunk]) -> KeywordIndex:
+    def _index(self, ids: list[str], chunks: dict[str, _Chunk], new_terms: dict[str, int]) -> KeywordIndex:
         """The keyword index of the chunks, noting in each chunk the terms of its text."""
         corpus = [tokenize(indexed_text(c.article.title, c.article.published, c.text)) for c in chunks.values()]
         keywords = KeywordIndex.of_terms(ids, corpus)
-        self._new_terms = {}
         # A chunk is indexed with its article's title line first: the terms after the title's are its text's.
         heads: dict[_Article, list[str]] = {}
         for chunk, terms in zip(chunks.values(), corpus):
@@ -153,7 +203,7 @@ class HybridRetriever:
             text_terms = terms[len(head) :] if terms[: len(head)] == head else tokenize(chunk.text)
             numbers = keywords.term_ids(set(text_terms))
             if None in numbers:  # only when the text did not tokenize as it did after its title
-                numbers = [self._term_id(term, keywords) for term in set(text_terms)]
+                numbers = [self._term_id(term, keywords, new_terms) for term in set(text_terms)]
             chunk.terms = array("I", cast(list[int], numbers))
         return keywords
 
@@ -170,7 +220,10 @@ class HybridRetriever:
 
     def retrieve(self, query: Query, top_k: int | None = None) -> list[Passage]:
         self.refresh()
-        k = top_k or self.top_k
+        with self._in_use.reading():  # one index from start to end, though a rebuilt one is swapped in meanwhile
+            return self._retrieve(query, top_k or self.top_k)
+
+    def _retrieve(self, query: Query, k: int) -> list[Passage]:
         vector = self.embedder.embed([query.text])[0]
         dense = self.store.nearest_ids(vector, self.candidates, ids=self._dated(query.since, query.until))
         missing = [cid for cid, _ in dense if cid not in self._chunks]
@@ -271,16 +324,16 @@ class HybridRetriever:
     def _terms(self, cid: str) -> set[int]:
         chunk = self._chunks[cid]
         if chunk.terms is None:  # written since the keyword index was built
-            chunk.terms = array("I", {self._term_id(term, self.keywords) for term in tokenize(chunk.text)})
+            chunk.terms = array("I", {self._term_id(term, self.keywords, self._new_terms) for term in tokenize(chunk.text)})
         return set(chunk.terms)
 
-    def _term_id(self, term: str, keywords: KeywordIndex) -> int:
-        """The term's number in `keywords`, or one of its own past them."""
+    def _term_id(self, term: str, keywords: KeywordIndex, new_terms: dict[str, int]) -> int:
+        """The term's number in `keywords`, or one of its own past them (kept in `new_terms`)."""
         known = keywords.term_id(term)
         if known is not None:
             return known
         with self._new_terms_lock:
-            return self._new_terms.setdefault(term, 2**31 + len(self._new_terms))
+            return new_terms.setdefault(term, 2**31 + len(new_terms))
 
     def _in_range(self, cid: str, query: Query) -> bool:
         chunk = self._chunks.get(cid)
