@@ -124,6 +124,17 @@ class FakeServices:
         self.answerer = FakeAnswerer()
         self.store = FakeStore()
         self.briefer = FakeBriefer()
+        self.retriever = FakeRetriever()
+
+
+class FakeRetriever:
+    """Counts the keyword index rebuilds the bot asks for after a reload."""
+
+    def __init__(self) -> None:
+        self.refreshed = 0
+
+    def refresh(self) -> None:
+        self.refreshed += 1
 
 
 class FakeBriefer:
@@ -507,6 +518,7 @@ async def test_questions_are_answered_while_a_reload_runs(harness: Harness) -> N
     assert edits[-1].startswith("<b>Reload finished</b>") and "Added: 2" in edits[-1] and "Unchanged: 1" in edits[-1]
     assert "Embedding articles: 2 of 2…" in edits
     assert harness.runtime.last_reload is not None
+    assert harness.services.retriever.refreshed == 1  # the new keyword index is built before "finished"
 
 
 # -- other commands ---------------------------------------------------------------------------
