@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     chroma_port: int = Field(ge=1, le=65535)
     embedding_model: str
     embedding_runtime: Literal["onnx", "torch"]
+    embedding_max_tokens: int = Field(ge=0, le=512)
     model_cache: str
     embedding_batch_size: int = Field(ge=1, le=4096)
     embedding_threads: int = Field(ge=0, le=256)

@@ -61,6 +61,7 @@ class Services:
                     batch_size=settings.embedding_batch_size,
                     threads=settings.embedding_threads,
                     workers=os.cpu_count() or 1,
+                    max_tokens=settings.embedding_max_tokens or None,
                 )
             else:
                 self._embedder = SentenceTransformerEmbedder(

@@ -149,6 +149,7 @@ class OnnxEmbedder:
         batch_size: int = 32,
         threads: int = 1,
         workers: int = 1,
+        max_tokens: int | None = None,
     ) -> None:
         self.path = Path(model_path) if model_path else default_model_path()
         if not self.path.is_dir():
@@ -157,6 +158,7 @@ class OnnxEmbedder:
         self.batch_size = batch_size
         self.threads = threads
         self.workers = workers
+        self.max_tokens = max_tokens
         self.name = self.path.name
         self._digest: str | None = None
         self._encoders: dict[str, Any] = {}
@@ -176,7 +178,7 @@ class OnnxEmbedder:
 
     @property
     def version(self) -> str:
-        return f"onnx:{self.name}:{self.digest}"
+        return f"onnx:{self.name}:{self.digest}:{self.max_tokens or 'all'}"
 
     @property
     def folder(self) -> Path:
@@ -190,7 +192,12 @@ class OnnxEmbedder:
 
                 self._export()
                 self._encoders[model_file] = OnnxEncoder(
-                    self.folder, threads=self.threads, batch_size=self.batch_size, workers=self.workers, model_file=model_file
+                    self.folder,
+                    threads=self.threads,
+                    batch_size=self.batch_size,
+                    workers=self.workers,
+                    model_file=model_file,
+                    max_tokens=self.max_tokens,
                 )
         return self._encoders[model_file]
 

@@ -52,7 +52,14 @@ class OnnxEncoder:
     """
 
     def __init__(
-        self, folder: Path, *, threads: int = 1, batch_size: int = 32, workers: int = 1, model_file: str = "model.onnx"
+        self,
+        folder: Path,
+        *,
+        threads: int = 1,
+        batch_size: int = 32,
+        workers: int = 1,
+        model_file: str = "model.onnx",
+        max_tokens: int | None = None,
     ) -> None:
         self.folder = Path(folder)
         self.model_file = model_file
@@ -60,6 +67,8 @@ class OnnxEncoder:
             if not (self.folder / name).is_file():
                 raise EncoderError(f"encoder file missing: {self.folder / name}")
         self.config = EncoderConfig.read(self.folder)
+        if max_tokens is not None:  # read less of each text than the model could (faster; see OnnxEmbedder)
+            self.config = EncoderConfig(self.config.dimension, min(max_tokens, self.config.max_tokens))
         self.threads = threads
         self.batch_size = batch_size
         self.workers = max(1, workers)

@@ -38,8 +38,8 @@ class ChunkAnnotator(Protocol):
         """Names what made the annotations: an article annotated by another version is annotated again."""
         ...
 
-    def annotate(self, title: str, texts: Sequence[str]) -> list[dict[str, str]]:
-        """One dict of metadata fields per chunk text of an article."""
+    def annotate_many(self, articles: Sequence[tuple[str, Sequence[str]]]) -> list[list[dict[str, str]]]:
+        """For each article (title, chunk texts): one dict of metadata fields per chunk text."""
         ...
 
 
@@ -256,8 +256,12 @@ class Ingestor:
         def write(batch: list[tuple[Article, list[Chunk]]], vectors: np.ndarray) -> None:
             nonlocal done
             offset = 0
-            for article, chunks in batch:
-                extra = self.annotator.annotate(article.title, [c.text for c in chunks]) if self.annotator else None
+            notes = (
+                self.annotator.annotate_many([(article.title, [c.text for c in chunks]) for article, chunks in batch])
+                if self.annotator
+                else [None] * len(batch)
+            )
+            for (article, chunks), extra in zip(batch, notes):
                 self.store.add(target, article, chunks, vectors[offset : offset + len(chunks)], extra)
                 offset += len(chunks)
             done += len(batch)
@@ -305,10 +309,12 @@ class Ingestor:
                         chunks.setdefault(str(meta["doc_id"]), []).append((position, cid, text, str(meta.get("title", ""))))
                 ids: list[str] = []
                 notes: list[dict[str, Any]] = []
+                articles = []
                 for members_of in chunks.values():
                     members_of.sort()
                     ids += [cid for _, cid, _, _ in members_of]
-                    notes += self.annotator.annotate(members_of[0][3], [text for _, _, text, _ in members_of])
+                    articles.append((members_of[0][3], [text for _, _, text, _ in members_of]))
+                notes += [note for article_notes in self.annotator.annotate_many(articles) for note in article_notes]
                 self.store.annotate(target, ids, notes)
                 report.reannotated += len(chunks)
                 bar.update(len(batch))

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -60,9 +62,12 @@ class SentenceAnnotator:
     A sentence that two chunks share (the overlap) is encoded once.
     """
 
-    def __init__(self, encoder: OnnxEncoder, version: str) -> None:
+    def __init__(self, encoder: OnnxEncoder, version: str, *, workers: int | None = None) -> None:
         self.encoder = encoder
         self.version = version
+        self.workers = workers if workers is not None else (os.cpu_count() or 1)
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
 
     def annotate(self, title: str, texts: Sequence[str]) -> list[dict[str, str]]:
         """One metadata dict per chunk text."""
@@ -74,6 +79,19 @@ class SentenceAnnotator:
             {SENTENCE_VECTORS: pack(vectors[[row[s] for s in sentences]]), SENTENCE_VECTORS_MODEL: self.version}
             for sentences in per_chunk
         ]
+
+    def annotate_many(self, articles: Sequence[tuple[str, Sequence[str]]]) -> list[list[dict[str, str]]]:
+        """`annotate` for many articles (title, chunk texts), several at once on the machine's cores.
+
+        Each article is encoded in a call of its own: int8 activations are quantised per batch, so
+        mixing articles in one batch would make an article's vectors depend on what was ingested with it.
+        """
+        if len(articles) < 2 or self.workers < 2:
+            return [self.annotate(title, texts) for title, texts in articles]
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="annotate")
+        return list(self._pool.map(lambda article: self.annotate(*article), articles))
 
 
 class SentenceVectors:
