@@ -93,8 +93,9 @@ def test_answers_read_stored_vectors_without_encoding_sentences(reader_seed_serv
     finally:
         encoder.embed = original  # type: ignore[method-assign]
     assert "560" in answer.text and not answer.refused
-    # Only the question is encoded at answer time: the sentences' vectors come from the index.
-    assert calls and all(n == 1 for n in calls)
+    # Only the question is encoded at answer time, once for re-ranking and answering (or not at all when
+    # an earlier test asked it): the sentences' vectors come from the index.
+    assert calls in ([], [1])
 
 
 def test_passages_are_reranked_by_retrieval_and_reader_fused(reader_seed_services: Services) -> None:
