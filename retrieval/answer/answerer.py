@@ -78,7 +78,7 @@ class Answerer:
         """`answer` off the event loop, in a worker thread.
 
         Answering only reads (the index, the models), and every part is safe to share between threads
-        (ONNX Runtime sessions; a tokenizer per thread; the keyword index rebuilt under a lock), so
+        (ONNX Runtime sessions; a tokenizer per thread; a new keyword index built beside the one in use), so
         questions asked at the same time are answered side by side; the bot caps how many
         (setting max_concurrent_answers).
         """

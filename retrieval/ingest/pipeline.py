@@ -277,6 +277,8 @@ class Ingestor:
             if new:
                 embedded.update(zip(new, self.embedder.embed_documents(new)))
             report.chunks_embedded += len(new)
+            if not texts:
+                return np.zeros((0, self.embedder.dimension), dtype=np.float32)
             return np.stack([embedded[text] for text in texts])
 
         writer = ThreadPoolExecutor(1, thread_name_prefix="ingest-writer")

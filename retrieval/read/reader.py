@@ -161,8 +161,8 @@ class Reader:
 
         Reciprocal rank fusion (`RERANK_FUSION_K`, as search fuses its dense and keyword rankings):
         each ranking's evidence counts, and neither's scale matters. On the dev weeks the reader's
-        order alone moved the answer out of the first passage (recall@1 0.514 -> 0.479); fused, it
-        moves it in (0.556).
+        order alone put the answer in the first passage less often than retrieval did (recall@1 0.479
+        against 0.514); fused, more often (0.542; bench/RESULTS.md).
         """
         best: dict[str, float] = {}
         for candidate in self.read(query, passages):
