@@ -14,9 +14,10 @@ from tests.conftest import ARTICLES, make_services
 class CountingEmbedder:
     """The real embedder, counting how many texts it was asked to embed for the index."""
 
-    def __init__(self, inner: Embedder) -> None:
+    def __init__(self, inner: Embedder, version: str | None = None) -> None:
         self.inner = inner
         self.texts = 0
+        self._version = version
 
     @property
     def dimension(self) -> int:
@@ -24,7 +25,7 @@ class CountingEmbedder:
 
     @property
     def version(self) -> str:
-        return self.inner.version
+        return self._version or self.inner.version
 
     def embed(self, texts: list[str]) -> np.ndarray:
         return self.inner.embed(texts)
@@ -132,3 +133,21 @@ def test_a_chunk_text_two_articles_share_is_embedded_once(counted: tuple[Service
     # The outlet's copy shares every chunk but its last with the agency's.
     assert report.chunks_embedded == counter.texts < services.store.count()
     assert services.store.count() - counter.texts >= 1
+
+
+def test_another_embedding_model_re_embeds_what_it_did_not_make(
+    counted: tuple[Services, CountingEmbedder, Path], embedder: Embedder
+) -> None:
+    """Vectors of two models cannot be compared: an index made by another one is embedded again, once."""
+    services, counter, articles = counted
+    services.ingestor.ingest([articles])
+    chunks = services.store.count()
+    other = CountingEmbedder(embedder, version="another-model")
+    switched = make_services(services.settings.data_dir, other)
+    report = switched.ingestor.ingest([articles])
+    assert len(report.reembedded) == len(report.unchanged) == 5 and not report.added and not report.updated
+    assert other.texts == chunks == switched.store.count()  # replaced, not duplicated
+    assert {a.embedder for a in switched.store.articles().values()} == {"another-model"}
+    again = switched.ingestor.ingest([articles])
+    assert not again.reembedded and other.texts == chunks
+    assert "560" in switched.answerer.answer("How many additional troops did Ash Carter announce for Iraq in July 2016?").text

@@ -35,6 +35,8 @@ RECOUNT_S = 1.0
 # the bulk reads below leave them out of what they keep.
 SENTENCE_VECTORS = "sentence_vectors"
 SENTENCE_VECTORS_MODEL = "sentence_vectors_model"
+# Chunk metadata naming the embedding model (and runtime) that made the chunk's vector.
+EMBEDDER = "embedder"
 
 
 class ChunkStore(Protocol):
@@ -109,6 +111,8 @@ class StoredArticle:
     published: str | None = None
     # The version of the reader encoder whose sentence vectors its chunks carry, if any.
     sentence_vectors_model: str | None = None
+    # The version of the embedder that made its chunks' vectors (None: an index from before it was kept).
+    embedder: str | None = None
 
 
 def make_client(settings: Settings) -> ClientAPI:
@@ -268,6 +272,7 @@ class ArticleStore:
                     url=_opt(meta.get("url")),
                     published=_opt(meta.get("published")),
                     sentence_vectors_model=_opt(meta.get(SENTENCE_VECTORS_MODEL)),
+                    embedder=_opt(meta.get(EMBEDDER)),
                 )
         return {
             doc_id: StoredArticle(**{**article.__dict__, "chunks": counts.get(doc_id, 0)}) for doc_id, article in found.items()

@@ -14,7 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from retrieval.index.embedding import Embedder
-from retrieval.index.store import ArticleStore, pages
+from retrieval.index.store import EMBEDDER, ArticleStore, pages
 from retrieval.ingest.articles import COLLECTION_SUFFIXES, Article, ArticleError, iter_files, load_file
 from retrieval.ingest.chunking import Chunk, chunk_article
 
@@ -50,6 +50,8 @@ class IngestReport:
     added: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
+    # Unchanged articles embedded again because another embedding model made their vectors.
+    reembedded: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     skipped: list[ArticleError] = field(default_factory=list)
     duplicates: int = 0
@@ -73,6 +75,8 @@ class IngestReport:
             parts.append(f"{len(self.removed)} removed")
         if self.duplicates:
             parts.append(f"{self.duplicates} duplicates ignored")
+        if self.reembedded:
+            parts.append(f"{len(self.reembedded)} re-embedded by the new embedding model")
         if self.reannotated:
             parts.append(f"{self.reannotated} re-read by the new reader")
         return ", ".join(parts) + f" ({self.chunks_embedded} chunks embedded in {self.seconds:.1f}s)"
@@ -82,6 +86,7 @@ class IngestReport:
             "added": len(self.added),
             "updated": len(self.updated),
             "unchanged": len(self.unchanged),
+            "reembedded": len(self.reembedded),
             "removed": len(self.removed),
             "skipped": [str(error) for error in self.skipped],
             "duplicates": self.duplicates,
@@ -209,6 +214,7 @@ class Ingestor:
     ) -> None:
         stored = self.store.articles(target)
         todo: list[Article] = []
+        embedder = self.embedder.version
         for article in articles:
             previous = stored.get(article.doc_id)
             if previous is None:
@@ -219,9 +225,17 @@ class Ingestor:
                 todo.append(article)
             else:
                 report.unchanged.append(article.doc_id)
+                if previous.embedder != embedder:  # vectors of two models are not comparable
+                    report.reembedded.append(article.doc_id)
+                    todo.append(article)
         if self.annotator is not None:
             version = self.annotator.version
-            stale_notes = [doc_id for doc_id in report.unchanged if stored[doc_id].sentence_vectors_model != version]
+            reembedded = set(report.reembedded)
+            stale_notes = [
+                doc_id
+                for doc_id in report.unchanged
+                if stored[doc_id].sentence_vectors_model != version and doc_id not in reembedded
+            ]
             self._reannotate(target, stale_notes, report)
 
         if prune:
@@ -234,7 +248,7 @@ class Ingestor:
                 if under and gone:
                     report.removed.append(doc_id)
 
-        stale = report.updated + report.removed
+        stale = report.updated + report.reembedded + report.removed
         if stale:
             self.store.delete(target, stale)
         self._embed_and_add(target, todo, report, progress)
@@ -261,7 +275,8 @@ class Ingestor:
                 if self.annotator
                 else [None] * len(batch)
             )
-            for (article, chunks), extra in zip(batch, notes):
+            for (article, chunks), article_notes in zip(batch, notes):
+                extra = [{EMBEDDER: self.embedder.version, **note} for note in article_notes or [{} for _ in chunks]]
                 self.store.add(target, article, chunks, vectors[offset : offset + len(chunks)], extra)
                 offset += len(chunks)
             done += len(batch)
