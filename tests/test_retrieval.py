@@ -13,7 +13,7 @@ from config import Settings
 from retrieval.answer.extractive import ExtractiveGenerator
 from retrieval.index.embedding import Embedder
 from retrieval.index.keywords import KeywordIndex, tokenize
-from retrieval.index.store import ArticleStore, day_number
+from retrieval.index.store import ArticleStore, day_number, nearest
 from retrieval.ingest.articles import Article
 from retrieval.ingest.chunking import chunk_article
 from retrieval.passages import Passage, Query
@@ -196,10 +196,10 @@ def test_naming_the_chunks_in_a_date_range_finds_what_a_metadata_filter_finds(se
     where: dict[str, Any] = {
         "$and": [{"published_day": {"$gte": day_number(since)}}, {"published_day": {"$lte": day_number(until)}}]
     }
-    filtered = store.query(vector, 20, where=where)
+    filtered = nearest(store.live(), vector, 20, where=where)
     assert len(filtered) == 20
     assert store.nearest_ids(vector, 20, ids=dated) == [(cid, similarity) for cid, _, _, similarity in filtered]
-    assert store.nearest_ids(vector, 20) == [(cid, similarity) for cid, _, _, similarity in store.query(vector, 20)]
+    assert store.nearest_ids(vector, 20) == [(cid, similarity) for cid, _, _, similarity in nearest(store.live(), vector, 20)]
     assert store.nearest_ids(vector, 20, ids=[]) == []
 
 

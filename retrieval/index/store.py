@@ -59,10 +59,6 @@ class ChunkStore(Protocol):
         """Ids, texts and metadata of every live chunk (for the keyword index)."""
         ...
 
-    def query(self, embedding: np.ndarray, n: int, where: Where | None = None) -> list[Hit]:
-        """The `n` nearest live chunks as (id, text, metadata, cosine similarity)."""
-        ...
-
     def nearest_ids(self, embedding: np.ndarray, n: int, ids: Sequence[str] | None = None) -> list[tuple[str, float]]:
         """The `n` nearest live chunks (among `ids`, when given) as (id, cosine similarity), without text or metadata."""
         ...
@@ -326,11 +322,6 @@ class ArticleStore:
             counted = self.count()
             self._counted = (name, counted, writes, now)
         return f"{name}:{counted}"
-
-    @_server_call
-    def query(self, embedding: np.ndarray, n: int, where: Where | None = None) -> list[Hit]:
-        """The `n` nearest live chunks as (id, text, metadata, cosine similarity)."""
-        return nearest(self.live(), embedding, n, where)
 
     @_server_call
     def nearest_ids(self, embedding: np.ndarray, n: int, ids: Sequence[str] | None = None) -> list[tuple[str, float]]:
