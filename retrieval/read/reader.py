@@ -174,6 +174,11 @@ class Reader:
         order = sorted(range(len(passages)), key=lambda i: (-fused[i], i))
         return [replace(passages[i], rank=rank) for rank, i in enumerate(order, start=1)]
 
+    def forget_questions(self) -> None:
+        """Drop the remembered question vectors (a benchmark's questions are then new again)."""
+        with self._questions_lock:
+            self._questions.clear()
+
     def _question(self, text: str) -> np.ndarray:
         with self._questions_lock:
             vector = self._questions.get(text)
