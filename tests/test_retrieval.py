@@ -17,6 +17,7 @@ from retrieval.index.store import ArticleStore, day_number, nearest
 from retrieval.ingest.articles import Article
 from retrieval.ingest.chunking import chunk_article
 from retrieval.passages import Passage, Query
+from retrieval.search.hybrid import HybridRetriever
 from retrieval.service import Services
 from tests.conftest import SEED_QA, make_services
 
@@ -201,6 +202,41 @@ def test_naming_the_chunks_in_a_date_range_finds_what_a_metadata_filter_finds(se
     assert store.nearest_ids(vector, 20, ids=dated) == [(cid, similarity) for cid, _, _, similarity in filtered]
     assert store.nearest_ids(vector, 20) == [(cid, similarity) for cid, _, _, similarity in nearest(store.live(), vector, 20)]
     assert store.nearest_ids(vector, 20, ids=[]) == []
+
+
+def test_a_date_range_is_searched_exactly_and_finds_what_chromas_filter_finds(settings: Settings) -> None:
+    store, vector = _random_store(settings)
+    ids, _, metas = store.all_chunks()
+    stored = store.vectors(ids[::-1])
+    assert stored.shape == (len(ids), 16)
+    assert np.allclose(np.linalg.norm(stored, axis=1), 1.0, atol=1e-5)  # the unit vectors written, in the order asked
+    retriever = HybridRetriever(store, _NoEmbedder(), candidates=20)
+    retriever.refresh()
+    since, until = date(2023, 1, 10), date(2023, 1, 25)
+    where: dict[str, Any] = {
+        "$and": [{"published_day": {"$gte": day_number(since)}}, {"published_day": {"$lte": day_number(until)}}]
+    }
+    chroma = nearest(store.live(), vector, 20, where=where)
+    exact = retriever.nearest(vector, since, until)
+    assert [cid for cid, _ in exact] == [cid for cid, _, _, _ in chroma]
+    assert np.allclose([s for _, s in exact], [s for _, _, _, s in chroma], atol=2e-3)  # vectors kept in half precision
+    # Open ranges and a range with nothing in it; an undated chunk is in no range.
+    undated = {cid for cid, meta in zip(ids, metas) if meta.get("published_day") is None}
+    assert undated and not undated & {cid for cid, _ in retriever.nearest(vector, since=date(2000, 1, 1))}
+    assert retriever.nearest(vector, until=date(2022, 12, 31)) == []
+    assert [cid for cid, _ in retriever.nearest(vector)] == [cid for cid, _ in store.nearest_ids(vector, 20)]
+
+
+class _NoEmbedder:
+    """Search given vectors directly: no question is embedded."""
+
+    dimension = 16
+    version = "none"
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        raise AssertionError("not used")
+
+    embed_documents = embed
 
 
 def test_a_write_through_the_store_shows_in_its_version_at_once(settings: Settings) -> None:

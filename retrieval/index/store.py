@@ -63,6 +63,10 @@ class ChunkStore(Protocol):
         """The `n` nearest live chunks (among `ids`, when given) as (id, cosine similarity), without text or metadata."""
         ...
 
+    def vectors(self, ids: Sequence[str]) -> np.ndarray:
+        """The stored embeddings of the live chunks `ids`, one row each in that order (zeros for a missing one)."""
+        ...
+
     def chunks(self, ids: Sequence[str]) -> dict[str, tuple[str, dict[str, Any]]]:
         """Text and full metadata of the live chunks `ids` (those that exist)."""
         ...
@@ -338,6 +342,23 @@ class ArticleStore:
         distances = result["distances"]
         assert distances is not None  # they were included
         return [(cid, 1.0 - float(dist)) for cid, dist in zip(result["ids"][0], distances[0], strict=True)]
+
+    @_server_call
+    def vectors(self, ids: Sequence[str]) -> np.ndarray:
+        """The stored embeddings of the live chunks `ids`, one row each in that order (zeros for a missing one)."""
+        collection = self.live()
+        row = {cid: i for i, cid in enumerate(ids)}
+        out: np.ndarray | None = None
+        for start in range(0, len(ids), self.max_batch):
+            page = collection.get(ids=list(ids[start : start + self.max_batch]), include=["embeddings"])
+            embeddings = page["embeddings"]
+            if embeddings is None or not len(embeddings):
+                continue
+            found = np.asarray(embeddings, dtype=np.float32)
+            if out is None:
+                out = np.zeros((len(ids), found.shape[1]), dtype=np.float32)
+            out[[row[cid] for cid in page["ids"]]] = found
+        return out if out is not None else np.zeros((len(ids), 0), dtype=np.float32)
 
     # -- writing ----------------------------------------------------------------------------
 
