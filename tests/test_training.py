@@ -55,7 +55,7 @@ def _week(folder: Path) -> None:
 def test_training_writes_a_reader_that_loads(tmp_path: Path) -> None:
     data = tmp_path / "weeks"
     _week(data)
-    config = TrainingConfig(epochs=1, batch_size=4, weight_questions=10)
+    config = TrainingConfig(epochs=1, batch_size=4, weight_questions=10, weight_every=2)
     pools = list(question_pools(data, config))
     assert [q.answerable for q in pools] == [True, True, True, False]  # the World Cup is in no sample article
     assert all(len(q.candidates) <= config.candidates_per_question for q in pools)

@@ -64,7 +64,10 @@ class TrainingConfig:
     learning_rate: float = 5e-5
     warmup_ratio: float = 0.1
     max_tokens: int = 96
-    weight_questions: int = 800  # questions whose candidates the feature weights are fitted on
+    # Every `weight_every`-th week is held out of the encoder's training and fits the feature weights:
+    # on questions the encoder learned, its cosine looks far surer than it is on new ones.
+    weight_every: int = 6
+    weight_questions: int = 800  # of those weeks' questions, at most this many fit the weights
     chunk_size: int = 800
     chunk_overlap: int = 150
     limit: int = 0  # questions at most (0: all); for a quick smoke run
@@ -79,6 +82,7 @@ class TrainingQuestion:
     gold: str
     as_of: date | None
     candidates: list[Candidate] = field(default_factory=list)
+    week: str = ""
     labels: list[bool] = field(default_factory=list)
     lexical: list[float] = field(default_factory=list)
 
@@ -98,7 +102,27 @@ def question_pools(folder: Path, config: TrainingConfig) -> Iterator[TrainingQue
         results = {str(line["question_id"]): line.get("search_result") or [] for line in load_jsonl(folder / f"{week}_gcs.jsonl")}
         for question in realtimeqa_questions(folder, week):
             passages = list(_passages(results.get(question.id, []), config))
-            yield _pool(question.id, question.question, question.golds[0], question.as_of, passages, config)
+            pool = _pool(question.id, question.question, question.golds[0], question.as_of, passages, config)
+            pool.week = week
+            yield pool
+
+
+def split_for_weights(pools: list[TrainingQuestion], every: int) -> tuple[list[TrainingQuestion], list[TrainingQuestion]]:
+    """(the encoder's questions, the feature weights' questions): every `every`-th week goes to the weights.
+
+    Whole weeks, so that no news event of a weights question was seen by the encoder. With fewer weeks
+    than `every` (a smoke run), every `every`-th question instead.
+    """
+    weeks = sorted({q.week for q in pools})
+    if len(weeks) >= every:
+        held = set(weeks[every - 1 :: every])
+        encoder, weights = [q for q in pools if q.week not in held], [q for q in pools if q.week in held]
+    else:
+        encoder, weights = [q for i, q in enumerate(pools) if i % every != every - 1], pools[every - 1 :: every]
+    if not any(q.answerable for q in weights) or not any(q.answerable for q in encoder):
+        logger.warning("too few questions to hold any out for the feature weights: both are fitted on all of them")
+        return pools, pools
+    return encoder, weights
 
 
 def _passages(search_result: list[dict[str, Any]], config: TrainingConfig) -> Iterator[Passage]:
@@ -230,7 +254,9 @@ def features(question: TrainingQuestion, encoder: OnnxEncoder) -> np.ndarray:
 
 
 def fit_weights(pools: list[TrainingQuestion], encoder: OnnxEncoder, config: TrainingConfig) -> dict[str, Any]:
-    """Two logistic regressions of "holds the gold" on the reader's features, over `weight_questions` questions.
+    """Two logistic regressions of "holds the gold" on the reader's features, over at most `weight_questions` questions.
+
+    The questions should be ones the encoder was not trained on (`split_for_weights`).
 
     `coef` orders the answering sentences (recency included: of two reports, the one near the
     as-of date is quoted first); `gate_coef` decides whether any sentence answers at all and
@@ -300,7 +326,7 @@ def dev_figures(pools: list[TrainingQuestion], encoder: OnnxEncoder, weights: di
             present.append(float(gate.max()))
         else:
             absent.append(float(gate.max()))
-    thresholds = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5)
+    thresholds = tuple(round(0.01 * i, 2) for i in range(1, 51))  # 0.01 to 0.50
     curve: list[dict[str, float | None]] = [
         {
             "threshold": t,
@@ -340,18 +366,29 @@ def train_reader(
     if config.limit:
         pools = pools[: config.limit]
     progress(f"{len(pools)} training questions, {sum(q.answerable for q in pools)} with the gold among their candidates")
-    rows = encoder_examples(pools, config)
-    progress(f"{len(rows)} training triplets; fine-tuning the encoder")
+    encoder_pools, weight_pools = split_for_weights(pools, config.weight_every)
+    rows = encoder_examples(encoder_pools, config)
+    progress(
+        f"{len(rows)} training triplets from {len(encoder_pools)} questions; fine-tuning the encoder "
+        f"({len(weight_pools)} questions of every {config.weight_every}th week held out for the feature weights)"
+    )
     work = out / "work"
     trained = train_encoder(rows, base, work, config)
     progress(f"encoder trained in {time.perf_counter() - started:.0f} s; exporting to int8 ONNX")
     export_encoder(trained, out, config.max_tokens)
     encoder = OnnxEncoder(out, threads=2)
-    weights = fit_weights(pools, encoder, config)
+    weights = fit_weights(weight_pools, encoder, config)
     progress(f"feature weights: {dict(zip(FEATURES, weights['coef']))}")
     report: dict[str, Any] = {
         "config": asdict(config),
-        "data": {"folder": str(data), "weeks": len(realtimeqa_weeks(data)), "questions": len(pools)},
+        "data": {
+            "folder": str(data),
+            "weeks": len(realtimeqa_weeks(data)),
+            "questions": len(pools),
+            "encoder_questions": len(encoder_pools),
+            "weight_questions": len(weight_pools),
+            "weight_weeks": sorted({q.week for q in weight_pools}),
+        },
         "weights": weights,
         "seconds": round(time.perf_counter() - started, 1),
     }
