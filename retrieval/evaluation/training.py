@@ -326,7 +326,7 @@ def dev_figures(pools: list[TrainingQuestion], encoder: OnnxEncoder, weights: di
             present.append(float(gate.max()))
         else:
             absent.append(float(gate.max()))
-    thresholds = tuple(round(0.01 * i, 2) for i in range(1, 51))  # 0.01 to 0.50
+    thresholds = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5)
     curve: list[dict[str, float | None]] = [
         {
             "threshold": t,
