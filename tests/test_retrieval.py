@@ -17,6 +17,7 @@ from retrieval.index.store import ArticleStore, day_number, nearest
 from retrieval.ingest.articles import Article
 from retrieval.ingest.chunking import chunk_article
 from retrieval.passages import Passage, Query
+from retrieval.search import hybrid
 from retrieval.search.hybrid import HybridRetriever
 from retrieval.service import Services
 from tests.conftest import SEED_QA, make_services
@@ -225,6 +226,24 @@ def test_a_date_range_is_searched_exactly_and_finds_what_chromas_filter_finds(se
     assert undated and not undated & {cid for cid, _ in retriever.nearest(vector, since=date(2000, 1, 1))}
     assert retriever.nearest(vector, until=date(2022, 12, 31)) == []
     assert [cid for cid, _ in retriever.nearest(vector)] == [cid for cid, _ in store.nearest_ids(vector, 20)]
+
+
+def test_a_wide_date_range_is_searched_in_chromas_index_and_finds_what_the_scan_finds(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, vector = _random_store(settings)
+    retriever = HybridRetriever(store, _NoEmbedder(), candidates=20)
+    retriever.refresh()
+    since = date(2023, 1, 3)  # most of the dated chunks
+    scanned = retriever.nearest(vector, since)
+    asked: list[int] = []
+    nearest_ids = store.nearest_ids
+    monkeypatch.setattr(store, "nearest_ids", lambda v, n, ids=None: asked.append(n) or nearest_ids(v, n, ids))
+    monkeypatch.setattr(hybrid, "_EXACT_ROWS", 0)  # the collection is small: call every range wide
+    found = retriever.nearest(vector, since)
+    assert asked and asked[0] > 20  # Chroma was asked for more than needed, without a filter
+    assert [cid for cid, _ in found] == [cid for cid, _ in scanned]
+    assert np.allclose([s for _, s in found], [s for _, s in scanned], atol=2e-3)
 
 
 class _NoEmbedder:
