@@ -238,7 +238,12 @@ def test_a_wide_date_range_is_searched_in_chromas_index_and_finds_what_the_scan_
     scanned = retriever.nearest(vector, since)
     asked: list[int] = []
     nearest_ids = store.nearest_ids
-    monkeypatch.setattr(store, "nearest_ids", lambda v, n, ids=None: asked.append(n) or nearest_ids(v, n, ids))
+
+    def counted(vector: np.ndarray, n: int, ids: list[str] | None = None) -> list[tuple[str, float]]:
+        asked.append(n)
+        return nearest_ids(vector, n, ids)
+
+    monkeypatch.setattr(store, "nearest_ids", counted)
     monkeypatch.setattr(hybrid, "_EXACT_ROWS", 0)  # the collection is small: call every range wide
     found = retriever.nearest(vector, since)
     assert asked and asked[0] > 20  # Chroma was asked for more than needed, without a filter

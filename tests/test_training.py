@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from config.settings import BUNDLED_ARTICLES
-from retrieval.evaluation.training import TrainingConfig, question_pools, train_reader
+from retrieval.evaluation.training import TrainingConfig, TrainingQuestion, question_pools, split_for_weights, train_reader
 from retrieval.index.embedding import default_model_path
 from retrieval.index.encoder import OnnxEncoder
 from retrieval.read.reader import FEATURES, ReaderWeights
@@ -72,3 +72,18 @@ def test_training_writes_a_reader_that_loads(tmp_path: Path) -> None:
     assert report["dev"]["questions_with_gold"] == 3 and weights.threshold == report["dev"]["threshold"]
     vectors = OnnxEncoder(out).embed(["How far is Mosul from Baghdad?", "Mosul lies about 225 miles north of Baghdad."])
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-3)
+
+
+def test_the_feature_weights_are_fitted_on_whole_weeks_the_encoder_never_sees() -> None:
+    def question(week: str, n: int, answerable: bool = True) -> TrainingQuestion:
+        return TrainingQuestion(f"{week}_{n}", "q?", "gold", None, labels=[answerable], week=week)
+
+    weeks = [f"2022{month:02d}01" for month in range(1, 13)]
+    pools = [question(week, n) for week in weeks for n in range(3)]
+    encoder, weights = split_for_weights(pools, 6)
+    assert sorted({q.week for q in weights}) == [weeks[5], weeks[11]]  # every sixth week, whole
+    assert not {q.week for q in encoder} & {q.week for q in weights}
+    assert len(encoder) + len(weights) == len(pools)
+    # Held-out weeks with no answerable question cannot fit the weights: then all questions do both.
+    unanswerable = [question(q.week, int(q.id[-1]), answerable=q.week not in (weeks[5], weeks[11])) for q in pools]
+    assert split_for_weights(unanswerable, 6) == (unanswerable, unanswerable)
