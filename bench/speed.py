@@ -90,9 +90,10 @@ def ask_rows(services: Services, questions: list[tuple[str, Any]]) -> dict[str, 
         answerer.answer(text, as_of=as_of)
     reader = services.reader
 
-    def as_new() -> None:  # ... but every question new to the reader, as in use
+    def as_new() -> None:  # ... but every question new to the reader and its passages' windows to search, as in use
         if reader is not None:
             reader.forget_questions()
+        services.retriever.forget_windows()
 
     totals: list[float] = []
     retrieves: list[float] = []

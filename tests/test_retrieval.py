@@ -205,7 +205,12 @@ def test_naming_the_chunks_in_a_date_range_finds_what_a_metadata_filter_finds(se
     assert store.nearest_ids(vector, 20, ids=[]) == []
 
 
-def test_a_date_range_is_searched_exactly_and_finds_what_chromas_filter_finds(settings: Settings) -> None:
+@pytest.mark.parametrize("half", [False, True], ids=["single precision", "half precision (large collections)"])
+def test_a_date_range_is_searched_exactly_and_finds_what_chromas_filter_finds(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, half: bool
+) -> None:
+    if half:
+        monkeypatch.setattr(hybrid, "_SINGLE_PRECISION_ROWS", 0)
     store, vector = _random_store(settings)
     ids, _, metas = store.all_chunks()
     stored = store.vectors(ids[::-1])
@@ -220,12 +225,34 @@ def test_a_date_range_is_searched_exactly_and_finds_what_chromas_filter_finds(se
     chroma = nearest(store.live(), vector, 20, where=where)
     exact = retriever.nearest(vector, since, until)
     assert [cid for cid, _ in exact] == [cid for cid, _, _, _ in chroma]
-    assert np.allclose([s for _, s in exact], [s for _, _, _, s in chroma], atol=2e-3)  # vectors kept in half precision
+    assert np.allclose([s for _, s in exact], [s for _, _, _, s in chroma], atol=2e-3 if half else 1e-5)
     # Open ranges and a range with nothing in it; an undated chunk is in no range.
     undated = {cid for cid, meta in zip(ids, metas) if meta.get("published_day") is None}
     assert undated and not undated & {cid for cid, _ in retriever.nearest(vector, since=date(2000, 1, 1))}
     assert retriever.nearest(vector, until=date(2022, 12, 31)) == []
-    assert [cid for cid, _ in retriever.nearest(vector)] == [cid for cid, _ in store.nearest_ids(vector, 20)]
+
+
+def test_a_small_collection_is_searched_exactly_a_large_one_in_chromas_index(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, vector = _random_store(settings)
+    retriever = HybridRetriever(store, _NoEmbedder(), candidates=20)
+    retriever.refresh()
+    asked: list[int] = []
+    nearest_ids = store.nearest_ids
+
+    def counted(vector: np.ndarray, n: int, ids: list[str] | None = None) -> list[tuple[str, float]]:
+        asked.append(n)
+        return nearest_ids(vector, n, ids)
+
+    monkeypatch.setattr(store, "nearest_ids", counted)
+    scanned = retriever.nearest(vector)  # every chunk, the undated too
+    assert not asked
+    monkeypatch.setattr(hybrid, "_EXACT_ROWS", 0)
+    indexed = retriever.nearest(vector)
+    assert asked == [20]
+    assert [cid for cid, _ in scanned] == [cid for cid, _ in indexed]
+    assert np.allclose([s for _, s in scanned], [s for _, s in indexed], atol=1e-5)
 
 
 def test_a_wide_date_range_is_searched_in_chromas_index_and_finds_what_the_scan_finds(
@@ -326,3 +353,29 @@ def test_questions_are_answered_from_the_old_keyword_index_while_a_new_one_is_bu
         rebuild.join(30)
     assert retriever.keywords.size == services.store.count() > known
     assert "360" in " ".join(p.text for p in retriever.retrieve(Query("How far is Mosul from Baghdad?")))
+
+
+def test_story_grouping_finds_the_story_comparing_every_story_would() -> None:
+    """The bound on shared terms only spares comparisons: the story found is the one a full comparison finds."""
+    from array import array
+
+    rng = np.random.default_rng(3)
+    base = [rng.choice(5000, int(rng.integers(20, 150)), replace=False) for _ in range(12)]
+    stories = hybrid._Stories(4)  # grows past its first capacity
+    heads: list[tuple[str, set[int]]] = []
+    found = {"same": 0, "none": 0}
+    for number in range(400):
+        source = base[int(rng.integers(0, len(base)))]
+        keep = source[rng.random(len(source)) < rng.uniform(0.3, 1.0)]  # a copy, more or less edited
+        terms = array("I", sorted(set(keep.tolist()) | set(rng.choice(5000, int(rng.integers(0, 40))).tolist())))
+        doc_id = f"doc{int(rng.integers(0, 30))}"
+        expected = next(
+            (i for i, (head_doc, head) in enumerate(heads) if head_doc != doc_id and hybrid._similar(set(terms), head)), None
+        )
+        story = stories.find(doc_id, terms, hybrid._bucket_counts(terms))
+        assert (None if story is None else stories.members.index(story)) == expected
+        found["none" if story is None else "same"] += 1
+        if story is None and number % 3 == 0:
+            stories.start(f"{doc_id}:{number:04d}", doc_id, terms, hybrid._bucket_counts(terms))
+            heads.append((doc_id, set(terms)))
+    assert found["same"] > 50 and found["none"] > 50 and len(heads) > 8

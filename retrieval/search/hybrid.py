@@ -67,23 +67,86 @@ def _similar(a: set[int], b: set[int]) -> bool:
     return shared / (len(a) + len(b) - shared) >= 0.5
 
 
-_EXACT_BLOCK = 16384  # rows of a date range's vectors made single precision at a time
-# A date range of more than `_EXACT_ROWS` chunks and at least `_WIDE_RANGE` of the collection is searched
-# by asking Chroma for up to `_WIDE_RANGE_MOST` nearest chunks of all and keeping those in the range.
+_WINDOWS_KEPT = 4096  # windows remembered (about 10 MB), emptied when full and at every rebuild
+_BUCKETS = 256  # of term numbers, for the bound on shared terms that spares most set comparisons
+
+
+def _bucket_counts(terms: array[int]) -> np.ndarray:
+    """How many of the terms fall in each bucket (term number modulo `_BUCKETS`)."""
+    numbers = np.frombuffer(terms, dtype=np.uint32) if terms else np.zeros(0, dtype=np.uint32)
+    return np.bincount(numbers % _BUCKETS, minlength=_BUCKETS).astype(np.int16)
+
+
+class _Stories:
+    """The stories of one result list, in order: each a head chunk (its article, its terms) and its members.
+
+    A chunk repeats a story when its terms and the head's are the same story by `_similar`. Comparing
+    the sets was a quarter of a search's time (a list of twenty stories: 2,600 comparisons a question),
+    so each chunk's terms are also counted into buckets: two sets cannot share more terms than the sum,
+    over the buckets, of the smaller count, and only the stories this bound leaves possible are compared.
+    The result is exactly that of comparing every story.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.members: list[list[str]] = []
+        self._heads: list[tuple[str, set[int]]] = []
+        self._counts = np.zeros((max(capacity, 1), _BUCKETS), dtype=np.int16)
+        self._sizes = np.zeros(max(capacity, 1), dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def find(self, doc_id: str, terms: array[int], counts: np.ndarray) -> list[str] | None:
+        """The first story that a chunk of article `doc_id` with these (distinct) terms repeats from another article."""
+        n = len(self.members)
+        if not n or not terms:
+            return None
+        # `_similar` needs shared / (|a| + |b| - shared) >= 0.5, that is 3 * shared >= |a| + |b|.
+        shared_at_most = np.minimum(self._counts[:n], counts).sum(axis=1)
+        possible = np.flatnonzero(3 * shared_at_most >= self._sizes[:n] + len(terms))
+        if not len(possible):
+            return None
+        compared = set(terms)
+        for i in possible:
+            head_doc, head_terms = self._heads[i]
+            if head_doc != doc_id and _similar(compared, head_terms):
+                return self.members[i]
+        return None
+
+    def start(self, cid: str, doc_id: str, terms: array[int], counts: np.ndarray) -> None:
+        """A new story, headed by `cid`."""
+        n = len(self.members)
+        if n == len(self._sizes):
+            self._counts = np.concatenate([self._counts, np.zeros_like(self._counts)])
+            self._sizes = np.concatenate([self._sizes, np.zeros_like(self._sizes)])
+        self._counts[n] = counts
+        self._sizes[n] = len(terms)
+        self._heads.append((doc_id, set(terms)))
+        self.members.append([cid])
+
+
+_EXACT_BLOCK = 16384  # rows of half-precision vectors made single precision at a time
+# A search over more than `_EXACT_ROWS` chunks goes to Chroma's index: the whole collection (no date range)
+# always, a date range when it is also at least `_WIDE_RANGE` of the collection, by asking for up to
+# `_WIDE_RANGE_MOST` nearest chunks of all and keeping those in the range. Up to `_EXACT_ROWS`, a scan.
 _EXACT_ROWS = 32768
 _WIDE_RANGE = 0.1
 _WIDE_RANGE_MOST = 2000
+# Vectors are kept in single precision up to this many chunks (200 MB), in half precision past it: making
+# half-precision rows single precision costs ten times the dot products (16k chunks: 13 ms against 1.2).
+_SINGLE_PRECISION_ROWS = 131072
 
 
-def _unit_rows_half(vectors: np.ndarray) -> np.ndarray:
-    """Each row scaled to length 1 (a zero row stays zero), in half precision: dot products are then cosines.
+def _unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """Each row scaled to length 1 (a zero row stays zero): dot products are then cosines.
 
-    Scales `vectors` in place: at a million chunks a second single-precision copy would be 1.5 GB.
+    Half precision past `_SINGLE_PRECISION_ROWS` rows. Scales `vectors` in place: at a million chunks a
+    second single-precision copy would be 1.5 GB.
     """
     if vectors.size:
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         vectors /= np.where(norms == 0, 1.0, norms)
-    return vectors.astype(np.float16)
+    return vectors.astype(np.float32 if len(vectors) <= _SINGLE_PRECISION_ROWS else np.float16, copy=False)
 
 
 def _return_freed_memory() -> None:
@@ -163,11 +226,12 @@ class HybridRetriever:
         self._keywords: KeywordIndex | None = None
         self._chunks: dict[str, _Chunk] = {}
         self._new_terms: dict[str, int] = {}  # numbers of terms the keyword index does not know
-        # Dated chunks ordered by day, for date ranges: their days and their ids.
+        self._windows: dict[str, str] = {}  # the text of a chunk's window, by chunk id (`_window`)
+        # Every chunk's id and embedding, the dated ones first in date order (`_days`: their days), then
+        # the undated: a date range is a slice of rows, and a small collection or range is searched exactly.
         self._days = np.zeros(0, dtype=np.int64)
-        self._by_day: list[str] = []
-        # Their embeddings in the same order (half precision): a date range is searched exactly, here.
-        self._day_vectors = np.zeros((0, 0), dtype=np.float16)
+        self._ordered: list[str] = []
+        self._vectors = np.zeros((0, 0), dtype=np.float32)
         self._refresh_lock = threading.Lock()
         self._new_terms_lock = threading.Lock()
         self._in_use = _ReadWriteLock()
@@ -198,13 +262,15 @@ class HybridRetriever:
             dated = [(c.article.published_day, cid) for cid, c in chunks.items() if c.article.published_day is not None]
             dated.sort()
             days = np.array([day for day, _ in dated], dtype=np.int64)
-            by_day = [cid for _, cid in dated]
-            day_vectors = _unit_rows_half(self.store.vectors(by_day))
+            ordered = [cid for _, cid in dated] + [cid for cid, c in chunks.items() if c.article.published_day is None]
+            del dated
+            vectors = _unit_rows(self.store.vectors(ordered))
             new_terms: dict[str, int] = {}
             keywords = self._index(ids, chunks, new_terms)
             with self._in_use.writing():
-                self._days, self._by_day, self._day_vectors = days, by_day, day_vectors
+                self._days, self._ordered, self._vectors = days, ordered, vectors
                 self._keywords, self._new_terms, self._chunks = keywords, new_terms, chunks
+                self._windows = {}
                 self._version = version
             del ids, texts, chunks
             _return_freed_memory()
@@ -268,23 +334,29 @@ class HybridRetriever:
         ]
 
     def nearest(self, vector: np.ndarray, since: date | None = None, until: date | None = None) -> list[tuple[str, float]]:
-        """The dense candidates: Chroma's nearest chunks, or, for a date range, an exact search of the range.
+        """The dense candidates: an exact search of the collection or date range when small, else Chroma's index.
 
-        Chroma applies a filter slowly at size (a 30-day range of 300k chunks took 96 ms, growing with the
-        collection, where no filter took 7 ms). The dated chunks are kept in date order with their
-        vectors, so a range is a slice of one matrix, searched exactly: its cost grows with the range.
-        A wide range (a year of a large collection) is searched in Chroma's index without a filter,
-        asking for more results and keeping those in the range; if too few are, the range is scanned.
+        Search keeps every chunk's vector (the dated chunks in date order), so a date range is a slice of
+        one matrix. Up to `_EXACT_ROWS` chunks, the rows are scanned: exact, and faster than Chroma's
+        approximate index (16,718 chunks: 1 ms against 8). Chroma applies a date filter slowly at size
+        (a 30-day range of 300k chunks took 96 ms, where no filter took 7 ms), so a wide range of a large
+        collection asks Chroma's index for more results, without a filter, and keeps those in the range;
+        if too few are, the range is scanned. Chunks written since the index was built (another
+        process's, for up to a second) are found by Chroma only.
         """
+        if self._vectors.shape != (len(self._ordered), len(vector)):  # the store keeps no vectors to read
+            if since is None and until is None:
+                return self.store.nearest_ids(vector, self.candidates)
+            start, end = self._date_rows(since, until)
+            return self.store.nearest_ids(vector, self.candidates, ids=self._ordered[start:end]) if start < end else []
         if since is None and until is None:
-            return self.store.nearest_ids(vector, self.candidates)
-        start = 0 if since is None else int(np.searchsorted(self._days, day_number(since), side="left"))
-        end = len(self._days) if until is None else int(np.searchsorted(self._days, day_number(until), side="right"))
+            if len(self._ordered) > _EXACT_ROWS:
+                return self.store.nearest_ids(vector, self.candidates)
+            return self._scan(vector, 0, len(self._ordered))
+        start, end = self._date_rows(since, until)
         if start >= end:
             return []
-        if self._day_vectors.shape != (len(self._by_day), len(vector)):  # the store keeps no vectors to read
-            return self.store.nearest_ids(vector, self.candidates, ids=self._by_day[start:end])
-        share = (end - start) / max(len(self._chunks), 1)
+        share = (end - start) / max(len(self._ordered), 1)
         if end - start > _EXACT_ROWS and share >= _WIDE_RANGE:
             # A wide range: most of the nearest chunks of all are in it, and Chroma's index finds them
             # faster than a scan of the range would.
@@ -297,17 +369,36 @@ class HybridRetriever:
             ]
             if len(inside) >= self.candidates:
                 return inside[: self.candidates]
+        return self._scan(vector, start, end)
+
+    def _date_rows(self, since: date | None, until: date | None) -> tuple[int, int]:
+        """The rows of the chunks published from `since` to `until` (open ends: the first or last dated chunk)."""
+        start = 0 if since is None else int(np.searchsorted(self._days, day_number(since), side="left"))
+        end = len(self._days) if until is None else int(np.searchsorted(self._days, day_number(until), side="right"))
+        return start, end
+
+    def _scan(self, vector: np.ndarray, start: int, end: int) -> list[tuple[str, float]]:
+        """The `candidates` rows of `start` to `end` most similar to `vector`, exactly."""
         query = np.asarray(vector, dtype=np.float32)
-        scores = np.concatenate(
-            [
-                self._day_vectors[block : min(block + _EXACT_BLOCK, end)].astype(np.float32) @ query
-                for block in range(start, end, _EXACT_BLOCK)
-            ]
-        )
+        if self._vectors.dtype == np.float32:
+            scores = self._vectors[start:end] @ query
+        else:
+            scores = np.concatenate(
+                [
+                    self._vectors[block : min(block + _EXACT_BLOCK, end)].astype(np.float32) @ query
+                    for block in range(start, end, _EXACT_BLOCK)
+                ]
+            )
         n = min(self.candidates, len(scores))
+        if n == 0:
+            return []
         best = np.argpartition(-scores, n - 1)[:n]
-        best = best[np.lexsort((best, -scores[best]))]  # by score, then date order: the same every time
-        return [(self._by_day[start + int(i)], float(scores[i])) for i in best]
+        best = best[np.lexsort((best, -scores[best]))]  # by score, then row order: the same every time
+        return [(self._ordered[start + int(i)], float(scores[i])) for i in best]
+
+    def forget_windows(self) -> None:
+        """Drop the remembered windows (a benchmark's questions then find their passages anew)."""
+        self._windows = {}
 
     def _published(self, cid: str) -> date | None:
         day = self._chunks[cid].article.published_day
@@ -320,7 +411,7 @@ class HybridRetriever:
         An article's best passage (with its neighbours as context) stands for it, so the first slots go
         to distinct articles; an article's further passages fill the slots that are left.
         """
-        groups: list[tuple[set[int], list[str]]] = []
+        stories = _Stories(k)
         covered: set[str] = set()  # chunks already shown inside a passage's window
         placed: set[str] = set()
         later: list[str] = []
@@ -329,34 +420,29 @@ class HybridRetriever:
             if doc_id in placed:
                 later.append(cid)
                 continue
-            if len(groups) >= k and self._story(cid, groups) is None:
-                continue
-            placed.add(doc_id)
-            self._place(cid, groups, covered)
+            if self._place(cid, stories, covered, join_only=len(stories) >= k):
+                placed.add(doc_id)
         for cid in later:
-            if len(groups) >= k:
+            if len(stories) >= k:
                 break
             if cid not in covered:
-                self._place(cid, groups, covered)
-        return [members for _, members in groups[:k]]
+                self._place(cid, stories, covered)
+        return stories.members[:k]
 
-    def _story(self, cid: str, groups: list[tuple[set[int], list[str]]]) -> list[str] | None:
-        """The story (group members) that `cid` repeats from another article, if any."""
+    def _place(self, cid: str, stories: _Stories, covered: set[str], *, join_only: bool = False) -> bool:
+        """Fold `cid` into the story it repeats from another article, or start a new one (unless `join_only`)."""
         doc_id = self._chunks[cid].article.doc_id
-        terms = self._terms(cid)
-        for head_terms, members in groups:
-            if self._chunks[members[0]].article.doc_id != doc_id and _similar(terms, head_terms):
-                return members
-        return None
-
-    def _place(self, cid: str, groups: list[tuple[set[int], list[str]]], covered: set[str]) -> None:
-        """Fold `cid` into the story it repeats, or start a new one."""
-        story = self._story(cid, groups)
+        terms = self._term_array(cid)
+        counts = _bucket_counts(terms)
+        story = stories.find(doc_id, terms, counts)
         if story is not None:
             story.append(cid)
-            return
-        groups.append((self._terms(cid), [cid]))
+            return True
+        if join_only:
+            return False
+        stories.start(cid, doc_id, terms, counts)
         covered.update(self._neighbours(cid))
+        return True
 
     def _neighbours(self, cid: str) -> list[str]:
         """The chunk and up to `window` chunks each side of it in its article, in order."""
@@ -365,7 +451,21 @@ class HybridRetriever:
         return [other for other in around if other in self._chunks]
 
     def _window(self, cid: str) -> str:
-        """The chunk with its neighbours, overlapping sentences once ("small to big" retrieval)."""
+        """The chunk with its neighbours, overlapping sentences once ("small to big" retrieval).
+
+        Remembered for the `_WINDOWS_KEPT` chunks shown last (a question's twenty windows took 2 ms):
+        the questions of a chat come back to the same stories.
+        """
+        windows = self._windows
+        text = windows.get(cid)
+        if text is None:
+            text = self._make_window(cid)
+            if len(windows) >= _WINDOWS_KEPT:
+                windows.clear()
+            windows[cid] = text
+        return text
+
+    def _make_window(self, cid: str) -> str:
         sentences: list[str] = []
         seen: set[str] = set()
         for neighbour_id in self._neighbours(cid):
@@ -377,11 +477,12 @@ class HybridRetriever:
         # One sentence a line: web text has headlines and list items without a full stop.
         return "\n".join(sentences) or self._chunks[cid].text
 
-    def _terms(self, cid: str) -> set[int]:
+    def _term_array(self, cid: str) -> array[int]:
+        """The numbers of the chunk's distinct terms."""
         chunk = self._chunks[cid]
         if chunk.terms is None:  # written since the keyword index was built
             chunk.terms = array("I", {self._term_id(term, self.keywords, self._new_terms) for term in tokenize(chunk.text)})
-        return set(chunk.terms)
+        return chunk.terms
 
     def _term_id(self, term: str, keywords: KeywordIndex, new_terms: dict[str, int]) -> int:
         """The term's number in `keywords`, or one of its own past them (kept in `new_terms`)."""
