@@ -23,6 +23,19 @@ from retrieval.search.hybrid import HybridRetriever
 logger = logging.getLogger(__name__)
 
 
+def _one_blas_thread() -> None:
+    """One thread for numpy's matrix products in this process, from now on.
+
+    Questions are answered side by side in threads, and each one's products are small (a question
+    against 16k chunk vectors: 1-2 ms). A BLAS that spreads every product over all cores makes the
+    questions wait for each other's threads: four questions at once took as long as four in a row
+    (0.96-0.99x) with two BLAS threads on this 2-core machine, and 1.13-1.34x with one (bench/RESULTS.md).
+    """
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
+
+
 class Services:
     """The embedder, index, answerer, briefer and ingestor of one process, made on first use."""
 
@@ -123,6 +136,7 @@ class Services:
     def answerer(self) -> Answerer:
         if self._answerer is None:
             settings = self.settings
+            _one_blas_thread()
             self._answerer = Answerer(
                 self.retriever, self.generator, top_k=settings.top_k, reranker=self.reader, pool=settings.rerank_pool
             )
