@@ -168,7 +168,7 @@ def test_naive_retriever_indexes_once_and_ranks_by_similarity(tmp_path: Path, em
 
 
 @pytest.mark.model
-def test_eval_seed_passes_every_fact_conflict_and_negative_question(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_eval_seed_passes_every_fact_conflict_negative_and_briefing_seed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     status = main(
         [
             "--data-dir",
@@ -187,9 +187,12 @@ def test_eval_seed_passes_every_fact_conflict_and_negative_question(tmp_path: Pa
     assert "answer-recall@4" in printed and "seed fact passed" in printed
     report = json.loads((tmp_path / "out" / "eval-seed-samples.json").read_text())
     counts = report["systems"]["newsbot"]["seed"]["counts"]
-    for kind in ("fact", "conflict", "negative"):
+    for kind in ("fact", "conflict", "negative", "briefing"):
         assert counts[kind]["passed"] == counts[kind]["total"], report["systems"]["newsbot"]["seed"]["failures"]
-    assert counts["fact"]["total"] == 10 and counts["negative"]["total"] == 3
+    assert counts["fact"]["total"] == 10 and counts["negative"]["total"] == 3 and counts["briefing"]["total"] == 1
+    # The briefing seed went to the briefer (as /brief would), which dates and cites several stories.
+    briefing = next(q for q in report["questions"]["newsbot"] if q["seed_type"] == "briefing")
+    assert len(briefing["cited"]) >= 2 and ("Qayara" in briefing["answer"] or "Qayyarah" in briefing["answer"])
     assert report["systems"]["newsbot"]["metrics"]["refusal_out"] == 1.0
     assert (tmp_path / "out" / "eval-seed-samples.md").read_text().startswith("# newsbot eval")
 

@@ -11,6 +11,7 @@ import json
 import logging
 import shutil
 import sys
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +21,7 @@ from tqdm import tqdm
 
 from config import Settings
 from retrieval.answer.answerer import Answerer
+from retrieval.answer.briefing import Briefer
 from retrieval.answer.types import Answer
 from retrieval.evaluation.datasets import EvalDataError, EvalQuestion, EvalSet
 from retrieval.evaluation.metrics import QuestionResult, score_answer
@@ -147,8 +149,8 @@ def index_systems(
     reuse: bool = False,
     rebuild: bool = False,
     services: Services | None = None,
-) -> list[tuple[SystemRun, Answerer]]:
-    """Index the set's articles for each system; each system's run (with its ingest figures) and answerer."""
+) -> list[tuple[SystemRun, Answerer, Briefer | None]]:
+    """Index the set's articles for each system; each system's run (with its ingest figures), answerer and briefer."""
     builds = load_builds(workdir)
     services = services or eval_services(settings, workdir)
     fingerprint = ingest_fingerprint()
@@ -176,7 +178,7 @@ def index_systems(
     figures = ingest_figures(f"{OURS}:{store.live_name}", report.chunks_embedded, store.count(), report.seconds, articles, builds)
     ours = SystemRun(OURS, figures)
     ours.ingest["skipped"] = len(report.skipped)
-    runs = [(ours, services.answerer)]
+    runs: list[tuple[SystemRun, Answerer, Briefer | None]] = [(ours, services.answerer, services.briefer)]
 
     if compare == NAIVE:
         from retrieval.evaluation.naive import NAIVE_COLLECTION, NaiveRetriever
@@ -193,18 +195,41 @@ def index_systems(
             builds,
         )
         # Same extractive generator as ours, so answers and refusals compare too (retrieval is the difference).
-        runs.append((SystemRun(NAIVE, naive_figures), Answerer(naive, services.generator, top_k=top_k)))
+        # It has no briefer: a briefing seed is asked of it as a question.
+        runs.append((SystemRun(NAIVE, naive_figures), Answerer(naive, services.generator, top_k=top_k), None))
     (workdir / BUILDS_FILE).write_text(json.dumps(builds, indent=2), encoding="utf-8")
     services.retriever.refresh()  # build the keyword index before the clock starts
     return runs
 
 
-def ask_all(runs: list[tuple[SystemRun, Answerer]], questions: list[EvalQuestion], *, top_k: int) -> list[SystemRun]:
-    """Ask every question of every system, as of the question's date; the runs with their answers."""
-    for system, answerer in runs:
+def ask_all(
+    runs: list[tuple[SystemRun, Answerer, Briefer | None]], questions: list[EvalQuestion], *, top_k: int
+) -> list[SystemRun]:
+    """Ask every question of every system, as of the question's date; the runs with their answers.
+
+    A briefing seed ("Brief me on the campaign to retake Mosul.") goes to the system's briefer, as
+    `/brief` would, where it has one.
+    """
+    for system, answerer, briefer in runs:
         bar = tqdm(questions, desc=f"asking ({system.name})", unit="q", disable=None, leave=False)
         for question in bar:
-            answer = answerer.answer(question.question, as_of=question.as_of, top_k=top_k)
+            if briefer is not None and question.seed_type == "briefing":
+                answer = briefing_answer(question.question, briefer)
+            else:
+                answer = answerer.answer(question.question, as_of=question.as_of, top_k=top_k)
             system.answers.append((question, answer))
         bar.close()
-    return [system for system, _ in runs]
+    return [system for system, _, _ in runs]
+
+
+def briefing_answer(request: str, briefer: Briefer) -> Answer:
+    """The briefing on `request` as an answer to score: its bullets' text, its sources; no bullets is a refusal."""
+    started = time.perf_counter()
+    briefing = briefer.brief(request)
+    return Answer(
+        question=request,
+        text=" ".join(point.text for point in briefing.points) or briefing.message,
+        refused=briefing.empty,
+        citations=briefing.sources,
+        timings_ms={"total": (time.perf_counter() - started) * 1000},
+    )
