@@ -168,7 +168,9 @@ def test_naive_retriever_indexes_once_and_ranks_by_similarity(tmp_path: Path, em
 
 
 @pytest.mark.model
-def test_eval_seed_passes_every_fact_conflict_negative_and_briefing_seed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_eval_seed_passes_every_fact_conflict_negative_and_briefing_seed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     status = main(
         [
             "--data-dir",
