@@ -341,8 +341,9 @@ class HybridRetriever:
         approximate index (16,718 chunks: 1 ms against 8). Chroma applies a date filter slowly at size
         (a 30-day range of 300k chunks took 96 ms, where no filter took 7 ms), so a wide range of a large
         collection asks Chroma's index for more results, without a filter, and keeps those in the range;
-        if too few are, the range is scanned. Chunks written since the index was built (another
-        process's, for up to a second) are found by Chroma only.
+        if too few are, the range is scanned. A scan sees the chunks of the last build of the index, as
+        BM25 does: a write through this process's store rebuilds it at the next question, another
+        process's within a second (`ArticleStore.version`).
         """
         if self._vectors.shape != (len(self._ordered), len(vector)):  # the store keeps no vectors to read
             if since is None and until is None:
