@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
@@ -13,7 +14,16 @@ from config import load_settings
 from newsbot.cli import main
 from retrieval.answer.types import Answer, Citation
 from retrieval.evaluation.datasets import EvalDataError, EvalQuestion, load_realtimeqa, write_corpus
-from retrieval.evaluation.metrics import first_hit, mrr_at, percentile, recall_at, score_answer, summarise
+from retrieval.evaluation.metrics import (
+    QuestionResult,
+    first_hit,
+    mrr_at,
+    percentile,
+    recall_at,
+    refusal_curve,
+    score_answer,
+    summarise,
+)
 from retrieval.evaluation.naive import NaiveRetriever
 from retrieval.index.store import make_client
 from retrieval.ingest.articles import load_json_file
@@ -97,6 +107,26 @@ def test_summarise_counts_refusals_per_kind() -> None:
     assert figures["accuracy"] == pytest.approx(0.5)
     assert figures["false_refusal"] == pytest.approx(0.5)
     assert figures["refusal_out"] == pytest.approx(2 / 3)
+
+
+def test_the_refusal_curve_reads_each_threshold_from_the_evidence() -> None:
+    def result(kind: str, correct: bool, evidence: float, refused: bool = False) -> QuestionResult:
+        return QuestionResult("q", kind, "?", [], None, refused, correct, correct, "", [], 0.0, 0.0, "w1", "", evidence)
+
+    results = [
+        result("counted", True, 0.30),
+        result("counted", True, 0.055),
+        result("counted", False, 0.045),
+        result("counted", False, 0.01, refused=True),
+        result("out", False, 0.065),
+        result("out", False, 0.02, refused=True),
+    ]
+    curve = {point["threshold"]: point for point in refusal_curve(results)}
+    assert curve[0.05] == {"threshold": 0.05, "accuracy": 0.5, "accuracy_all": 2 / 6, "refusal_out": 0.5, "false_refusal": 0.5}
+    # Between two of the coarse thresholds: the answer with evidence 0.055 is still given at 0.05, refused at 0.06.
+    assert curve[0.06]["accuracy"] == 0.25 and curve[0.06]["false_refusal"] == 0.75 and curve[0.06]["refusal_out"] == 0.5
+    assert curve[0.07]["refusal_out"] == 1.0
+    assert refusal_curve([result("counted", True, 0.3), replace(result("out", False, 0.0), evidence=None)]) == []
 
 
 # -- RealTimeQA ------------------------------------------------------------------------------

@@ -205,7 +205,8 @@ def summarise(results: list[QuestionResult]) -> dict[str, Any]:
     return figures
 
 
-CURVE_THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
+# Fine at the low end, where the reader's calibrated thresholds sit (its probabilities are mostly small).
+CURVE_THRESHOLDS = (0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.09, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
 
 
 def refusal_curve(results: list[QuestionResult], thresholds: tuple[float, ...] = CURVE_THRESHOLDS) -> list[dict[str, Any]]:
