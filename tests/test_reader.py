@@ -6,6 +6,7 @@ Everything real: the committed int8 ONNX reader, the embedding model and Chroma 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from config.settings import BUNDLED_ARTICLES
 from retrieval.index.embedding import Embedder
 from retrieval.index.store import SENTENCE_VECTORS, SENTENCE_VECTORS_MODEL
 from retrieval.passages import Passage, Query
-from retrieval.read.candidates import candidates
+from retrieval.read.candidates import candidates, sentence_features
 from retrieval.read.reader import FEATURES, ReaderModel, ReaderWeights, bundled_model
 from retrieval.read.vectors import SentenceAnnotator, pack, unpack
 from retrieval.service import Services
@@ -157,6 +158,25 @@ def test_a_new_reader_reannotates_without_reembedding(tmp_path: Path, embedder: 
     assert meta[SENTENCE_VECTORS_MODEL] == "another-reader"
     third = services.ingestor.ingest([articles])
     assert third.reannotated == 0
+
+
+def test_support_is_measured_only_for_a_scorer_that_weighs_it() -> None:
+    passages = [
+        Passage(
+            1, "a", "a:0000", "Dam report", "Engineers said Kallaru Dam failed after the storm. Maria Lopez led the team.", 1.0
+        ),
+        Passage(2, "b", "b:0000", "Storm news", "Maria Lopez told reporters the Kallaru Dam failed on Monday.", 0.9),
+    ]
+    query = Query("Who led the team that inspected Kallaru Dam?")
+    found = candidates(passages)
+    similarities = np.linspace(0.9, 0.1, len(found))
+    weights = {"kallaru": 2.0, "dam": 1.0, "team": 1.0}
+    full = sentence_features(query, found, similarities, weights)
+    lean = sentence_features(query, found, similarities, weights, with_support=False)
+    assert any(f.support > 0 for f in full) and all(f.support == 0 for f in lean)
+    assert [replace(f, support=0.0) for f in full] == lean
+    shipped = ReaderWeights.read(bundled_model() / "reader.json")
+    assert not shipped.weighs("support") and shipped.weighs("reader")
 
 
 def test_candidates_skip_questions_and_fragments() -> None:

@@ -85,6 +85,11 @@ class ReaderWeights:
             float(data["threshold"]),
         )
 
+    def weighs(self, feature: str) -> bool:
+        """Whether either regression gives `feature` any weight."""
+        i = FEATURES.index(feature)
+        return bool(self.coef[i] or self.gate_coef[i])
+
     def probability(self, rows: np.ndarray) -> np.ndarray:
         """P(the sentence holds the answer) for each row of features: what orders the sentences."""
         return _logistic(rows, self.coef, self.intercept)
@@ -144,9 +149,11 @@ class Reader:
         vectors = self._vectors(found)
         question = self._question(query.text)
         similarities = vectors @ question
-        features = sentence_features(query, found, similarities, term_weights(query, self.term_weight))
-        rows = feature_matrix(features, similarities)
         weights = self.model.weights
+        features = sentence_features(
+            query, found, similarities, term_weights(query, self.term_weight), with_support=weights.weighs("support")
+        )
+        rows = feature_matrix(features, similarities)
         for candidate, found_features, vector, p, gate in zip(
             found, features, vectors, weights.probability(rows), weights.evidence(rows)
         ):
