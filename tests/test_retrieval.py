@@ -232,12 +232,8 @@ def test_a_date_range_is_searched_exactly_and_finds_what_chromas_filter_finds(
     assert retriever.nearest(vector, until=date(2022, 12, 31)) == []
 
 
-def test_a_small_collection_is_searched_exactly_a_large_one_in_chromas_index(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    store, vector = _random_store(settings)
-    retriever = HybridRetriever(store, _NoEmbedder(), candidates=20)
-    retriever.refresh()
+def _chroma_queries(store: ArticleStore, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """From now on, how many results each nearest-neighbour query asks of Chroma, in order."""
     asked: list[int] = []
     nearest_ids = store.nearest_ids
 
@@ -246,6 +242,16 @@ def test_a_small_collection_is_searched_exactly_a_large_one_in_chromas_index(
         return nearest_ids(vector, n, ids)
 
     monkeypatch.setattr(store, "nearest_ids", counted)
+    return asked
+
+
+def test_a_small_collection_is_searched_exactly_a_large_one_in_chromas_index(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, vector = _random_store(settings)
+    retriever = HybridRetriever(store, _NoEmbedder(), candidates=20)
+    retriever.refresh()
+    asked = _chroma_queries(store, monkeypatch)
     scanned = retriever.nearest(vector)  # every chunk, the undated too
     assert not asked
     monkeypatch.setattr(hybrid, "_EXACT_ROWS", 0)
@@ -263,14 +269,7 @@ def test_a_wide_date_range_is_searched_in_chromas_index_and_finds_what_the_scan_
     retriever.refresh()
     since = date(2023, 1, 3)  # most of the dated chunks
     scanned = retriever.nearest(vector, since)
-    asked: list[int] = []
-    nearest_ids = store.nearest_ids
-
-    def counted(vector: np.ndarray, n: int, ids: list[str] | None = None) -> list[tuple[str, float]]:
-        asked.append(n)
-        return nearest_ids(vector, n, ids)
-
-    monkeypatch.setattr(store, "nearest_ids", counted)
+    asked = _chroma_queries(store, monkeypatch)
     monkeypatch.setattr(hybrid, "_EXACT_ROWS", 0)  # the collection is small: call every range wide
     found = retriever.nearest(vector, since)
     assert asked and asked[0] > 20  # Chroma was asked for more than needed, without a filter
