@@ -81,7 +81,7 @@ class _Stories:
     """The stories of one result list, in order: each a head chunk (its article, its terms) and its members.
 
     A chunk repeats a story when its terms and the head's are the same story by `_similar`. Comparing
-    the sets was a quarter of a search's time (a list of twenty stories: 2,600 comparisons a question),
+    the sets was a fifth of a search's time (a list of twenty stories: 2,600 comparisons a question),
     so each chunk's terms are also counted into buckets: two sets cannot share more terms than the sum,
     over the buckets, of the smaller count, and only the stories this bound leaves possible are compared.
     The result is exactly that of comparing every story.
