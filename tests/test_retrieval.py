@@ -232,6 +232,12 @@ def test_a_date_range_is_searched_exactly_and_finds_what_chromas_filter_finds(
     assert retriever.nearest(vector, until=date(2022, 12, 31)) == []
 
 
+def _assert_same_hits(found: list[tuple[str, float]], expected: list[tuple[str, float]], *, atol: float) -> None:
+    """The same chunks in the same order, with the same similarities (to `atol`)."""
+    assert [cid for cid, _ in found] == [cid for cid, _ in expected]
+    assert np.allclose([s for _, s in found], [s for _, s in expected], atol=atol)
+
+
 def _chroma_queries(store: ArticleStore, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """From now on, how many results each nearest-neighbour query asks of Chroma, in order."""
     asked: list[int] = []
@@ -257,8 +263,7 @@ def test_a_small_collection_is_searched_exactly_a_large_one_in_chromas_index(
     monkeypatch.setattr(hybrid, "_EXACT_ROWS", 0)
     indexed = retriever.nearest(vector)
     assert asked == [20]
-    assert [cid for cid, _ in scanned] == [cid for cid, _ in indexed]
-    assert np.allclose([s for _, s in scanned], [s for _, s in indexed], atol=1e-5)
+    _assert_same_hits(scanned, indexed, atol=1e-5)
 
 
 def test_a_wide_date_range_is_searched_in_chromas_index_and_finds_what_the_scan_finds(
@@ -273,8 +278,7 @@ def test_a_wide_date_range_is_searched_in_chromas_index_and_finds_what_the_scan_
     monkeypatch.setattr(hybrid, "_EXACT_ROWS", 0)  # the collection is small: call every range wide
     found = retriever.nearest(vector, since)
     assert asked and asked[0] > 20  # Chroma was asked for more than needed, without a filter
-    assert [cid for cid, _ in found] == [cid for cid, _ in scanned]
-    assert np.allclose([s for _, s in found], [s for _, s in scanned], atol=2e-3)
+    _assert_same_hits(found, scanned, atol=2e-3)
 
 
 class _NoEmbedder:
