@@ -31,6 +31,7 @@ from retrieval.passages import Passage, Query
 from tests.conftest import ARTICLES, SEED_QA
 
 RTQA = Path(__file__).resolve().parent / "data" / "realtimeqa"
+COUNTED = EvalQuestion("q", "?", ("x",), kind="counted")
 
 
 def _passage(rank: int, text: str, doc_id: str = "d1") -> Passage:
@@ -149,6 +150,26 @@ def test_realtimeqa_corpus_and_question_selection() -> None:
     # the other week's question answered by this corpus ("8,000") is neither.
     assert sorted(q.id for q in data.out_of_collection) == ["20990101_1", "20990108_1"]
     assert data.uncounted_same_weeks == 1 and data.questions_total == 2
+
+
+def test_counted_questions_know_whether_their_own_articles_hold_the_gold() -> None:
+    data = load_realtimeqa(RTQA, ["20990101", "20990108"])
+    own = {q.id: q.own_articles for q in data.counted}
+    # "8,000" is in the cup final story, which the search for 20990108_0 did not return: it counts,
+    # but only through another question's article.
+    assert own == {"20990101_0": True, "20990108_0": False}
+    assert all(q.own_articles is None for q in data.out_of_collection)
+
+    results = [
+        score_answer(replace(COUNTED, own_articles=False), _answer("no", refused=True)),
+        score_answer(replace(COUNTED, own_articles=True), _answer("x [1]", quotes=("x",), passages=[_passage(3, "x")])),
+        score_answer(replace(COUNTED, own_articles=True), _answer("y", passages=[_passage(1, "y")])),
+    ]
+    figures = summarise(results)
+    assert (figures["counted_own"], figures["counted_elsewhere"]) == (2, 1)
+    assert (figures["recall@10_own"], figures["accuracy_own"], figures["false_refusal_own"]) == (0.5, 0.5, 0.0)
+    assert (figures["accuracy_elsewhere"], figures["false_refusal_elsewhere"]) == (0.0, 1.0)
+    assert "accuracy_own" not in summarise([score_answer(COUNTED, _answer("x"))])  # seed sets: not known
 
 
 def test_realtimeqa_unknown_week_is_an_error() -> None:

@@ -37,6 +37,10 @@ class EvalQuestion:
     kind: str = "counted"  # "counted": the answer is in the corpus; "out": it is not, refuse
     week: str = ""  # RealTimeQA: the week (YYYYMMDD) the question was asked in
     seed_type: str = ""  # seed questions: fact, negative, conflict or briefing
+    # RealTimeQA counted questions: whether the gold occurs in one of the question's own search results
+    # (the articles a search returned for it), or only elsewhere in the corpus, where it may be a
+    # coincidence ("Bear" in a story about Jupiter's moons). None where that is not known.
+    own_articles: bool | None = None
 
 
 @dataclass
@@ -94,12 +98,15 @@ def load_realtimeqa(folder: Path, weeks: list[str]) -> RealTimeQA:
     data = RealTimeQA(list(weeks), corpus, [], [])
     in_corpus = _gold_finder(corpus)
     for week in available:
+        own = _own_results(folder, week) if week in weeks else {}
         for question in realtimeqa_questions(folder, week):
             chosen = week in weeks
             data.questions_total += chosen
             found = in_corpus(question.golds[0])
             question = replace(question, kind="counted" if found else "out")
             if chosen and found:
+                needle = normalise(question.golds[0])
+                question = replace(question, own_articles=any(needle in text for text in own.get(question.id, [])))
                 data.counted.append(question)
             elif not found:
                 data.out_of_collection.append(question)
@@ -138,6 +145,16 @@ def realtimeqa_questions(folder: Path, week: str) -> list[EvalQuestion]:
             )
         )
     return questions
+
+
+def _own_results(folder: Path, week: str) -> dict[str, list[str]]:
+    """Each question's own search results (their texts, normalised), by question id."""
+    return {
+        str(line["question_id"]): [
+            normalise(a["text"]) for a in line.get("search_result") or [] if isinstance(a.get("text"), str)
+        ]
+        for line in load_jsonl(folder / f"{week}_gcs.jsonl")
+    }
 
 
 def _gold_finder(corpus: list[dict[str, Any]]) -> Callable[[str], bool]:
@@ -230,6 +247,7 @@ def realtimeqa_set(folder: Path, weeks: list[str], articles_dir: Path) -> EvalSe
             "articles": len(data.corpus),
             "questions_in_weeks": data.questions_total,
             "counted": len(data.counted),
+            "counted_own_articles": sum(1 for q in data.counted if q.own_articles),
             "out_of_collection": len(data.out_of_collection),
             "out_of_collection_same_weeks": data.uncounted_same_weeks,
         },

@@ -148,6 +148,7 @@ class QuestionResult:
     week: str = ""
     seed_type: str = ""
     evidence: float | None = None
+    own_articles: bool | None = None
 
 
 def score_answer(question: EvalQuestion, answer: Answer) -> QuestionResult:
@@ -175,6 +176,7 @@ def score_answer(question: EvalQuestion, answer: Answer) -> QuestionResult:
         week=question.week,
         seed_type=question.seed_type,
         evidence=answer.evidence,
+        own_articles=question.own_articles,
     )
 
 
@@ -202,6 +204,15 @@ def summarise(results: list[QuestionResult]) -> dict[str, Any]:
     figures["retrieve_p50_ms"] = percentile([r.retrieve_ms for r in results], 50)
     figures["counted"] = len(counted)
     figures["out"] = len(out)
+    # RealTimeQA: the counted questions whose gold is in their own search results, and those whose gold
+    # is only elsewhere in the corpus (often by coincidence: such a question is answerable in name only).
+    if any(r.own_articles is not None for r in counted):
+        for label, own in (("own", True), ("elsewhere", False)):
+            group = [r for r in counted if bool(r.own_articles) == own]
+            figures[f"recall@10_{label}"] = recall_at([r.hit_rank for r in group], 10) if group else None
+            figures[f"accuracy_{label}"] = share([r.correct for r in group])
+            figures[f"false_refusal_{label}"] = share([r.refused for r in group])
+            figures[f"counted_{label}"] = len(group)
     return figures
 
 
