@@ -77,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--dev", type=Path, metavar="DIR", help="RealTimeQA weeks for the selection figures (never trained on)")
     train.add_argument("--epochs", type=float, default=2.0, help="passes over the training triplets (default 2)")
     train.add_argument("--limit", type=int, default=0, metavar="N", help="train on the first N questions only (a smoke run)")
+    train.add_argument(
+        "--encoder",
+        type=Path,
+        metavar="DIR",
+        help="keep the encoder of this trained reader and fit only the feature weights (minutes, not most of an hour)",
+    )
     return parser
 
 
@@ -245,6 +251,14 @@ def cmd_train_reader(args: argparse.Namespace, settings: Settings) -> int:
 
     base = Path(settings.embedding_model) if settings.embedding_model else default_model_path()
     config = TrainingConfig(epochs=args.epochs, limit=args.limit)
-    report = train_reader(args.data, args.out, base=base, dev=args.dev, config=config, progress=lambda m: print(m, flush=True))
+    report = train_reader(
+        args.data,
+        args.out,
+        base=base,
+        dev=args.dev,
+        config=config,
+        encoder_from=args.encoder,
+        progress=lambda m: print(m, flush=True),
+    )
     print(f"reader written to {args.out} in {report['seconds']:.0f} s; figures in {args.out / 'training.json'}")
     return EXIT_OK

@@ -13,10 +13,20 @@ import numpy as np
 import pytest
 
 from config.settings import BUNDLED_ARTICLES
-from retrieval.evaluation.training import TrainingConfig, TrainingQuestion, question_pools, split_for_weights, train_reader
+from retrieval.evaluation.training import (
+    ENCODER_FILES,
+    TrainingConfig,
+    TrainingQuestion,
+    other_pools,
+    question_pools,
+    split_for_weights,
+    train_reader,
+)
 from retrieval.index.embedding import default_model_path
 from retrieval.index.encoder import OnnxEncoder
-from retrieval.read.reader import FEATURES, ReaderWeights
+from retrieval.passages import Passage
+from retrieval.read.candidates import candidates
+from retrieval.read.reader import FEATURES, ReaderWeights, bundled_model
 
 QUESTIONS = [
     ("How many additional troops did Ash Carter announce for Iraq?", ["560", "1000", "250", "5000"], 0),
@@ -87,3 +97,37 @@ def test_the_feature_weights_are_fitted_on_whole_weeks_the_encoder_never_sees() 
     # Held-out weeks with no answerable question cannot fit the weights: then all questions do both.
     unanswerable = [question(q.week, int(q.id[-1]), answerable=q.week not in (weeks[5], weeks[11])) for q in pools]
     assert split_for_weights(unanswerable, 6) == (unanswerable, unanswerable)
+
+
+@pytest.mark.model
+def test_weights_alone_are_refitted_on_a_kept_encoder(tmp_path: Path) -> None:
+    data = tmp_path / "weeks"
+    _week(data)
+    config = TrainingConfig(weight_questions=10, weight_every=2)
+    out = tmp_path / "reader"
+    report = train_reader(
+        data, out, base=default_model_path(), dev=data, config=config, encoder_from=bundled_model(), progress=lambda _: None
+    )
+    for name in ENCODER_FILES:  # the bundled encoder, byte for byte: no training happened
+        assert (out / name).read_bytes() == (bundled_model() / name).read_bytes(), name
+    weights = ReaderWeights.read(out / "reader.json")
+    assert len(weights.coef) == len(FEATURES) and report["encoder_from"] == str(bundled_model())
+
+
+def test_questions_are_also_read_against_other_weeks_candidates() -> None:
+    def question(qid: str, week: str, text: str, sentence: str) -> TrainingQuestion:
+        passage = Passage(0, qid, f"{qid}:0000", "News", sentence, 0.0)
+        return TrainingQuestion(qid, text, "gold", None, candidates=candidates([passage]), week=week)
+
+    dam = question("dam", "w1", "Why did the Kallaru dam fail?", "The Kallaru dam failed after heavy rain in the valley.")
+    same_week = question("bridge", "w1", "Who built the Kallaru bridge?", "The Kallaru dam and bridge were built by Maria Lopez.")
+    similar = question("flood", "w2", "How high did the river rise?", "The river rose as the Kallaru dam overflowed its banks.")
+    other = question("vote", "w3", "Who won the vote in Lagos?", "Voters in Lagos chose a new governor on Saturday morning.")
+    pools = [dam, same_week, similar, other]
+    pairs = list(other_pools(pools, similar=1, random_pools=1, seed=13))
+    assert all(q.week != o.week for q, o in pairs)  # never a question of its own week
+    assert [o.id for q, o in pairs if q.id == "dam"][0] == "flood"  # the most similar first, then a random one
+    # A question sharing no word with any other week's candidates has no similar pool, only a random one.
+    assert len([o for q, o in pairs if q.id == "vote"]) == 1
+    assert all(len([o for q, o in pairs if q.id == qid]) in (1, 2) for qid in ("dam", "bridge", "flood"))
+    assert list(other_pools(pools, similar=0, random_pools=0, seed=13)) == []

@@ -47,6 +47,8 @@ from retrieval.read.vectors import reader_text
 
 logger = logging.getLogger(__name__)
 
+# The files of a reader's encoder (the rest of its folder is the feature weights and the reports).
+ENCODER_FILES = ("model.onnx", "tokenizer.json", "encoder.json")
 MAX_FALSE_REFUSAL = 0.10  # the issue's bound on refusing answerable questions
 DEFAULT_THRESHOLD = 0.10
 
@@ -240,17 +242,64 @@ def train_encoder(rows: list[dict[str, str]], base: Path, out: Path, config: Tra
     return trained
 
 
-def features(question: TrainingQuestion, encoder: OnnxEncoder) -> np.ndarray:
-    """The reader's feature rows for a question's candidates, measured as at answer time."""
-    if not question.candidates:
+def features(
+    question: TrainingQuestion, encoder: OnnxEncoder, pool: list[Candidate] | None = None, vectors: np.ndarray | None = None
+) -> np.ndarray:
+    """The reader's feature rows for the candidates of `pool` (the question's own by default), measured as at answer time.
+
+    `vectors`: the pool's candidate vectors, when already encoded; else they are encoded in one batch with
+    the question (as the shipped reader's weights were fitted: int8 activations are quantised per batch,
+    so batching moves the figures a little, by one dev question of 144 in the pipeline).
+    """
+    found = question.candidates if pool is None else pool
+    if not found:
         return np.zeros((0, len(FEATURES)), dtype=np.float32)
-    texts = [question.question] + [reader_text(c.sentence, c.passage.title) for c in question.candidates]
-    vectors = encoder.embed(texts)
-    similarities = vectors[1:] @ vectors[0]
-    passages = list({c.passage.chunk_id: c.passage for c in question.candidates}.values())
+    if vectors is None:
+        encoded = encoder.embed([question.question] + [reader_text(c.sentence, c.passage.title) for c in found])
+        asked, vectors = encoded[0], encoded[1:]
+    else:
+        asked = encoder.embed([question.question])[0]
+    similarities = vectors @ asked
+    passages = list({c.passage.chunk_id: c.passage for c in found}.values())
     weights = pool_term_weights(question.question, passages)
-    found = sentence_features(Query(question.question, as_of=question.as_of), question.candidates, similarities, weights)
-    return feature_matrix(found, similarities)
+    measured = sentence_features(Query(question.question, as_of=question.as_of), found, similarities, weights)
+    return feature_matrix(measured, similarities)
+
+
+def candidate_vectors(found: list[Candidate], encoder: OnnxEncoder) -> np.ndarray:
+    """The reader's vector of each candidate sentence."""
+    return encoder.embed([reader_text(c.sentence, c.passage.title) for c in found])
+
+
+def other_pools(
+    pools: list[TrainingQuestion], *, similar: int, random_pools: int, seed: int
+) -> Iterator[tuple[TrainingQuestion, TrainingQuestion]]:
+    """(question, another week's question) pairs: the question is to be read against the other's candidates.
+
+    Retrieval answers from the whole collection, so a question's passages are not all about it: some
+    tell of the same subject in another week (`similar`: the other weeks' questions whose candidates
+    hold the most of its term weight), some of nothing it asks (`random_pools`, drawn with `seed`).
+    Read against them, the question has (almost always) no answer: the gate should refuse it.
+    """
+    rng = random.Random(seed)
+    others = [q for q in pools if q.candidates]
+    holders: dict[str, list[int]] = {}
+    for n, other in enumerate(others):
+        for term in frozenset().union(*(c.terms for c in other.candidates)):
+            holders.setdefault(term, []).append(n)
+    for q in others:
+        elsewhere = [n for n, o in enumerate(others) if o.week != q.week]
+        if not elsewhere:
+            continue
+        shared: dict[int, float] = {}
+        for term, weight in pool_term_weights(q.question, [c.passage for c in q.candidates]).items():
+            for n in holders.get(term, ()):
+                shared[n] = shared.get(n, 0.0) + weight
+        ranked = sorted((n for n in shared if others[n].week != q.week), key=lambda n: (-shared[n], n))
+        for n in ranked[:similar]:
+            yield q, others[n]
+        for n in rng.sample(elsewhere, min(random_pools, len(elsewhere))):
+            yield q, others[n]
 
 
 def fit_weights(pools: list[TrainingQuestion], encoder: OnnxEncoder, config: TrainingConfig) -> dict[str, Any]:
@@ -301,8 +350,15 @@ def _fit(rows: np.ndarray, labels: np.ndarray, left_out: tuple[str, ...]) -> tup
     return coef, round(float(model.intercept_[0]), 6)
 
 
-def dev_figures(pools: list[TrainingQuestion], encoder: OnnxEncoder, weights: dict[str, Any]) -> dict[str, Any]:
-    """On questions never trained on: how often the top sentence holds the gold, and how sure the reader is."""
+def dev_figures(
+    pools: list[TrainingQuestion], encoder: OnnxEncoder, weights: dict[str, Any], config: TrainingConfig | None = None
+) -> dict[str, Any]:
+    """On questions never trained on: how often the top sentence holds the gold, and how sure the reader is.
+
+    Beside each question's own candidates, it is read against another week's (`other_pools`): the most
+    similar ones and random ones, whose best gate probability should be under the threshold.
+    """
+    config = config or TrainingConfig()
     coef, intercept = np.asarray(weights["coef"]), float(weights["intercept"])
     gate_coef, gate_intercept = np.asarray(weights["gate_coef"]), float(weights["gate_intercept"])
     top1 = top2 = cosine_top1 = lexical_top1 = n = 0
@@ -313,8 +369,8 @@ def dev_figures(pools: list[TrainingQuestion], encoder: OnnxEncoder, weights: di
             absent.append(0.0)
             continue
         rows = features(q, encoder)
-        p = 1.0 / (1.0 + np.exp(-(rows @ coef + intercept)))
-        gate = 1.0 / (1.0 + np.exp(-(rows @ gate_coef + gate_intercept)))
+        p = _probability(rows, coef, intercept)
+        gate = _probability(rows, gate_coef, gate_intercept)
         labels = np.asarray(q.labels)
         if labels.any():
             n += 1
@@ -326,12 +382,25 @@ def dev_figures(pools: list[TrainingQuestion], encoder: OnnxEncoder, weights: di
             present.append(float(gate.max()))
         else:
             absent.append(float(gate.max()))
+    elsewhere: dict[str, list[float]] = {}
+    vectors = {q.id: candidate_vectors(q.candidates, encoder) for q in pools if q.candidates}
+    for kind, similar, random_pools in (("similar", 1, 0), ("random", 0, 1)):
+        elsewhere[kind] = [
+            float(_probability(features(q, encoder, other.candidates, vectors[other.id]), gate_coef, gate_intercept).max())
+            for q, other in other_pools(pools, similar=similar, random_pools=random_pools, seed=config.seed)
+        ]
     thresholds = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5)
+
+    def below(values: list[float], t: float) -> float | None:
+        return round(float(np.mean(np.asarray(values) < t)), 3) if values else None
+
     curve: list[dict[str, float | None]] = [
         {
             "threshold": t,
-            "false_refusal": round(float(np.mean(np.asarray(present) < t)), 3) if present else None,
-            "refused_absent": round(float(np.mean(np.asarray(absent) < t)), 3) if absent else None,
+            "false_refusal": below(present, t),
+            "refused_absent": below(absent, t),
+            "refused_similar_week": below(elsewhere["similar"], t),
+            "refused_random_week": below(elsewhere["random"], t),
         }
         for t in thresholds
     ]
@@ -350,6 +419,10 @@ def dev_figures(pools: list[TrainingQuestion], encoder: OnnxEncoder, weights: di
     }
 
 
+def _probability(rows: np.ndarray, coef: np.ndarray, intercept: float) -> np.ndarray:
+    return np.asarray(1.0 / (1.0 + np.exp(-(rows @ coef + intercept))))
+
+
 def train_reader(
     data: Path,
     out: Path,
@@ -357,9 +430,14 @@ def train_reader(
     base: Path,
     dev: Path | None = None,
     config: TrainingConfig | None = None,
+    encoder_from: Path | None = None,
     progress: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """The whole recipe: pools, encoder, export, feature weights, dev figures; writes the model folder `out`."""
+    """The whole recipe: pools, encoder, export, feature weights, dev figures; writes the model folder `out`.
+
+    `encoder_from`: a trained reader's folder whose encoder is kept as it is: only the feature weights
+    are fitted (the held-out weeks are the same, as the split depends only on the data and the config).
+    """
     config = config or TrainingConfig()
     started = time.perf_counter()
     pools = list(question_pools(data, config))
@@ -368,14 +446,21 @@ def train_reader(
     progress(f"{len(pools)} training questions, {sum(q.answerable for q in pools)} with the gold among their candidates")
     encoder_pools, weight_pools = split_for_weights(pools, config.weight_every)
     rows = encoder_examples(encoder_pools, config)
-    progress(
-        f"{len(rows)} training triplets from {len(encoder_pools)} questions; fine-tuning the encoder "
-        f"({len(weight_pools)} questions of every {config.weight_every}th week held out for the feature weights)"
-    )
     work = out / "work"
-    trained = train_encoder(rows, base, work, config)
-    progress(f"encoder trained in {time.perf_counter() - started:.0f} s; exporting to int8 ONNX")
-    export_encoder(trained, out, config.max_tokens)
+    if encoder_from is None:
+        progress(
+            f"{len(rows)} training triplets from {len(encoder_pools)} questions; fine-tuning the encoder "
+            f"({len(weight_pools)} questions of every {config.weight_every}th week held out for the feature weights)"
+        )
+        trained = train_encoder(rows, base, work, config)
+        progress(f"encoder trained in {time.perf_counter() - started:.0f} s; exporting to int8 ONNX")
+        export_encoder(trained, out, config.max_tokens)
+    else:
+        progress(f"keeping the encoder of {encoder_from}; fitting the feature weights on {len(weight_pools)} questions")
+        out.mkdir(parents=True, exist_ok=True)
+        for name in ENCODER_FILES:
+            if (encoder_from / name).resolve() != (out / name).resolve():
+                shutil.copyfile(encoder_from / name, out / name)
     encoder = OnnxEncoder(out, threads=2)
     weights = fit_weights(weight_pools, encoder, config)
     progress(f"feature weights: {dict(zip(FEATURES, weights['coef']))}")
@@ -389,12 +474,13 @@ def train_reader(
             "weight_questions": len(weight_pools),
             "weight_weeks": sorted({q.week for q in weight_pools}),
         },
+        "encoder_from": str(encoder_from) if encoder_from else None,
         "weights": weights,
         "seconds": round(time.perf_counter() - started, 1),
     }
     if dev is not None:
         dev_pools = list(question_pools(dev, config))
-        report["dev"] = dev_figures(dev_pools, encoder, weights)
+        report["dev"] = dev_figures(dev_pools, encoder, weights, config)
         progress(f"dev: {report['dev']}")
     # Without dev weeks there is nothing to calibrate on: the shipped reader's threshold is a start.
     threshold = report.get("dev", {}).get("threshold", DEFAULT_THRESHOLD)
