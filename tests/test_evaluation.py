@@ -170,6 +170,9 @@ def test_counted_questions_know_whether_their_own_articles_hold_the_gold() -> No
     assert (figures["recall@10_own"], figures["accuracy_own"], figures["false_refusal_own"]) == (0.5, 0.5, 0.0)
     assert (figures["accuracy_elsewhere"], figures["false_refusal_elsewhere"]) == (0.0, 1.0)
     assert "accuracy_own" not in summarise([score_answer(COUNTED, _answer("x"))])  # seed sets: not known
+    refused_own = [replace(r, evidence=0.2) for r in results if not r.refused] + [replace(results[0], evidence=0.0)]
+    curve = {point["threshold"]: point for point in refusal_curve(refused_own)}
+    assert curve[0.1]["false_refusal_own"] == 0.0 and curve[0.25]["false_refusal_own"] == 1.0
 
 
 def test_realtimeqa_unknown_week_is_an_error() -> None:

@@ -239,7 +239,8 @@ def refusal_curve(results: list[QuestionResult], thresholds: tuple[float, ...] =
     def share(items: list[QuestionResult], test: Any) -> float | None:
         return sum(1 for r in items if test(r)) / len(items) if items else None
 
-    return [
+    own = [r for r in counted if r.own_articles]
+    curve = [
         {
             "threshold": t,
             "accuracy": share(counted, lambda r, t=t: r.correct and answers(r, t)),
@@ -249,3 +250,7 @@ def refusal_curve(results: list[QuestionResult], thresholds: tuple[float, ...] =
         }
         for t in thresholds
     ]
+    if any(r.own_articles is not None for r in counted):  # RealTimeQA: also the questions whose own articles hold the gold
+        for point in curve:
+            point["false_refusal_own"] = share(own, lambda r, t=point["threshold"]: not answers(r, t))
+    return curve

@@ -159,11 +159,12 @@ def format_markdown(report: dict[str, Any]) -> str:
             "",
             f"## Refusal threshold curve ({OURS}; exact at or above the threshold the run used)",
             "",
-            "| threshold | accuracy | accuracy, all | refusal out | false refusal |",
-            "|---|---|---|---|---|",
+            "| threshold | accuracy | accuracy, all | refusal out | false refusal | false refusal, gold in own articles |",
+            "|---|---|---|---|---|---|",
         ]
         for point in curve:
-            cells = [point[key] for key in ("accuracy", "accuracy_all", "refusal_out", "false_refusal")]
+            keys = ("accuracy", "accuracy_all", "refusal_out", "false_refusal", "false_refusal_own")
+            cells = [point.get(key) for key in keys]
             lines.append(f"| {point['threshold']:.2f} | " + " | ".join(_cell(c, "ratio") for c in cells) + " |")
     ours = report["questions"].get(OURS, [])
     missed = [q for q in ours if q["kind"] == "counted" and not q["correct"]]
