@@ -42,7 +42,7 @@ from retrieval.ingest.articles import ArticleError, article_from_record
 from retrieval.ingest.chunking import chunk_article
 from retrieval.passages import Passage, Query
 from retrieval.read.candidates import Candidate, candidates, lexical_share, sentence_features
-from retrieval.read.reader import FEATURES, feature_matrix
+from retrieval.read.reader import FEATURES, ReaderWeights, feature_matrix
 from retrieval.read.vectors import reader_text
 
 logger = logging.getLogger(__name__)
@@ -359,8 +359,9 @@ def dev_figures(
     similar ones and random ones, whose best gate probability should be under the threshold.
     """
     config = config or TrainingConfig()
-    coef, intercept = np.asarray(weights["coef"]), float(weights["intercept"])
-    gate_coef, gate_intercept = np.asarray(weights["gate_coef"]), float(weights["gate_intercept"])
+    fitted = ReaderWeights(
+        tuple(weights["coef"]), weights["intercept"], tuple(weights["gate_coef"]), weights["gate_intercept"], threshold=0.0
+    )
     top1 = top2 = cosine_top1 = lexical_top1 = n = 0
     present: list[float] = []
     absent: list[float] = []
@@ -369,8 +370,8 @@ def dev_figures(
             absent.append(0.0)
             continue
         rows = features(q, encoder)
-        p = _probability(rows, coef, intercept)
-        gate = _probability(rows, gate_coef, gate_intercept)
+        p = fitted.probability(rows)
+        gate = fitted.evidence(rows)
         labels = np.asarray(q.labels)
         if labels.any():
             n += 1
@@ -386,7 +387,7 @@ def dev_figures(
     vectors = {q.id: candidate_vectors(q.candidates, encoder) for q in pools if q.candidates}
     for kind, similar, random_pools in (("similar", 1, 0), ("random", 0, 1)):
         elsewhere[kind] = [
-            float(_probability(features(q, encoder, other.candidates, vectors[other.id]), gate_coef, gate_intercept).max())
+            float(fitted.evidence(features(q, encoder, other.candidates, vectors[other.id])).max())
             for q, other in other_pools(pools, similar=similar, random_pools=random_pools, seed=config.seed)
         ]
     thresholds = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5)
@@ -419,10 +420,6 @@ def dev_figures(
     }
 
 
-def _probability(rows: np.ndarray, coef: np.ndarray, intercept: float) -> np.ndarray:
-    return np.asarray(1.0 / (1.0 + np.exp(-(rows @ coef + intercept))))
-
-
 def train_reader(
     data: Path,
     out: Path,
@@ -445,9 +442,9 @@ def train_reader(
         pools = pools[: config.limit]
     progress(f"{len(pools)} training questions, {sum(q.answerable for q in pools)} with the gold among their candidates")
     encoder_pools, weight_pools = split_for_weights(pools, config.weight_every)
-    rows = encoder_examples(encoder_pools, config)
     work = out / "work"
     if encoder_from is None:
+        rows = encoder_examples(encoder_pools, config)
         progress(
             f"{len(rows)} training triplets from {len(encoder_pools)} questions; fine-tuning the encoder "
             f"({len(weight_pools)} questions of every {config.weight_every}th week held out for the feature weights)"
