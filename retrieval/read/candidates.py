@@ -196,21 +196,26 @@ def sentence_features(
     question_words = {w.lower() for w in re.findall(r"[\w'’-]+", query.text)}
     question_figures = figures(query.text)
     support = _support(kind, candidates, question_words, question_figures) if with_support else {}
-    contexts: dict[str, float] = {}
+    # What depends only on the passage (its share of the question's terms, its recency) is measured once a passage.
+    passages: dict[str, tuple[float, float]] = {}
     found: list[SentenceFeatures] = []
     for candidate, similarity, covered in zip(candidates, similarities, lexical_share(candidates, term_weights)):
         passage = candidate.passage
-        if passage.chunk_id not in contexts:
+        if passage.chunk_id not in passages:
             context = terms_of(indexed_text(passage.title, passage.published, passage.text))
-            contexts[passage.chunk_id] = sum(w for t, w in term_weights.items() if t in context) / total
+            passages[passage.chunk_id] = (
+                sum(w for t, w in term_weights.items() if t in context) / total,
+                query.recency(passage.published_on),
+            )
+        context_share, recency = passages[passage.chunk_id]
         found.append(
             SentenceFeatures(
                 dense=float(similarity),
                 coverage=covered,
-                context=contexts[passage.chunk_id],
+                context=context_share,
                 answer_type=_fits(kind, candidate.sentence, question_words, question_figures),
                 support=support.get(candidate.order, 0.0),
-                recency=query.recency(passage.published_on),
+                recency=recency,
                 headline=float(candidate.headline),
                 lead=float(candidate.lead),
             )
