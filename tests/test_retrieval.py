@@ -216,8 +216,7 @@ def test_a_date_range_is_searched_exactly_and_finds_what_chromas_filter_finds(
     stored = store.vectors(ids[::-1])
     assert stored.shape == (len(ids), 16)
     assert np.allclose(np.linalg.norm(stored, axis=1), 1.0, atol=1e-5)  # the unit vectors written, in the order asked
-    retriever = HybridRetriever(store, _NoEmbedder(), candidates=20)
-    retriever.refresh()
+    retriever = _retriever(store)
     since, until = date(2023, 1, 10), date(2023, 1, 25)
     where: dict[str, Any] = {
         "$and": [{"published_day": {"$gte": day_number(since)}}, {"published_day": {"$lte": day_number(until)}}]
@@ -230,6 +229,13 @@ def test_a_date_range_is_searched_exactly_and_finds_what_chromas_filter_finds(
     undated = {cid for cid, meta in zip(ids, metas) if meta.get("published_day") is None}
     assert undated and not undated & {cid for cid, _ in retriever.nearest(vector, since=date(2000, 1, 1))}
     assert retriever.nearest(vector, until=date(2022, 12, 31)) == []
+
+
+def _retriever(store: ArticleStore) -> HybridRetriever:
+    """A retriever over the store's given vectors (no model), its index built."""
+    retriever = HybridRetriever(store, _NoEmbedder(), candidates=20)
+    retriever.refresh()
+    return retriever
 
 
 def _assert_same_hits(found: list[tuple[str, float]], expected: list[tuple[str, float]], *, atol: float) -> None:
@@ -255,8 +261,7 @@ def test_a_small_collection_is_searched_exactly_a_large_one_in_chromas_index(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store, vector = _random_store(settings)
-    retriever = HybridRetriever(store, _NoEmbedder(), candidates=20)
-    retriever.refresh()
+    retriever = _retriever(store)
     asked = _chroma_queries(store, monkeypatch)
     scanned = retriever.nearest(vector)  # every chunk, the undated too
     assert not asked
@@ -270,8 +275,7 @@ def test_a_wide_date_range_is_searched_in_chromas_index_and_finds_what_the_scan_
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store, vector = _random_store(settings)
-    retriever = HybridRetriever(store, _NoEmbedder(), candidates=20)
-    retriever.refresh()
+    retriever = _retriever(store)
     since = date(2023, 1, 3)  # most of the dated chunks
     scanned = retriever.nearest(vector, since)
     asked = _chroma_queries(store, monkeypatch)
