@@ -15,7 +15,9 @@ Rows (every speed is compared as a ratio within this run; the machine is shared 
    of the six weeks; without it, the one week just ingested).
 4. four questions at once: the same questions answered by four threads against one at a time. Both
    timed passes follow an untimed one over the same questions (the index's caches warm) and start
-   with the reader's remembered question vectors dropped (each question new, as in use).
+   with the reader's remembered question vectors dropped (each question new, as in use). Then the
+   same through `--processes` answer worker processes (setting answer_processes), four at once
+   against one at a time through them.
 5. retrieval at size: `bench/scale.py` (synthetic collections), when `--scale-workdir` is given.
 
 Quality (answer accuracy and recall@4 on the dev weeks) is measured by `newsbot eval`, not here.
@@ -119,6 +121,40 @@ def ask_rows(services: Services, questions: list[tuple[str, Any]]) -> dict[str, 
     }
 
 
+def workers_rows(services: Services, questions: list[tuple[str, Any]], processes: int) -> dict[str, Any]:
+    """Four at once against one at a time with questions answered in `processes` worker processes
+    (setting answer_processes), both through the workers; and one at a time in this process, for scale.
+    Each timed pass follows an untimed one and starts with the workers' remembered questions dropped."""
+    from retrieval.answer.workers import AnswerWorkers
+
+    workers = AnswerWorkers(services.settings, processes)
+    try:
+        workers.start()
+        for _ in range(processes):  # every worker warm: untimed passes spread over all of them
+            with ThreadPoolExecutor(processes) as pool:
+                list(pool.map(lambda q: workers.answer(q[0], as_of=q[1]), questions))
+        workers.forget()
+        started = time.perf_counter()
+        for text, as_of in questions:
+            workers.answer(text, as_of=as_of)
+        one_at_a_time = time.perf_counter() - started
+        workers.forget()
+        with ThreadPoolExecutor(4) as pool:
+            started = time.perf_counter()
+            list(pool.map(lambda q: workers.answer(q[0], as_of=q[1]), questions))
+            four_at_once = time.perf_counter() - started
+    finally:
+        workers.close()
+    if services.reader is not None:
+        services.reader.forget_questions()
+    services.retriever.forget_windows()
+    started = time.perf_counter()
+    for text, as_of in questions:
+        services.answerer.answer(text, as_of=as_of)
+    in_process = time.perf_counter() - started
+    return {"concurrency": one_at_a_time / four_at_once, "against in-process": in_process / four_at_once}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--realtimeqa", type=Path, required=True, metavar="DIR", help="the RealTimeQA dev folder")
@@ -127,6 +163,7 @@ def main() -> int:
     parser.add_argument("--skip-ingest", action="store_true")
     parser.add_argument("--scale-workdir", type=Path, metavar="DIR", help="run bench/scale.py with this cache")
     parser.add_argument("--sizes", default="15000,100000", help="synthetic sizes for bench/scale.py")
+    parser.add_argument("--processes", type=int, default=2, help="answer worker processes for the last row (0: skip)")
     args = parser.parse_args()
     settings = load_settings()
     table: list[tuple[str, str, str]] = []
@@ -177,6 +214,16 @@ def main() -> int:
             (f"retrieval p50 at {ask['chunks']} chunks", f"{ask['retrieve p50']:.1f} ms", "<= 20 ms at 15k"),
             ("4 questions at once: throughput / one at a time", f"{ask['concurrency']:.2f}x", ">= 1.6x"),
         ]
+        if args.processes:
+            pooled = workers_rows(services, questions, args.processes)
+            print(pooled, file=sys.stderr)
+            table.append(
+                (
+                    f"  the same, answer_processes = {args.processes}",
+                    f"{pooled['concurrency']:.2f}x ({pooled['against in-process']:.2f}x one at a time in one process)",
+                    "",
+                )
+            )
     if args.scale_workdir:
         import subprocess
 

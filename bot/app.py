@@ -84,8 +84,15 @@ def build_application(
             from retrieval.service import Services
 
             services = Services(settings)
-        await asyncio.to_thread(services.warm_up)
-        application.bot_data[RUNTIME_KEY] = Runtime.build(settings, services)
+        workers = None
+        if settings.answer_processes:
+            from retrieval.answer.workers import AnswerWorkers
+
+            workers = AnswerWorkers(settings, settings.answer_processes)
+            await asyncio.to_thread(workers.start)
+        else:
+            await asyncio.to_thread(services.warm_up)
+        application.bot_data[RUNTIME_KEY] = Runtime.build(settings, services, workers)
         # The container's health check reads this file (bot/health.py).
         heartbeat = Heartbeat(settings.data_dir / health.FILE_NAME, services.store.count)
         application.bot_data[HEARTBEAT_KEY] = asyncio.create_task(heartbeat.run(), name="heartbeat")
@@ -98,7 +105,9 @@ def build_application(
         logger.info("bot @%s ready", application.bot.username)
 
     async def post_shutdown(application: BotApplication) -> None:
-        application.bot_data.pop(RUNTIME_KEY, None)
+        runtime = application.bot_data.pop(RUNTIME_KEY, None)
+        if isinstance(runtime, Runtime) and runtime.workers is not None:
+            await asyncio.to_thread(runtime.workers.close)
         beating = application.bot_data.pop(HEARTBEAT_KEY, None)
         if beating is not None:
             beating.cancel()

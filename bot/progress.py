@@ -57,6 +57,6 @@ async def ingest_with_progress(
         await asyncio.wrap_future(edit)
     # The new collection's keyword index, built now rather than by the next question (questions asked
     # meanwhile are answered from the old one).
-    await asyncio.to_thread(runtime.services.retriever.refresh)
+    await runtime.refresh()
     runtime.last_reload = datetime.now()
     return result

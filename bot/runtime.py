@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from retrieval.answer.answerer import Answerer
     from retrieval.answer.briefing import Briefer
     from retrieval.answer.types import Answer
+    from retrieval.answer.workers import AnswerWorkers
     from retrieval.service import Services
 
 RUNTIME_KEY = "newsbot"
@@ -27,7 +28,11 @@ RUNTIME_KEY = "newsbot"
 
 @dataclass
 class Runtime:
-    """The shared services and the bot's own state (conversation context, limits, counters)."""
+    """The shared services and the bot's own state (conversation context, limits, counters).
+
+    With `workers` (setting answer_processes), questions and briefings are answered in those
+    processes, and this one only ingests and talks to Telegram.
+    """
 
     settings: Settings
     services: Services
@@ -39,14 +44,19 @@ class Runtime:
     ingest_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     started: datetime = field(default_factory=datetime.now)
     last_reload: datetime | None = None
+    workers: AnswerWorkers | None = None
 
     @property
-    def answerer(self) -> Answerer:
-        return self.services.answerer
+    def answerer(self) -> Answerer | AnswerWorkers:
+        return self.workers or self.services.answerer
 
     @property
-    def briefer(self) -> Briefer:
-        return self.services.briefer
+    def briefer(self) -> Briefer | AnswerWorkers:
+        return self.workers or self.services.briefer
+
+    async def refresh(self) -> None:
+        """Build the live collection's keyword index now (after a reload), wherever questions are answered."""
+        await asyncio.to_thread(self.workers.refresh if self.workers else self.services.retriever.refresh)
 
     async def answer(
         self, key: ChatKey, question: str, replying_to: int | None = None, as_of: date | None = None
@@ -65,10 +75,11 @@ class Runtime:
         return answer, searched
 
     @classmethod
-    def build(cls, settings: Settings, services: Services) -> Runtime:
+    def build(cls, settings: Settings, services: Services, workers: AnswerWorkers | None = None) -> Runtime:
         return cls(
             settings=settings,
             services=services,
+            workers=workers,
             conversations=Conversations(settings.context_turns, settings.context_ttl_seconds),
             limiter=RateLimiter(settings.rate_limit_per_minute),
             slots=AnswerSlots(settings.max_concurrent_answers),

@@ -68,6 +68,7 @@ class Settings(BaseSettings):
     max_question_chars: int = Field(ge=10)
     max_upload_bytes: int = Field(ge=1)
     max_concurrent_answers: int = Field(ge=0)
+    answer_processes: int = Field(ge=0, le=64)
     context_turns: int = Field(ge=0, le=20)
     context_ttl_seconds: int = Field(ge=0)
 

@@ -278,6 +278,11 @@ class HybridRetriever:
         finally:
             self._refresh_lock.release()
 
+    @property
+    def current(self) -> bool:
+        """Whether the keyword index in use is the live collection's (no rebuild is due)."""
+        return self._keywords is not None and self._version == self.store.version()
+
     def _index(self, ids: list[str], chunks: dict[str, _Chunk], new_terms: dict[str, int]) -> KeywordIndex:
         """The keyword index of the chunks, noting in each chunk the terms of its text."""
         corpus = [tokenize(indexed_text(c.article.title, c.article.published, c.text)) for c in chunks.values()]
