@@ -134,9 +134,12 @@ def workers_rows(services: Services, questions: list[tuple[str, Any]], processes
             with ThreadPoolExecutor(processes) as pool:
                 list(pool.map(lambda q: workers.answer(q[0], as_of=q[1]), questions))
         workers.forget()
+        latencies: list[float] = []
         started = time.perf_counter()
         for text, as_of in questions:
+            asked = time.perf_counter()
             workers.answer(text, as_of=as_of)
+            latencies.append((time.perf_counter() - asked) * 1000)
         one_at_a_time = time.perf_counter() - started
         workers.forget()
         with ThreadPoolExecutor(4) as pool:
@@ -152,7 +155,12 @@ def workers_rows(services: Services, questions: list[tuple[str, Any]], processes
     for text, as_of in questions:
         services.answerer.answer(text, as_of=as_of)
     in_process = time.perf_counter() - started
-    return {"concurrency": one_at_a_time / four_at_once, "against in-process": in_process / four_at_once}
+    return {
+        "concurrency": one_at_a_time / four_at_once,
+        "against in-process": in_process / four_at_once,
+        "ask p50": percentile(latencies, 50),
+        "ask p95": percentile(latencies, 95),
+    }
 
 
 def main() -> int:
@@ -217,13 +225,18 @@ def main() -> int:
         if args.processes:
             pooled = workers_rows(services, questions, args.processes)
             print(pooled, file=sys.stderr)
-            table.append(
+            table += [
                 (
                     f"  the same, answer_processes = {args.processes}",
                     f"{pooled['concurrency']:.2f}x ({pooled['against in-process']:.2f}x one at a time in one process)",
                     "",
-                )
-            )
+                ),
+                (
+                    f"ask p50 / p95 through answer_processes = {args.processes}",
+                    f"{pooled['ask p50']:.0f} / {pooled['ask p95']:.0f} ms",
+                    "",
+                ),
+            ]
     if args.scale_workdir:
         import subprocess
 

@@ -3,8 +3,9 @@
 Telegram cannot be reached from here, so `tests/botapi.py` stands in for it; the command reads
 TELEGRAM_BOT_TOKEN and TELEGRAM_API_BASE_URL exactly as in production. One run long-polls, the
 other runs PTB's webhook server; both must start, register their commands, answer /start, stop
-cleanly on SIGINT, and never write the token to their logs. The index is empty here: the point
-is the wiring; answers are covered by test_bot_e2e.py.
+cleanly on SIGINT, and never write the token to their logs. The index is empty here (the point
+is the wiring; answers are covered by test_bot_e2e.py), except for the run that answers in worker
+processes, which must answer through them.
 """
 
 from __future__ import annotations
@@ -188,3 +189,28 @@ async def test_token_never_in_logs_or_messages_through_faults_and_errors(server:
     assert not any(server.pending_faults(method) for method in ("getUpdates", "sendMessage", "download"))
     assert server.token not in log and secret not in log
     assert not any(secret in sent.html for sent in server.sent)
+
+
+async def test_serve_with_answer_worker_processes(server: BotAPIServer, tmp_path: Path) -> None:
+    """answer_processes = 2: the command starts two workers, answers through them, and on Ctrl-C
+    (which reaches the workers too, as they share the terminal's process group) stops them and exits 0."""
+    offline = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "ANONYMIZED_TELEMETRY": "False"}
+    command = [sys.executable, "-m", "newsbot", "--data-dir", str(tmp_path / "var"), "ingest"]  # the sample articles
+    ingest = await asyncio.create_subprocess_exec(*command, cwd=ROOT, env={**os.environ, **offline})
+    assert await ingest.wait() == 0
+    process = await serve(server, tmp_path, env={"NEWSBOT_ANSWER_PROCESSES": "2"})
+    async with running(process) as logs:
+        await server.wait_for(lambda: server.commands, timeout=240)
+        chat = server.private(USER)
+        mark = server.mark()
+        await server.send(chat, USER, "How many additional troops did Ash Carter announce for Iraq in July 2016?")
+        [reply] = await server.replies(mark, chat.id, timeout=120)
+        assert "560" in reply.text and "[1]" in reply.text
+        children = [
+            int(pid) for task in Path(f"/proc/{process.pid}/task").iterdir() for pid in (task / "children").read_text().split()
+        ]
+        assert len(children) >= 2  # the workers (and multiprocessing's resource tracker)
+        for pid in children:  # what Ctrl-C in the terminal would do to them
+            os.kill(pid, signal.SIGINT)
+    assert "Traceback" not in logs[0], logs[0][-3000:]
+    assert not [line for line in logs[0].splitlines() if "KeyboardInterrupt" in line]

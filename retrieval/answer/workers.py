@@ -18,6 +18,7 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -50,6 +51,8 @@ def _start(settings: Settings) -> None:
     global _services
     from retrieval.service import Services
 
+    # Ctrl-C in a terminal reaches the whole process group: the serving process stops the workers itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     _services = Services(settings)
     _services.warm_up()
