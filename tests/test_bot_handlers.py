@@ -473,6 +473,7 @@ async def test_stats_for_admins(harness: Harness) -> None:
     await harness.send("/stats", user_id=ADMIN_ID)
     text = harness.request.sent()[-1]["text"]
     assert "Questions served: 2" in text and "Refusals: 1" in text and "Articles: 3" in text and "Chunks: 6" in text
+    assert "Answering: in the bot's process" in text
 
 
 async def test_error_handler_logs_and_tells_the_user(harness: Harness, caplog: pytest.LogCaptureFixture) -> None:

@@ -144,6 +144,7 @@ async def test_the_bot_answers_briefs_and_reloads_through_workers(seeded: Servic
         answer = await ask(QUESTIONS[0])
         assert "560" in answer and "[1]" in answer
         assert "Mosul" in await ask("/brief Mosul")
+        assert "Answering: in 2 worker processes" in await ask("/stats")
         (articles / "lanterns.md").write_text(LANTERNS, encoding="utf-8")
         mark = server.mark()
         await server.send(chat, admin, "/reload")

@@ -1,4 +1,4 @@
-"""/stats (admins): questions served, refusals, median latency, index size."""
+"""/stats (admins): questions served, refusals, median latency, where questions are answered, index size."""
 
 from __future__ import annotations
 
@@ -15,12 +15,15 @@ async def stats(update: Update, context: BotContext) -> None:
     usage = context.runtime.usage
     catalog = await load_catalog(context.runtime.services)
     median = f"{usage.median_ms:.0f} ms" if usage.median_ms is not None else "n/a"
+    workers = context.runtime.workers
+    answering = f"in {workers.processes} worker processes" if workers else "in the bot's process"
     await update.effective_message.reply_text(
         "<b>Since start</b>\n"
         f"Questions served: {usage.questions}\n"
         f"Refusals: {usage.refusals}\n"
         f"Briefings: {usage.briefings}\n"
-        f"Median answer latency: {median}\n\n"
+        f"Median answer latency: {median}\n"
+        f"Answering: {answering}\n\n"
         "<b>Index</b>\n"
         f"Articles: {len(catalog.articles)}\n"
         f"Chunks: {catalog.chunks}"
