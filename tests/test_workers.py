@@ -73,13 +73,18 @@ async def test_questions_at_once_each_get_their_own_answer(seeded: Services, wor
     assert all(same(answer, expected[i % len(QUESTIONS)]) for i, answer in enumerate(answers))
 
 
-def test_a_worker_that_dies_is_replaced_and_the_question_asked_again(workers: AnswerWorkers) -> None:
+def test_a_worker_that_dies_is_replaced_and_what_it_held_asked_again(workers: AnswerWorkers) -> None:
     before = workers.pids()
     os.kill(before[0], signal.SIGKILL)
     answers = [workers.answer(QUESTIONS[0]) for _ in range(3)]  # the first goes to the dead one
     assert all("560" in answer.text for answer in answers)
     after = workers.pids()
     assert after[0] != before[0] and after[1] == before[1]
+    os.kill(after[1], signal.SIGKILL)  # found dead by a call to every worker, not by a question
+    workers.refresh()
+    last = workers.pids()
+    assert last[0] == after[0] and last[1] != after[1]
+    assert "560" in workers.answer(QUESTIONS[0]).text
 
 
 def test_workers_follow_a_reload(seeded: Services, workers: AnswerWorkers) -> None:

@@ -139,9 +139,10 @@ class AnswerWorkers:
         for number, future in enumerate(futures):
             try:
                 future.result()
-            except BrokenProcessPool as exc:
+            except Exception as exc:
                 self.close()
-                raise WorkerError(f"answer worker {number + 1} of {len(futures)} did not start (see its log above)") from exc
+                why = "see its log above" if isinstance(exc, BrokenProcessPool) else f"{type(exc).__name__}: {exc}"
+                raise WorkerError(f"answer worker {number + 1} of {len(futures)} did not start ({why})") from exc
 
     def answer(self, question: str, **options: Any) -> Answer:
         return self._call(_answer, question, options).result()
@@ -176,9 +177,38 @@ class AnswerWorkers:
             worker.shutdown(wait=True, cancel_futures=True)
 
     def _on_each(self, function: Callable[[], T]) -> list[T]:
+        """`function()` on every worker; a worker found dead is replaced, and the new one asked instead."""
         with self._lock:
             workers = list(self._workers)
-        return [future.result() for future in [worker.submit(function) for worker in workers]]
+        futures = [self._submit_to(number, worker, function) for number, worker in enumerate(workers)]
+        results = []
+        for number, (worker, future) in enumerate(zip(workers, futures, strict=True)):
+            try:
+                results.append(future.result())
+            except BrokenProcessPool:
+                results.append(self._submit_to(number, self._replace(number, worker), function).result())
+        return results
+
+    def _submit_to(self, number: int, worker: ProcessPoolExecutor, function: Callable[[], T]) -> Future[T]:
+        try:
+            return worker.submit(function)
+        except BrokenProcessPool:
+            return self._replace(number, worker).submit(function)
+
+    def _replace(self, number: int, dead: ProcessPoolExecutor) -> ProcessPoolExecutor:
+        """Worker `number`, started again if it is still `dead` (another caller may have done it already)."""
+        with self._lock:
+            if number >= len(self._workers):
+                raise WorkerError("the answer workers are closed")
+            replaced = self._workers[number] is dead
+            if replaced:
+                self._workers[number] = self._new_worker()
+                self._busy[number] = 0
+            worker = self._workers[number]
+        if replaced:
+            logger.error("answer worker %d died; a new one starts", number + 1)
+            dead.shutdown(wait=False, cancel_futures=True)
+        return worker
 
     def _call(self, function: Callable[[str, dict[str, Any]], T], text: str, options: dict[str, Any]) -> Future[T]:
         """Run `function(text, options)` on the least busy worker; once more on a new one if that one dies."""
@@ -194,7 +224,7 @@ class AnswerWorkers:
                 self._busy[number] += 1
             try:
                 future = worker.submit(function, text, options)
-            except BrokenProcessPool as exc:
+            except RuntimeError as exc:  # dead (BrokenProcessPool), or closed meanwhile
                 done(number, worker, retry, exc, None)
                 return
             future.add_done_callback(lambda f: done(number, worker, retry, f.exception(), f))
@@ -202,15 +232,13 @@ class AnswerWorkers:
         def done(number: int, worker: ProcessPoolExecutor, retry: bool, error: BaseException | None, future: Any) -> None:
             broken = isinstance(error, BrokenProcessPool)
             with self._lock:
-                current = number < len(self._workers) and self._workers[number] is worker
-                if current:
+                if number < len(self._workers) and self._workers[number] is worker:
                     self._busy[number] -= 1
-                    if broken:  # the first question to find it dead replaces it; the others just retry
-                        self._workers[number] = self._new_worker()
-                        self._busy[number] = 0
-            if broken and current:
-                logger.error("answer worker %d died; a new one starts", number + 1)
-                worker.shutdown(wait=False, cancel_futures=True)
+            if broken:
+                try:
+                    self._replace(number, worker)  # the first question to find it dead replaces it
+                except WorkerError as closed:
+                    error, retry = closed, False
             if broken and retry:
                 submit(retry=False)
             elif error is not None:
