@@ -56,7 +56,7 @@ def main() -> int:
     print(f"{services.store.count():,} chunks in {args.data_dir}", file=sys.stderr)
     pids = {"this process": os.getpid()}
     if args.processes:
-        from retrieval.answer.workers import AnswerWorkers
+        from retrieval.workers import AnswerWorkers
 
         workers = AnswerWorkers(settings, args.processes)
         workers.start()

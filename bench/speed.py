@@ -125,7 +125,7 @@ def workers_rows(services: Services, questions: list[tuple[str, Any]], processes
     """Four at once against one at a time with questions answered in `processes` worker processes
     (setting answer_processes), both through the workers; and one at a time in this process, for scale.
     Each timed pass follows an untimed one and starts with the workers' remembered questions dropped."""
-    from retrieval.answer.workers import AnswerWorkers
+    from retrieval.workers import AnswerWorkers
 
     workers = AnswerWorkers(services.settings, processes)
     try:

@@ -86,7 +86,7 @@ def build_application(
             services = Services(settings)
         workers = None
         if settings.answer_processes:
-            from retrieval.answer.workers import AnswerWorkers
+            from retrieval.workers import AnswerWorkers
 
             workers = AnswerWorkers(settings, settings.answer_processes)
             await asyncio.to_thread(workers.start)

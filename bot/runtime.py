@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     from retrieval.answer.answerer import Answerer
     from retrieval.answer.briefing import Briefer
     from retrieval.answer.types import Answer
-    from retrieval.answer.workers import AnswerWorkers
     from retrieval.service import Services
+    from retrieval.workers import AnswerWorkers
 
 RUNTIME_KEY = "newsbot"
 

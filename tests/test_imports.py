@@ -1,6 +1,6 @@
 """The import contract: the folders are layers, and a module imports only from the layers below its own.
 
-bot → service → answer → (ingest pipeline) → read → search → index → ingest; `passages`, `config` and
+bot → workers → service → answer → (ingest pipeline) → read → search → index → ingest; `passages`, `config` and
 `prompts` at the bottom. Nothing in the product imports the bot, the eval harness or training code, and
 the bot imports no storage or model library (its handlers call services).
 """
@@ -25,9 +25,10 @@ LAYERS: dict[str, int] = {
     "retrieval.ingest.pipeline": 5,  # writes the index from the loaders (and may ask the reader at ingest)
     "retrieval.answer": 6,
     "retrieval.service": 7,
-    "bot": 8,
-    "retrieval.evaluation": 8,
-    "newsbot": 9,
+    "retrieval.workers": 8,  # services in worker processes
+    "bot": 9,
+    "retrieval.evaluation": 9,
+    "newsbot": 10,
 }
 PRODUCT_MAY_NOT_IMPORT = ("bot", "retrieval.evaluation")
 BOT_MAY_NOT_IMPORT = ("chromadb", "sentence_transformers", "torch", "transformers", "langchain", "bm25s")

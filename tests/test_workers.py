@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from retrieval.answer.types import Answer
-from retrieval.answer.workers import AnswerWorkers, WorkerError
 from retrieval.index.embedding import Embedder
 from retrieval.service import Services
+from retrieval.workers import AnswerWorkers, WorkerError
 from tests.conftest import ARTICLES, make_services
 
 # Workers load the embedding model themselves, in their own processes.
