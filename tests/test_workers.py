@@ -163,3 +163,25 @@ async def test_the_bot_answers_briefs_and_reloads_through_workers(seeded: Servic
         await application.shutdown()
         await server.stop()
     assert runtime.workers.processes == 0  # closed with the bot
+
+
+def test_workers_answer_from_a_chroma_server(tmp_path: Path, embedder: Embedder) -> None:
+    """As docker-compose deploys it: the index in a real `chroma run` server, two workers reading it."""
+    from tests.chroma import ChromaServer
+
+    server = ChromaServer(tmp_path / "chroma-data")
+    server.start()
+    try:
+        options = {"chroma_mode": "http", "chroma_host": "127.0.0.1", "chroma_port": server.port}
+        services = make_services(tmp_path / "var", embedder, **options)
+        assert services.ingestor.ingest([ARTICLES]).ok
+        workers = AnswerWorkers(services.settings, 2)
+        workers.start()
+        try:
+            answers = [workers.answer(QUESTIONS[1]) for _ in range(2)]
+            assert all("$250,000" in answer.text and answer.citations for answer in answers)
+            assert same(answers[0], services.answerer.answer(QUESTIONS[1]))
+        finally:
+            workers.close()
+    finally:
+        server.stop()
