@@ -49,6 +49,7 @@ def main() -> int:
     parser.add_argument("--data-dir", type=Path, required=True, help="the index")
     parser.add_argument("--processes", type=int, default=2, help="answer worker processes (0: this one answers)")
     parser.add_argument("--reader", default="bundled", help="the reader setting (bundled: as the speed rows run)")
+    parser.add_argument("--json", action="store_true", help="end with the totals as one JSON line")
     args = parser.parse_args()
     settings = load_settings(data_dir=str(args.data_dir), reader=args.reader)
     questions = [json.loads(line)["question"] for line in (ROOT / "tests" / "data" / "seed_qa_dev.jsonl").open()]
@@ -73,6 +74,8 @@ def main() -> int:
         total_rss, total_pss = total_rss + rss, total_pss + pss
         print(f"{name:14} RSS {rss:8,.0f} MB   PSS {pss:8,.0f} MB")
     print(f"{'all':14} RSS {total_rss:8,.0f} MB   PSS {total_pss:8,.0f} MB  (answer_processes = {args.processes})")
+    if args.json:
+        print(json.dumps({"processes": args.processes, "rss_mb": total_rss, "pss_mb": total_pss}))
     if args.processes:
         workers.close()
     return 0

@@ -18,7 +18,9 @@ Rows (every speed is compared as a ratio within this run; the machine is shared 
    with the reader's remembered question vectors dropped (each question new, as in use). Then the
    same through `--processes` answer worker processes (setting answer_processes), four at once
    against one at a time through them.
-5. retrieval at size: `bench/scale.py` (synthetic collections), when `--scale-workdir` is given.
+5. retrieval at size: `bench/scale.py` (synthetic collections), when `--scale-workdir` is given;
+   then `newsbot serve`'s memory at each size, in one process and with `--processes` answer workers
+   (`bench/serve_memory.py`).
 
 Quality (answer accuracy and recall@4 on the dev weeks) is measured by `newsbot eval`, not here.
 This prints numbers; it asserts nothing.
@@ -163,6 +165,31 @@ def workers_rows(services: Services, questions: list[tuple[str, Any]], processes
     }
 
 
+def memory_rows(workdir: Path, sizes: str, processes: int) -> list[tuple[str, str, str]]:
+    """`newsbot serve`'s answering side at each synthetic size (`bench/serve_memory.py`), in its own
+    process and with `processes` answer workers: PSS of all the processes, after questions four at once."""
+    import json
+    import subprocess
+
+    from scale import size_of  # bench/scale.py, beside this script
+
+    rows = []
+    for chunks in [size_of(size) for size in sizes.split(",")]:
+        figures = []
+        for n in sorted({0, processes}):
+            command = [str(ROOT / "bench" / "serve_memory.py"), "--json", "--processes", str(n)]
+            run = subprocess.run(
+                [sys.executable, *command, "--data-dir", str(workdir / f"chunks-{chunks}")],
+                stdout=subprocess.PIPE,
+                text=True,
+                check=True,
+            )
+            figures.append(json.loads(run.stdout.splitlines()[-1]))
+        shown = ", ".join(f"{f['pss_mb']:,.0f} MB with answer_processes = {f['processes']}" for f in figures)
+        rows.append((f"`newsbot serve` memory (PSS) at {chunks:,} chunks", shown, "<= 1.5 GB at 100k"))
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--realtimeqa", type=Path, required=True, metavar="DIR", help="the RealTimeQA dev folder")
@@ -244,6 +271,7 @@ def main() -> int:
             [sys.executable, str(ROOT / "bench" / "scale.py"), "--workdir", str(args.scale_workdir), "--sizes", args.sizes],
             check=False,
         )
+        table += memory_rows(args.scale_workdir, args.sizes, args.processes)
     width = max(len(row[0]) for row in table)
     print(f"\n{'measure':{width}}  {'this run':60}  target")
     for measure, value, target in table:
