@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     llm_model: str
     llm_base_url: str
     llm_temperature: float = Field(ge=0.0, le=2.0)
+    llm_passages: int = Field(ge=1, le=20)
+    llm_max_tokens: int = Field(ge=16, le=8192)
+    llm_timeout_seconds: float = Field(gt=0.0, le=600.0)
+    llm_retries: int = Field(ge=0, le=5)
+    llm_fallback: Literal["extractive", "refuse"]
     # Comma-separated in the environment: NEWSBOT_ADMIN_IDS=123,456
     admin_ids: Annotated[list[int], NoDecode]
     allowed_chat_ids: Annotated[list[int], NoDecode]

@@ -126,8 +126,9 @@ class Services:
             if self.settings.answer_backend == "llm":
                 from retrieval.answer.llm import LLMGenerator
 
-                # The extractive scorer stays on as the evidence gate: weak evidence is refused before the model is asked.
-                self._generator = LLMGenerator.from_settings(self.settings, gate=extractive, reader=reader)
+                # The extractive scorer stays on as the evidence gate (weak evidence is refused before the model is
+                # asked), and answers when the model cannot (setting llm_fallback).
+                self._generator = LLMGenerator.from_settings(self.settings, gate=extractive, reader=reader, fallback=extractive)
             else:
                 self._generator = extractive
         return self._generator

@@ -66,6 +66,10 @@ class Answerer:
             passages=passages,
             conflict=draft.conflict,
             evidence=draft.evidence,
+            backend=draft.backend,
+            fallback=draft.fallback,
+            dropped=draft.dropped,
+            note=draft.note,
             timings_ms={
                 "retrieve": (found - started) * 1000,
                 "rerank": (retrieved - found) * 1000,

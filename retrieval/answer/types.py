@@ -42,6 +42,13 @@ class Answer:
     conflict: bool = False
     # How strongly the best sentence answers the question (the reader's probability), what refusal judges.
     evidence: float | None = None
+    # Who wrote the text ("extractive" or "llm"); with the LLM backend, why its reply was not used
+    # ("error", "timeout", "unsupported"), how many of its sentences the support check dropped, and the
+    # one line the user is shown about it.
+    backend: str = "extractive"
+    fallback: str | None = None
+    dropped: int = 0
+    note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -50,6 +57,10 @@ class Answer:
             "refused": self.refused,
             "conflict": self.conflict,
             "evidence": None if self.evidence is None else round(self.evidence, 4),
+            "backend": self.backend,
+            "fallback": self.fallback,
+            "dropped_sentences": self.dropped,
+            "note": self.note,
             "citations": [asdict(citation) for citation in self.citations],
             "passages": [passage.to_dict() for passage in self.passages],
             "timings_ms": {key: round(value, 1) for key, value in self.timings_ms.items()},
@@ -65,3 +76,7 @@ class Draft:
     citations: list[Citation]
     conflict: bool = False
     evidence: float | None = None
+    backend: str = "extractive"
+    fallback: str | None = None
+    dropped: int = 0
+    note: str | None = None
