@@ -33,8 +33,13 @@ def sources_block(citations: Sequence[Citation]) -> str:
 
 
 def format_answer(answer: Answer) -> str:
-    """The answer with its [n] markers, then the numbered sources; a refusal has no sources."""
+    """The answer with its [n] markers (and the LLM backend's one-line note), then the numbered sources.
+
+    A refusal has no sources.
+    """
     body = escape(answer.text, quote=False)
+    if answer.note:
+        body += f"\n<i>{escape(answer.note, quote=False)}</i>"
     if answer.refused or not answer.citations:
         return body
     return f"{body}\n\n{sources_block(answer.citations)}"

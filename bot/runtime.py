@@ -71,7 +71,13 @@ class Runtime:
             searched = follow_up_question(previous, question)
         started = time.perf_counter()
         answer = await self.answerer.aanswer(searched, as_of=as_of)
-        self.usage.record(refused=answer.refused, latency_ms=(time.perf_counter() - started) * 1000)
+        self.usage.record(
+            refused=answer.refused,
+            latency_ms=(time.perf_counter() - started) * 1000,
+            backend=answer.backend,
+            fallback=answer.fallback,
+            dropped=answer.dropped,
+        )
         return answer, searched
 
     @classmethod

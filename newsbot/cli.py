@@ -142,6 +142,8 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
 def format_answer(answer: Any) -> str:
     """The answer and its numbered sources, for a terminal."""
     lines = [answer.text]
+    if answer.note:
+        lines.append(f"({answer.note})")
     if answer.citations:
         lines.append("")
         lines.append("Sources:")

@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import date
 from typing import Any
 
@@ -22,6 +23,7 @@ import pytest
 from telegram import Update
 from telegram.request import BaseRequest, RequestData
 
+from bot import chat_action
 from bot.app import RedactToken, build_application, file_url_for, run
 from bot.conversation import Conversations, Exchange, follow_up_question
 from bot.formatting import MAX_MESSAGE_CHARS, format_answer, split_message
@@ -474,6 +476,47 @@ async def test_stats_for_admins(harness: Harness) -> None:
     text = harness.request.sent()[-1]["text"]
     assert "Questions served: 2" in text and "Refusals: 1" in text and "Articles: 3" in text and "Chunks: 6" in text
     assert "Answering: in the bot's process" in text
+
+
+async def test_typing_indicator_stays_on_while_the_answer_is_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Telegram shows "typing" for 5 s; a chat model can take a minute, so it is sent again until the answer is out."""
+    monkeypatch.setattr(chat_action, "REPEAT_SECONDS", 0.01)
+    h = await make_harness(rate_limit_per_minute=0)
+    answerer = h.services.answerer = BlockingAnswerer()
+    asked = asyncio.create_task(h.send("How many troops?"))
+    while len(h.request.sent("sendChatAction")) < 3:
+        await asyncio.sleep(0.01)
+    assert h.request.sent() == []
+    answerer.release.set()
+    await asyncio.gather(asked)
+    sent_while_answering = len(h.request.sent("sendChatAction"))
+    await asyncio.sleep(0.05)
+    assert len(h.request.sent("sendChatAction")) == sent_while_answering  # off once answered
+    assert len(h.request.sent()) == 1
+    await h.application.shutdown()
+
+
+async def test_stats_count_llm_answers_fallbacks_and_dropped_sentences() -> None:
+    h = await make_harness(rate_limit_per_minute=0, answer_backend="llm", llm_model="openai:gpt-4o-mini")
+    queue = h.services.answerer.queue
+    written = answer_about("q")
+    queue.append(replace(written, backend="llm", dropped=2))
+    queue.append(replace(written, backend="extractive", fallback="unsupported", dropped=3, note="The model failed."))
+    queue.append(Answer("q", REFUSAL, True, backend="llm", fallback="timeout", note="The model took too long."))
+    for question in ("One?", "Two?", "Three?"):
+        await h.send(question)
+    fallback_reply = h.request.sent()[1]["text"]
+    assert "<i>The model failed.</i>" in fallback_reply and "<b>Sources</b>" in fallback_reply
+    await h.send("/stats", user_id=ADMIN_ID)
+    text = h.request.sent()[-1]["text"]
+    assert "Questions served: 3" in text and "Refusals: 1" in text
+    assert "LLM answers: 1" in text and "LLM fallbacks: 2" in text and "Sentences dropped by the support check: 5" in text
+    await h.application.shutdown()
+
+
+async def test_stats_without_the_llm_backend_say_nothing_of_it(harness: Harness) -> None:
+    await harness.send("/stats", user_id=ADMIN_ID)
+    assert "LLM" not in harness.request.sent()[-1]["text"]
 
 
 async def test_error_handler_logs_and_tells_the_user(harness: Harness, caplog: pytest.LogCaptureFixture) -> None:

@@ -6,9 +6,9 @@ import logging
 import re
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
-from telegram.constants import ChatAction
 
 from bot.access import chat_key
+from bot.chat_action import typing
 from bot.conversation import Exchange
 from bot.formatting import format_answer, format_quote, split_message
 from bot.runtime import BotContext
@@ -64,10 +64,10 @@ async def _answer(message: Message, context: BotContext, question: str) -> None:
     runtime = context.runtime
     key = chat_key(message)
     replied = message.reply_to_message
-    await message.reply_chat_action(ChatAction.TYPING)
     # Questions are answered as of the day they were asked: "this week" means that week.
     as_of = message.date.date() if message.date else None
-    answer, searched = await runtime.answer(key, question, replied.message_id if replied else None, as_of=as_of)
+    async with typing(message):  # kept on while a chat model writes, which can take longer than the indicator lasts
+        answer, searched = await runtime.answer(key, question, replied.message_id if replied else None, as_of=as_of)
     pieces = split_message(format_answer(answer))
     keyboard = quote_keyboard(runtime.quotes.add(answer.citations), answer.citations) if answer.citations else None
     sent = []

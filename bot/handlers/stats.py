@@ -1,4 +1,4 @@
-"""/stats (admins): questions served, refusals, median latency, where questions are answered, index size."""
+"""/stats (admins): questions served, refusals, LLM answers and fallbacks, median latency, where answered, index size."""
 
 from __future__ import annotations
 
@@ -17,10 +17,18 @@ async def stats(update: Update, context: BotContext) -> None:
     median = f"{usage.median_ms:.0f} ms" if usage.median_ms is not None else "n/a"
     workers = context.runtime.workers
     answering = f"in {workers.processes} worker processes" if workers else "in the bot's process"
+    llm = (
+        f"LLM answers: {usage.llm_answers}\n"
+        f"LLM fallbacks: {usage.llm_fallbacks}\n"
+        f"Sentences dropped by the support check: {usage.dropped_sentences}\n"
+        if context.runtime.settings.answer_backend == "llm"
+        else ""
+    )
     await update.effective_message.reply_text(
         "<b>Since start</b>\n"
         f"Questions served: {usage.questions}\n"
         f"Refusals: {usage.refusals}\n"
+        f"{llm}"
         f"Briefings: {usage.briefings}\n"
         f"Median answer latency: {median}\n"
         f"Answering: {answering}\n\n"

@@ -315,7 +315,7 @@ class LLMGenerator:
             return "echoes the prompt"
         if claim.rstrip("\"”’')").endswith("?"):
             return "a question"
-        numbers = _cited_numbers(sentence)
+        numbers = cited_numbers(sentence)
         cited = [shown[i - 1] for i in numbers if 1 <= i <= len(shown)]
         if len(cited) < len(numbers):
             return "cites a passage that was not shown"
@@ -425,7 +425,13 @@ def _supporting_sentence(passage: str, claim: str) -> str:
     return max(sentences, key=lambda sentence: (len(stated & figures(sentence)), len(wanted & set(tokenize(sentence)))))
 
 
-def _cited_numbers(sentence: str) -> list[int]:
+def strip_markers(sentence: str) -> str:
+    """The sentence without its [n] markers."""
+    return _MARKER.sub(" ", sentence).strip()
+
+
+def cited_numbers(sentence: str) -> list[int]:
+    """The source numbers a sentence cites, in order."""
     return [int(raw) for match in _MARKER.finditer(sentence) for raw in match.group(1).split(",")]
 
 

@@ -149,6 +149,12 @@ class QuestionResult:
     seed_type: str = ""
     evidence: float | None = None
     own_articles: bool | None = None
+    # The LLM backend: who wrote the answer shown, why the model's reply was not used, how many of its
+    # sentences the support check dropped, and how many sentences shown no cited passage backs (must be 0).
+    backend: str = "extractive"
+    fallback: str | None = None
+    dropped: int = 0
+    unbacked_shown: int = 0
 
 
 def score_answer(question: EvalQuestion, answer: Answer) -> QuestionResult:
@@ -177,7 +183,37 @@ def score_answer(question: EvalQuestion, answer: Answer) -> QuestionResult:
         seed_type=question.seed_type,
         evidence=answer.evidence,
         own_articles=question.own_articles,
+        backend=answer.backend,
+        fallback=answer.fallback,
+        dropped=answer.dropped,
+        unbacked_shown=len(unbacked_sentences(answer)),
     )
+
+
+def unbacked_sentences(answer: Answer) -> list[str]:
+    """The sentences of an answer that no passage they cite backs, checked from the answer alone.
+
+    A sentence must cite (after renumbering, through the answer's own citations) articles whose
+    retrieved passages hold all its figures and most of its terms; only short framing about the
+    sources ("The sources differ on this.") may go uncited.
+    """
+    from retrieval.answer.llm import cited_numbers, is_framing, strip_markers, supported
+    from retrieval.ingest.text import split_sentences
+
+    if answer.refused:
+        return []
+    doc_of = {citation.n: citation.doc_id for citation in answer.citations}
+    unbacked = []
+    for sentence in split_sentences(answer.text):
+        numbers = cited_numbers(sentence)
+        docs = {doc_of.get(n) for n in numbers}
+        cited = [p for p in answer.passages if p.doc_id in docs]
+        if numbers and None not in docs and cited and supported(strip_markers(sentence), cited):
+            continue
+        if not numbers and is_framing(sentence):
+            continue
+        unbacked.append(sentence)
+    return unbacked
 
 
 def summarise(results: list[QuestionResult]) -> dict[str, Any]:
@@ -204,6 +240,14 @@ def summarise(results: list[QuestionResult]) -> dict[str, Any]:
     figures["retrieve_p50_ms"] = percentile([r.retrieve_ms for r in results], 50)
     figures["counted"] = len(counted)
     figures["out"] = len(out)
+    if any(r.backend == "llm" or r.fallback for r in results):
+        figures["llm_answers"] = sum(r.backend == "llm" and not r.refused for r in results)
+        figures["llm_refusals"] = sum(r.backend == "llm" and r.refused for r in results)
+        figures["llm_fallbacks"] = sum(bool(r.fallback) for r in results)
+        for reason in ("error", "timeout", "unsupported"):
+            figures[f"llm_fallbacks_{reason}"] = sum(r.fallback == reason for r in results)
+        figures["llm_dropped_sentences"] = sum(r.dropped for r in results)
+    figures["unbacked_shown"] = sum(r.unbacked_shown for r in results)
     # RealTimeQA: the counted questions whose gold is in their own search results, and those whose gold
     # is only elsewhere in the corpus (often by coincidence: such a question is answerable in name only).
     if any(r.own_articles is not None for r in counted):
