@@ -1,15 +1,31 @@
-"""The LLM backend, with a fake chat model standing in for a paid or remote one (none can run here).
+"""The LLM backend with a fake chat model, for the replies and failures a real model cannot be made to give on cue.
 
-Retrieval, the evidence gate and citation checking are real: the real model and index on the
-sample articles.
+A given malformed reply, the prompt's instructions repeated word for word, an error after part of
+a reply, a rate limit, a wrong key: a real server does these only by chance. Everything else here is
+real (the embedding model and index on the sample articles, the evidence gate, the support check).
+The real llama.cpp server is in test_llm_server.py.
 """
 
-from langchain_core.language_models.fake_chat_models import FakeListChatModel
+from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from langchain_core.language_models import BaseChatModel
+from langchain_core.language_models.fake_chat_models import FakeListChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+
+from config import load_settings
 from retrieval.answer.answerer import Answerer
 from retrieval.answer.extractive import ExtractiveGenerator
-from retrieval.answer.llm import LLMGenerator
+from retrieval.answer.llm import FALLBACK_NOTE, NOTES, LLMGenerator, model_options, retryable
+from retrieval.answer.types import REFUSAL, Answer
+from retrieval.evaluation.metrics import unbacked_sentences
 from retrieval.service import Services
+
+TROOPS = "How many additional troops did Ash Carter announce for Iraq in July 2016?"
 
 
 class CountingFakeChatModel(FakeListChatModel):
@@ -21,37 +37,193 @@ class CountingFakeChatModel(FakeListChatModel):
         self.prompts.append(str(messages[-1].content))
         return super()._call(messages, stop=stop, run_manager=run_manager, **kwargs)
 
+    def _stream(self, messages, stop=None, run_manager=None, **kwargs):  # type: ignore[no-untyped-def]
+        self.prompts.append(str(messages[-1].content))
+        yield from super()._stream(messages, stop=stop, run_manager=run_manager, **kwargs)
 
-def _answerer(seed_services: Services, replies: list[str]) -> tuple[Answerer, CountingFakeChatModel]:
-    gate = seed_services.generator
+
+class StatusError(RuntimeError):
+    """What a provider raises for an HTTP error: it carries the status."""
+
+    def __init__(self, status_code: int) -> None:
+        super().__init__(f"HTTP {status_code}")
+        self.status_code = status_code
+
+
+class ScriptedChatModel(BaseChatModel):
+    """Streams each try's chunks in turn; a try may end with an exception (after its chunks) or a finish reason."""
+
+    tries: list[dict[str, Any]] = []
+    calls: int = 0
+
+    @property
+    def _llm_type(self) -> str:
+        return "scripted"
+
+    def _generate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any) -> ChatResult:
+        text = "".join(chunk.text for chunk in self._stream(messages))
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=text))])
+
+    def _stream(
+        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any
+    ) -> Iterator[ChatGenerationChunk]:
+        script = self.tries[min(self.calls, len(self.tries) - 1)]
+        self.calls += 1
+        for part in script.get("chunks", []):
+            yield ChatGenerationChunk(message=AIMessageChunk(content=part))
+        if "finish" in script:
+            yield ChatGenerationChunk(message=AIMessageChunk(content="", response_metadata={"finish_reason": script["finish"]}))
+        if "error" in script:
+            raise script["error"]
+
+
+def _generator(services: Services, model: BaseChatModel, *, refuse: bool = False, **options: Any) -> LLMGenerator:
+    gate = services.generator
     assert isinstance(gate, ExtractiveGenerator)
-    model = CountingFakeChatModel(responses=replies, prompts=[])
-    return Answerer(seed_services.retriever, LLMGenerator(model, gate)), model
+    sleeps: list[float] = []
+    generator = LLMGenerator(model, gate, fallback=None if refuse else gate, sleep=sleeps.append, **options)
+    generator.sleeps = sleeps  # type: ignore[attr-defined]
+    return generator
+
+
+def _ask(services: Services, generator: LLMGenerator, question: str = TROOPS) -> Answer:
+    return Answerer(services.retriever, generator).answer(question)
+
+
+def _scripted(*tries: dict[str, Any]) -> ScriptedChatModel:
+    return ScriptedChatModel(tries=list(tries), calls=0)
+
+
+def _fell_back(answer: Answer, reason: str) -> None:
+    """The extractive answer, with the one line that says why."""
+    assert not answer.refused and answer.backend == "extractive" and answer.fallback == reason
+    assert answer.note == FALLBACK_NOTE.format(reason=NOTES[reason])
+    assert "560" in answer.text and answer.citations
+    assert unbacked_sentences(answer) == []
 
 
 def test_citations_are_renumbered_per_article_and_quoted(seed_services: Services) -> None:
-    answerer, model = _answerer(seed_services, ["The US is sending 560 more troops [2], based near Qayyarah [2][9]."])
-    answer = answerer.answer("How many additional troops did Ash Carter announce for Iraq in July 2016?")
+    model = CountingFakeChatModel(responses=["The US is sending 560 more troops [2], based near Qayyarah [2][9]."], prompts=[])
+    answer = _ask(seed_services, _generator(seed_services, model))
     assert len(model.prompts) == 1 and "Sources:" in model.prompts[0] and "[1]" in model.prompts[0]
-    assert not answer.refused
+    assert not answer.refused and answer.backend == "llm" and answer.fallback is None and answer.note is None
     assert answer.text == "The US is sending 560 more troops [1], based near Qayyarah [1]."  # [9] was never shown
     [citation] = answer.citations
     assert citation.doc_id == answer.passages[1].doc_id
     assert citation.quote in answer.passages[1].text
 
 
-def test_not_found_and_uncited_replies_are_refusals(seed_services: Services) -> None:
-    question = "How many additional troops did Ash Carter announce?"
-    for reply in ["NOT_FOUND", "It was probably about 500 soldiers."]:
-        answerer, _ = _answerer(seed_services, [reply])
-        answer = answerer.answer(question)
-        assert answer.refused and answer.citations == []
+def test_the_models_not_found_alone_is_a_refusal(seed_services: Services) -> None:
+    model = CountingFakeChatModel(responses=["NOT_FOUND"], prompts=[])
+    answer = _ask(seed_services, _generator(seed_services, model))
+    assert answer.refused and answer.text == REFUSAL and answer.citations == []
+    assert answer.backend == "llm" and answer.fallback is None
+
+
+def test_not_found_beside_a_backed_claim_is_not_a_refusal(seed_services: Services) -> None:
+    """The model's refusal counts only when nothing else in its reply survives the check."""
+    model = CountingFakeChatModel(responses=["NOT_FOUND. The US is sending 560 more troops to Iraq [1]."], prompts=[])
+    answer = _ask(seed_services, _generator(seed_services, model))
+    assert not answer.refused and answer.backend == "llm"
+    assert answer.text == "The US is sending 560 more troops to Iraq [1]."
+
+
+def test_an_echoed_instruction_holding_not_found_is_not_a_refusal(seed_services: Services) -> None:
+    """A model that repeats the prompt says NOT_FOUND without meaning it: the question is answered without it."""
+    echo = (
+        "You may use only the numbered sources below; you know nothing else.\n"
+        "- If the sources do not contain the answer, reply with exactly: NOT_FOUND"
+    )
+    answer = _ask(seed_services, _generator(seed_services, CountingFakeChatModel(responses=[echo], prompts=[])))
+    _fell_back(answer, "unsupported")
+    assert answer.dropped == 2
+
+
+def test_an_uncited_claim_falls_back_to_the_extractive_answer(seed_services: Services) -> None:
+    model = CountingFakeChatModel(responses=["It was probably about 500 soldiers."], prompts=[])
+    answer = _ask(seed_services, _generator(seed_services, model))
+    _fell_back(answer, "unsupported")
+    assert answer.dropped == 1 and "500 soldiers" not in answer.text
+
+
+def test_with_llm_fallback_refuse_an_unbacked_reply_is_refused_with_a_note(seed_services: Services) -> None:
+    model = CountingFakeChatModel(responses=["Argentina sent 9,999 troops to Iraq in 2016 [1]."], prompts=[])
+    answer = _ask(seed_services, _generator(seed_services, model, refuse=True))
+    assert answer.refused and answer.citations == [] and answer.text == REFUSAL
+    assert answer.fallback == "unsupported" and answer.note and "not backed" in answer.note
 
 
 def test_weak_evidence_is_refused_without_calling_the_model(seed_services: Services) -> None:
-    answerer, model = _answerer(seed_services, ["Argentina won [1]."])
-    answer = answerer.answer("Who won the 2018 FIFA World Cup?")
-    assert answer.refused and model.prompts == []
+    model = CountingFakeChatModel(responses=["Argentina won [1]."], prompts=[])
+    answer = _ask(seed_services, _generator(seed_services, model), "Who won the 2018 FIFA World Cup?")
+    assert answer.refused and model.prompts == [] and answer.fallback is None
+
+
+def test_passages_the_model_invents_are_dropped(seed_services: Services) -> None:
+    reply = (
+        "[7] US doubles its troops in Iraq (CNN, 2016-07-12)\n"
+        "The Pentagon will send 9,000 troops to Mosul.\n"
+        "Carter said the 560 troops would be based near Qayyarah.\n"
+        "\n"
+        "Answer: The US is sending 560 more troops to Iraq [1]."
+    )
+    answer = _ask(seed_services, _generator(seed_services, CountingFakeChatModel(responses=[reply], prompts=[])))
+    assert not answer.refused and answer.backend == "llm"
+    assert answer.text == "The US is sending 560 more troops to Iraq [1]."
+    assert answer.dropped == 3
+
+
+def test_malformed_replies_fall_back(seed_services: Services) -> None:
+    for reply in ["", "   \n\n ", "[0] [1,,2] [99]", "]]]] [[[[ 560 [", "The US is sending 560 more troops [0]."]:
+        answer = _ask(seed_services, _generator(seed_services, _scripted({"chunks": [reply]})))
+        _fell_back(answer, "unsupported")
+
+
+def test_a_sentence_cut_by_the_token_cap_is_dropped(seed_services: Services) -> None:
+    model = _scripted({"chunks": ["The US is sending 560 more troops [1]. ", "Carter also said the 4,600"], "finish": "length"})
+    answer = _ask(seed_services, _generator(seed_services, model))
+    assert answer.text == "The US is sending 560 more troops [1]." and answer.dropped == 1
+
+
+def test_an_error_after_a_partial_reply_falls_back_without_showing_it(seed_services: Services) -> None:
+    model = _scripted({"chunks": ["The US is sending ", "560 more troops [1]. Carter"], "error": StatusError(400)})
+    generator = _generator(seed_services, model)
+    answer = _ask(seed_services, generator)
+    _fell_back(answer, "error")
+    assert model.calls == 1 and generator.sleeps == []  # type: ignore[attr-defined]
+    assert "Carter [" not in answer.text
+
+
+def test_failures_worth_retrying_are_retried_with_backoff(seed_services: Services) -> None:
+    model = _scripted(
+        {"chunks": ["The US is "], "error": ConnectionResetError("connection reset by peer")},
+        {"error": StatusError(429)},
+        {"chunks": ["The US is sending 560 more troops [1]."]},
+    )
+    generator = _generator(seed_services, model, retries=2, backoff=0.5)
+    answer = _ask(seed_services, generator)
+    assert model.calls == 3 and generator.sleeps == [0.5, 1.0]  # type: ignore[attr-defined]
+    assert not answer.refused and answer.backend == "llm" and answer.text == "The US is sending 560 more troops [1]."
+
+
+def test_retries_stop_at_the_limit_and_fall_back(seed_services: Services) -> None:
+    model = _scripted({"error": StatusError(503)})
+    generator = _generator(seed_services, model, retries=2)
+    _fell_back(_ask(seed_services, generator), "error")
+    assert model.calls == 3
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 422])
+def test_failures_not_worth_retrying_are_not_retried(seed_services: Services, status: int) -> None:
+    model = _scripted({"error": StatusError(status)})
+    generator = _generator(seed_services, model, retries=3)
+    _fell_back(_ask(seed_services, generator), "error")
+    assert model.calls == 1 and generator.sleeps == []  # type: ignore[attr-defined]
+
+
+def test_which_failures_are_retryable() -> None:
+    assert retryable(ConnectionRefusedError()) and retryable(TimeoutError()) and retryable(StatusError(500))
+    assert not retryable(ValueError("bad reply")) and not retryable(StatusError(401)) and not retryable(KeyError("x"))
 
 
 def test_the_reader_picks_the_evidence_and_unsupported_claims_are_dropped(reader_seed_services: Services) -> None:
@@ -65,14 +237,12 @@ def test_the_reader_picks_the_evidence_and_unsupported_claims_are_dropped(reader
         ],
         prompts=[],
     )
-    generator = LLMGenerator(model, gate, reader=reader_seed_services.reader)
-    answer = Answerer(reader_seed_services.retriever, generator).answer(
-        "How many additional troops did Ash Carter announce for Iraq in July 2016?"
-    )
+    generator = LLMGenerator(model, gate, reader=reader_seed_services.reader, fallback=gate)
+    answer = Answerer(reader_seed_services.retriever, generator).answer(TROOPS)
     # The passage the model saw first is the one holding the reader's best sentence.
     first_source = model.prompts[0].split("Sources:")[1].split("\n\n[2]")[0]
     assert "560" in first_source
-    assert not answer.refused
+    assert not answer.refused and answer.dropped == 1
     assert "560 more troops [1]" in answer.text
     assert "hospital" not in answer.text  # a claim no cited passage supports is dropped
     assert "The sources do not say more." in answer.text  # framing without a claim of its own stays
@@ -80,12 +250,17 @@ def test_the_reader_picks_the_evidence_and_unsupported_claims_are_dropped(reader
     assert "560" in citation.quote
 
 
-def test_a_reply_with_only_unsupported_claims_is_a_refusal(reader_seed_services: Services) -> None:
-    gate = reader_seed_services.generator
-    assert isinstance(gate, ExtractiveGenerator)
-    model = CountingFakeChatModel(responses=["Argentina sent 9,999 troops to Iraq in 2016 [1]."], prompts=[])
-    answer = Answerer(reader_seed_services.retriever, LLMGenerator(model, gate, reader=reader_seed_services.reader)).answer(
-        "How many additional troops did Ash Carter announce for Iraq in July 2016?"
-    )
-    assert len(model.prompts) == 1
-    assert answer.refused and answer.citations == []
+def test_the_token_cap_and_timeout_go_in_each_providers_own_form(tmp_path: Any) -> None:
+    def options(**overrides: Any) -> dict[str, Any]:
+        settings = load_settings(data_dir=str(tmp_path), answer_backend="llm", llm_max_tokens=123, llm_timeout_seconds=7, **overrides)
+        return model_options(settings)
+
+    local = options(llm_model="openai:gemma", llm_base_url="http://127.0.0.1:8080/v1")
+    assert local["max_tokens"] == 123 and local["extra_body"] == {"max_tokens": 123}  # llama.cpp reads plain max_tokens
+    assert local["timeout"] == 7 and local["max_retries"] == 0 and local["base_url"] == "http://127.0.0.1:8080/v1"
+    hosted = options(llm_model="openai:gpt-4o-mini")
+    assert hosted["max_tokens"] == 123 and "extra_body" not in hosted  # OpenAI reads max_completion_tokens
+    anthropic = options(llm_model="anthropic:claude-sonnet-4-5")
+    assert anthropic["max_tokens"] == 123 and anthropic["timeout"] == 7 and anthropic["max_retries"] == 0
+    ollama = options(llm_model="ollama:llama3.1", llm_base_url="http://127.0.0.1:11434")
+    assert ollama["num_predict"] == 123 and ollama["client_kwargs"] == {"timeout": 7} and "max_tokens" not in ollama

@@ -57,8 +57,10 @@ _PROMPT_LABEL = re.compile(r"^\s*(sources|question|rules|answer)\s*:\s*", re.IGN
 # Framing without a claim of its own ("The sources differ on this.") talks about the sources, briefly.
 _FRAMING_WORDS = frozenset({"source", "sources", "article", "articles", "report", "reports", "passage", "passages"})
 _FRAMING_MAX_WORDS = 12
-# A sentence of the reply repeats the prompt's instructions when this share of its word pairs is theirs.
-ECHO_SHARE = 0.6
+# A sentence of the reply repeats the prompt's instructions when this share of its word pairs is theirs
+# ("The sources do not say more." shares 3 of 5 with "If the sources do not contain the answer": framing, not an echo).
+ECHO_SHARE = 0.75
+_ECHO_MIN_PAIRS = 3
 # Finish reasons meaning the token cap cut the reply (OpenAI and compatible servers, Anthropic, Ollama).
 _CUT_SHORT = frozenset({"length", "max_tokens"})
 _FINISH_KEYS = ("finish_reason", "stop_reason", "done_reason")
@@ -311,15 +313,16 @@ class LLMGenerator:
         if re.fullmatch(r"\W*NOT_FOUND\W*", claim, re.IGNORECASE):
             return "not_found"
         pairs = _word_pairs(claim)
-        if NOT_FOUND.lower() in claim.lower() or (pairs and len(pairs & instructions) / len(pairs) >= ECHO_SHARE):
+        echoed = len(pairs) >= _ECHO_MIN_PAIRS and len(pairs & instructions) / len(pairs) >= ECHO_SHARE
+        if echoed or NOT_FOUND.lower() in claim.lower():
             return "echoes the prompt"
         if claim.rstrip("\"”’')").endswith("?"):
             return "a question"
         numbers = cited_numbers(sentence)
         cited = [shown[i - 1] for i in numbers if 1 <= i <= len(shown)]
-        if len(cited) < len(numbers):
-            return "cites a passage that was not shown"
-        if cited:
+        if numbers and not cited:
+            return "cites only passages that were not shown"
+        if cited:  # a number that was never shown is dropped from the markers (_cite)
             return "keep" if supported(claim, cited) else "not backed by the passages it cites"
         return "keep" if is_framing(claim) else "a claim without a citation"
 
