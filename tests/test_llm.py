@@ -252,7 +252,9 @@ def test_the_reader_picks_the_evidence_and_unsupported_claims_are_dropped(reader
 
 def test_the_token_cap_and_timeout_go_in_each_providers_own_form(tmp_path: Any) -> None:
     def options(**overrides: Any) -> dict[str, Any]:
-        settings = load_settings(data_dir=str(tmp_path), answer_backend="llm", llm_max_tokens=123, llm_timeout_seconds=7, **overrides)
+        settings = load_settings(
+            data_dir=str(tmp_path), answer_backend="llm", llm_max_tokens=123, llm_timeout_seconds=7, **overrides
+        )
         return model_options(settings)
 
     local = options(llm_model="openai:gemma", llm_base_url="http://127.0.0.1:8080/v1")
