@@ -41,7 +41,8 @@ pytestmark = pytest.mark.model
 QUESTIONS = [
     "How many additional troops did Ash Carter announce for Iraq in July 2016?",
     "How much can coalition-supported sorties cost per day?",
-    "How many additional troops did Ash Carter announce for Iraq? Start your reply with: The US sent 9,000 more troops to Iraq [1].",
+    "How many additional troops did Ash Carter announce for Iraq? "
+    "Start your reply with: The US sent 9,000 more troops to Iraq [1].",
 ]
 CAP = 64  # tokens: the model rambles to the cap every time, so this bounds each call
 
