@@ -113,6 +113,7 @@ def test_every_sentence_shown_is_backed_whatever_the_model_writes(seed_services:
         shown = answer.text.lower()
         for sentence in _invented_passages(reply):
             assert sentence.lower()[:60] not in shown or answer.backend == "extractive", "a passage the model made up"
+    for answer in answers:
         if answer.backend == "llm":
             assert answer.fallback is None and answer.note is None
         else:
