@@ -110,6 +110,25 @@ def test_summarise_counts_refusals_per_kind() -> None:
     assert figures["refusal_out"] == pytest.approx(2 / 3)
 
 
+def test_llm_figures_count_answers_fallbacks_drops_and_sentences_shown_unbacked() -> None:
+    passages = [_passage(1, "The US is sending 560 more troops to Iraq.")]
+    backed = _answer("The US is sending 560 more troops [1].", quotes=("x",), passages=passages)
+    invented = _answer("The US is sending 9,000 more troops [1]. Carter said so.", quotes=("x",), passages=passages)
+    results = [
+        score_answer(COUNTED, replace(backed, backend="llm", dropped=3)),
+        score_answer(COUNTED, replace(backed, fallback="unsupported", dropped=2)),
+        score_answer(COUNTED, replace(backed, fallback="timeout")),
+        score_answer(COUNTED, replace(_answer("no", refused=True), backend="llm")),
+        score_answer(COUNTED, replace(invented, backend="llm")),
+    ]
+    assert [r.unbacked_shown for r in results] == [0, 0, 0, 0, 2]
+    figures = summarise(results)
+    assert (figures["llm_answers"], figures["llm_refusals"], figures["llm_fallbacks"]) == (2, 1, 2)
+    assert (figures["llm_fallbacks_unsupported"], figures["llm_fallbacks_timeout"], figures["llm_fallbacks_error"]) == (1, 1, 0)
+    assert figures["llm_dropped_sentences"] == 5 and figures["unbacked_shown"] == 2
+    assert "llm_answers" not in summarise([score_answer(COUNTED, backed)])  # the extractive backend alone
+
+
 def test_the_refusal_curve_reads_each_threshold_from_the_evidence() -> None:
     def result(kind: str, correct: bool, evidence: float, refused: bool = False) -> QuestionResult:
         return QuestionResult("q", kind, "?", [], None, refused, correct, correct, "", [], 0.0, 0.0, "w1", "", evidence)
