@@ -18,7 +18,6 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -244,7 +243,7 @@ def test_no_server_listening_is_retried_then_answered_without_the_model(seed_ser
     assert unbacked_sentences(answer) == []
 
 
-def test_the_llama_server_helper_caches_the_model(tmp_path: Path) -> None:
+def test_the_llama_server_helper_caches_the_model() -> None:
     from tests.llamaserver import model_path
 
     first = model_path()
