@@ -179,6 +179,13 @@ def test_malformed_replies_fall_back(seed_services: Services) -> None:
         _fell_back(answer, "unsupported")
 
 
+def test_a_marker_after_a_closing_quote_belongs_to_the_sentence_before(seed_services: Services) -> None:
+    reply = 'Carter said the US would be "deploying 560 additional troops." [1] It was announced in Baghdad [1].'
+    answer = _ask(seed_services, _generator(seed_services, _scripted({"chunks": [reply]})))
+    assert answer.backend == "llm" and answer.dropped == 0
+    assert answer.text == 'Carter said the US would be "deploying 560 additional troops." [1] It was announced in Baghdad [1].'
+
+
 def test_a_sentence_cut_by_the_token_cap_is_dropped(seed_services: Services) -> None:
     model = _scripted({"chunks": ["The US is sending 560 more troops [1]. ", "Carter also said the 4,600"], "finish": "length"})
     answer = _ask(seed_services, _generator(seed_services, model))

@@ -289,7 +289,7 @@ class LLMGenerator:
                 dropped += max(1, len(split_sentences(line)))
                 continue
             body.append(line)
-        sentences = split_sentences("\n".join(body))
+        sentences = marked_sentences("\n".join(body))
         if reply.cut_short and sentences and not re.search(r"[.!?…\]\"”’')]\s*$", sentences[-1]):
             sentences.pop()  # the token cap cut it mid-sentence: what it would have said is unknown
             dropped += 1
@@ -426,6 +426,22 @@ def _supporting_sentence(passage: str, claim: str) -> str:
     stated = figures(claim)
     sentences = split_sentences(passage) or [passage]
     return max(sentences, key=lambda sentence: (len(stated & figures(sentence)), len(wanted & set(tokenize(sentence)))))
+
+
+_LEADING_MARKERS = re.compile(r"^((?:\[\d+(?:\s*,\s*\d+)*\]\s*)+)")
+
+
+def marked_sentences(text: str) -> list[str]:
+    """The sentences of a text, each with its own markers: '... that." [1] Next' gives the [1] to the first."""
+    sentences: list[str] = []
+    for sentence in split_sentences(text):
+        leading = _LEADING_MARKERS.match(sentence)
+        if leading and sentences:
+            sentences[-1] = f"{sentences[-1]} {leading.group(1).strip()}"
+            sentence = sentence[leading.end() :]
+        if sentence.strip():
+            sentences.append(sentence.strip())
+    return sentences
 
 
 def strip_markers(sentence: str) -> str:

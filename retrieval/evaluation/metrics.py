@@ -197,17 +197,20 @@ def unbacked_sentences(answer: Answer) -> list[str]:
     retrieved passages hold all its figures and most of its terms; only short framing about the
     sources ("The sources differ on this.") may go uncited.
     """
-    from retrieval.answer.llm import cited_numbers, is_framing, strip_markers, supported
-    from retrieval.ingest.text import split_sentences
+    from retrieval.answer.llm import cited_numbers, is_framing, marked_sentences, strip_markers, supported
+    from retrieval.passages import Passage
 
     if answer.refused:
         return []
     doc_of = {citation.n: citation.doc_id for citation in answer.citations}
+    # What each cited article is known by: its retrieved passages, and the sentence quoted from it (a
+    # briefing's answer has no passages, only its sources' quotes).
+    quoted = [Passage(0, c.doc_id, "", c.title, c.quote, 0.0) for c in answer.citations]
     unbacked = []
-    for sentence in split_sentences(answer.text):
+    for sentence in marked_sentences(answer.text):
         numbers = cited_numbers(sentence)
         docs = {doc_of.get(n) for n in numbers}
-        cited = [p for p in answer.passages if p.doc_id in docs]
+        cited = [p for p in [*answer.passages, *quoted] if p.doc_id in docs]
         if numbers and None not in docs and cited and supported(strip_markers(sentence), cited):
             continue
         if not numbers and is_framing(sentence):
