@@ -20,7 +20,7 @@ from retrieval.index.store import ArticleStore
 from retrieval.ingest.articles import Article
 from retrieval.ingest.feeds import Collector, Database, PollResult
 from retrieval.ingest.fetch import Fetcher, FetchPolicy
-from retrieval.ingest.pipeline import IngestReport, Ingestor
+from retrieval.ingest.pipeline import Ingestor, IngestReport
 from retrieval.read.reader import Reader, ReaderModel
 from retrieval.search.hybrid import HybridRetriever
 

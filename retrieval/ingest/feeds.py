@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from retrieval.ingest.articles import Article, ArticleError, article_from_html
-from retrieval.ingest.fetch import Fetched, FetchError, Fetcher, check_url
+from retrieval.ingest.fetch import Fetched, Fetcher, FetchError, check_url
 
 logger = logging.getLogger(__name__)
 

@@ -121,9 +121,8 @@ def check_url(url: str, allowed_hosts: frozenset[str] = frozenset()) -> httpx.UR
         literal = None
     if literal is not None and host not in allowed_hosts and not public_address(host):
         raise FetchError(url, f"{host} is not a public address (setting fetch_allowed_hosts)")
-    if host == "localhost" or host.endswith(".localhost"):
-        if host not in allowed_hosts:
-            raise FetchError(url, f"{host} is not a public address (setting fetch_allowed_hosts)")
+    if (host == "localhost" or host.endswith(".localhost")) and host not in allowed_hosts:
+        raise FetchError(url, f"{host} is not a public address (setting fetch_allowed_hosts)")
     return parsed
 
 
