@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from telegram.ext import Application, CallbackContext, ExtBot
 
 from bot.conversation import ChatKey, Conversations, follow_up_question
+from bot.digests import DigestBook
 from bot.limits import AnswerSlots, RateLimiter
 from bot.quotes import QuoteCache
 from bot.usage import Usage
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from retrieval.answer.answerer import Answerer
     from retrieval.answer.briefing import Briefer
     from retrieval.answer.types import Answer
-    from retrieval.service import Services
+    from retrieval.service import FeedRefresh, LinkResult, Services
     from retrieval.workers import AnswerWorkers
 
 RUNTIME_KEY = "newsbot"
@@ -38,6 +39,7 @@ class Runtime:
     services: Services
     conversations: Conversations
     limiter: RateLimiter
+    digests: DigestBook
     slots: AnswerSlots = field(default_factory=lambda: AnswerSlots(0))
     quotes: QuoteCache = field(default_factory=QuoteCache)
     usage: Usage = field(default_factory=Usage)
@@ -57,6 +59,23 @@ class Runtime:
     async def refresh(self) -> None:
         """Build the live collection's keyword index now (after a reload), wherever questions are answered."""
         await asyncio.to_thread(self.workers.refresh if self.workers else self.services.retriever.refresh)
+
+    async def refresh_feeds(self, feed_id: int | None = None) -> FeedRefresh:
+        """Poll the feeds (or one) and ingest what is new, one ingest at a time; questions are answered meanwhile."""
+        async with self.ingest_lock:
+            result = await asyncio.to_thread(self.services.refresh_feeds, feed_id)
+            if result.changed_index:
+                await self.refresh()
+                self.last_reload = datetime.now()
+        return result
+
+    async def add_link(self, url: str) -> LinkResult:
+        """Fetch, extract and ingest one page (raises FetchError or ArticleError saying why not)."""
+        async with self.ingest_lock:
+            result = await asyncio.to_thread(self.services.add_link, url)
+            await self.refresh()
+            self.last_reload = datetime.now()
+        return result
 
     async def answer(
         self, key: ChatKey, question: str, replying_to: int | None = None, as_of: date | None = None
@@ -82,6 +101,7 @@ class Runtime:
             workers=workers,
             conversations=Conversations(settings.context_turns, settings.context_ttl_seconds),
             limiter=RateLimiter(settings.rate_limit_per_minute),
+            digests=DigestBook(services.database),
             slots=AnswerSlots(settings.max_concurrent_answers),
         )
 

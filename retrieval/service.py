@@ -233,6 +233,11 @@ class Services:
         report = self.ingestor.ingest([path], rebuild=True)
         return LinkResult(article, report)
 
+    def close(self) -> None:
+        """Close what holds connections (the fetcher's)."""
+        if self._fetcher is not None:
+            self._fetcher.close()
+
     def warm_up(self) -> None:
         """Load the model and the keyword index now, once, rather than on the first question."""
         _ = self.answerer, self.briefer
