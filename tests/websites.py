@@ -63,7 +63,7 @@ class Website:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="website", daemon=True)
         self._thread.start()
@@ -165,6 +165,14 @@ class Website:
                 handler.wfile.write(body)
         except (BrokenPipeError, ConnectionResetError):
             pass
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # a fetcher that hung up at its size cap is fine
+            super().handle_error(request, client_address)
 
 
 def _pieces(total: int, size: int = 1 << 16) -> Iterator[bytes]:

@@ -200,6 +200,8 @@ def parse_feed(content: bytes, url: str, content_type: str = "") -> tuple[str | 
         changed = item.get("updated") or item.get("published") or ""
         fingerprint = hashlib.sha1("\x1f".join([changed, title or "", item.get("summary") or ""]).encode()).hexdigest()[:16]
         entries.append(Entry(link, title, published, fingerprint))
+    if fault is not None and parsed.get("bozo") and not entries:
+        raise FeedParseError(f"malformed feed ({fault})")
     return (parsed.feed.get("title") or "").strip() or None, entries, problems
 
 
@@ -360,6 +362,8 @@ class Collector:
                     with self.database.connect() as db:
                         db.execute("UPDATE entries SET feed_id = ?, kind = 'feed' WHERE link = ?", (feed.id, entry.link))
                 return
+        if self.retention_days and entry.published and entry.published < _cutoff(self.retention_days):
+            return  # it would only be removed again
         path = article_file(self.folder, entry.link)
         attempts = (known["attempts"] if known is not None and known["fingerprint"] == entry.fingerprint else 0) + 1
         conditional = known is not None and known["status"] == "ok" and path.exists()
@@ -437,7 +441,7 @@ class Collector:
         """Remove the files of feed articles older than the retention (by date, else by when they were fetched)."""
         if not self.retention_days:
             return []
-        cutoff = datetime.now(UTC).date() - timedelta(days=self.retention_days)
+        cutoff = _cutoff(self.retention_days)
         removed: list[Path] = []
         with self.database.connect() as db:
             rows = db.execute(
@@ -478,6 +482,11 @@ class Collector:
             last_modified=fetched.last_modified,
         )
         return article, path
+
+
+def _cutoff(days: int) -> date:
+    """The first day a retention of `days` keeps."""
+    return datetime.now(UTC).date() - timedelta(days=days)
 
 
 def _feed(row: sqlite3.Row) -> Feed:
