@@ -39,7 +39,6 @@ class Runtime:
     services: Services
     conversations: Conversations
     limiter: RateLimiter
-    digests: DigestBook
     slots: AnswerSlots = field(default_factory=lambda: AnswerSlots(0))
     quotes: QuoteCache = field(default_factory=QuoteCache)
     usage: Usage = field(default_factory=Usage)
@@ -47,6 +46,14 @@ class Runtime:
     started: datetime = field(default_factory=datetime.now)
     last_reload: datetime | None = None
     workers: AnswerWorkers | None = None
+    _digests: DigestBook | None = None
+
+    @property
+    def digests(self) -> DigestBook:
+        """The chats' scheduled briefings, in the SQLite file beside the index (opened on first use)."""
+        if self._digests is None:
+            self._digests = DigestBook(self.services.database)
+        return self._digests
 
     @property
     def answerer(self) -> Answerer | AnswerWorkers:
@@ -101,7 +108,6 @@ class Runtime:
             workers=workers,
             conversations=Conversations(settings.context_turns, settings.context_ttl_seconds),
             limiter=RateLimiter(settings.rate_limit_per_minute),
-            digests=DigestBook(services.database),
             slots=AnswerSlots(settings.max_concurrent_answers),
         )
 

@@ -29,20 +29,66 @@ LOOPBACK = frozenset({"127.0.0.1"})
 TODAY = datetime.now(UTC).date()
 
 
+# Five kinds of local story, so that a feed of many is many distinct stories: (title, paragraphs, question).
+_STORIES = [
+    (
+        "{town} harbour handles a record {count:,} containers",
+        [
+            "The harbour authority of {town} said on Monday that {count:,} containers passed through its quays last week, "
+            "the most in any week since the port opened.",
+            "Officials in {town} credited two new cranes installed in the spring and a longer night shift for the increase.",
+        ],
+        "How many containers did the {town} harbour handle last week?",
+    ),
+    (
+        "{town} council approves a new bridge over the river",
+        [
+            "The council of {town} voted on Tuesday to build a new road bridge over the river, "
+            "at a cost of {count:,} thousand pounds.",
+            "Work on the bridge in {town} is due to start in the spring and take two years, the council's engineers said.",
+        ],
+        "How much will the new bridge in {town} cost?",
+    ),
+    (
+        "New school opens in {town}",
+        [
+            "A new primary school opened in {town} on Wednesday with {count:,} pupils on its first day.",
+            "The head teacher said the school in {town} had been built in eleven months on the site of an old bus depot.",
+        ],
+        "How many pupils did the new school in {town} have on its first day?",
+    ),
+    (
+        "Ferry to {town} carries more passengers than ever",
+        [
+            "The ferry between the mainland and {town} carried {count:,} passengers in November, its operator said on Thursday.",
+            "The operator added a second crossing each evening in {town} after complaints about crowded boats.",
+        ],
+        "How many passengers did the ferry to {town} carry in November?",
+    ),
+    (
+        "Storm floods homes in {town}",
+        [
+            "Heavy rain flooded {count:,} homes in {town} overnight on Friday, the fire service said.",
+            "Volunteers in {town} filled sandbags at the town hall while the river stayed above its banks.",
+        ],
+        "How many homes were flooded in {town}?",
+    ),
+]
+
+
 def story(n: int, *, edited: bool = False) -> tuple[str, list[str]]:
-    """A distinct news story (title, paragraphs) about harbour town number `n`."""
-    town = f"Port Ellery {n}"
-    count = 1000 + n * 37
-    title = f"{town} harbour handles a record {count:,} containers"
-    paragraphs = [
-        f"The harbour authority of {town} said on Monday that {count:,} containers passed through its quays last week, "
-        "the most in any week since the port opened.",
-        f"Officials in {town} credited two new cranes installed in the spring and a longer night shift for the increase.",
-        f"Shipping lines calling at {town} said waiting times had fallen to under a day, from three days a year ago.",
-    ]
+    """Local news story number `n` (title, paragraphs): one of five kinds, in town `n`, with its own figure."""
+    town, count = f"Port Ellery {n}", 1000 + n * 37
+    title, paragraphs, _ = _STORIES[n % len(_STORIES)]
+    texts = [p.format(town=town, count=count) for p in paragraphs]
     if edited:
-        paragraphs.append(f"Correction: an earlier version of this story gave the wrong figure for {town}'s night shift.")
-    return title, paragraphs
+        texts.append(f"Correction: an earlier version of this story gave the wrong figure for the night shift in {town}.")
+    return title.format(town=town, count=count), texts
+
+
+def question(n: int) -> tuple[str, str]:
+    """A question story `n` answers, and the figure in the answer."""
+    return _STORIES[n % len(_STORIES)][2].format(town=f"Port Ellery {n}"), f"{1000 + n * 37:,}"
 
 
 class NewsSite:
@@ -61,7 +107,9 @@ class NewsSite:
         stamp = datetime.combine(day, datetime.min.time(), UTC).strftime("%a, %d %b %Y %H:%M:%S GMT")
         self.stories[n] = {"title": title, "day": day, "stamp": stamp, "edited": edited}
         self.website.put(
-            f"/news/{n}", article_page(title, paragraphs, site="Ellery Gazette", published=day.isoformat()), etag=f'"p{n}{edited}"'
+            f"/news/{n}",
+            article_page(title, paragraphs, site="Ellery Gazette", published=day.isoformat()),
+            etag=f'"p{n}{edited}"',
         )
 
     def edit(self, n: int) -> None:
@@ -80,7 +128,9 @@ class NewsSite:
             {"title": s["title"], "link": self.link(n), "pubDate": s["stamp"], "description": s["title"]}
             for n, s in sorted(self.stories.items())
         ]
-        self.website.put("/feed.xml", rss("Ellery Gazette", items), "application/rss+xml; charset=utf-8", etag=f'"f{self.version}"')
+        self.website.put(
+            "/feed.xml", rss("Ellery Gazette", items), "application/rss+xml; charset=utf-8", etag=f'"f{self.version}"'
+        )
 
     def link(self, n: int) -> str:
         return self.website.url(f"/news/{n}")
@@ -301,8 +351,9 @@ def test_polls_ingest_new_and_edited_entries_and_an_unchanged_feed_costs_one_req
     stored = feed_services.store.articles()
     one = stored[doc_id_of(feed_services, site.link(1)) or ""]
     assert one.title == story(1)[0] and one.source == "Ellery Gazette" and one.published == TODAY.isoformat()
-    answer = feed_services.answerer.answer("How many containers did the Port Ellery 3 harbour handle last week?")
-    assert "1,111" in answer.text and not answer.refused
+    asked, figure = question(3)
+    answer = feed_services.answerer.answer(asked)
+    assert figure in answer.text and not answer.refused
 
     # Unchanged: one conditional request, answered 304, and nothing embedded.
     mark = website.mark()
