@@ -43,6 +43,7 @@ class Runtime:
     quotes: QuoteCache = field(default_factory=QuoteCache)
     usage: Usage = field(default_factory=Usage)
     ingest_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    poll_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one feed poll at a time
     started: datetime = field(default_factory=datetime.now)
     last_reload: datetime | None = None
     workers: AnswerWorkers | None = None
@@ -68,18 +69,24 @@ class Runtime:
         await asyncio.to_thread(self.workers.refresh if self.workers else self.services.retriever.refresh)
 
     async def refresh_feeds(self, feed_id: int | None = None) -> FeedRefresh:
-        """Poll the feeds (or one) and ingest what is new, one ingest at a time; questions are answered meanwhile."""
-        async with self.ingest_lock:
-            result = await asyncio.to_thread(self.services.refresh_feeds, feed_id)
-            if result.changed_index:
-                await self.refresh()
-                self.last_reload = datetime.now()
+        """Poll the feeds (or one), then ingest what is new. One poll at a time; the fetching leaves
+        reloads and uploads free, the ingest takes its turn with them; questions are answered throughout."""
+        async with self.poll_lock:
+            poll = await asyncio.to_thread(self.services.collector.poll, feed_id)
+            if not (poll.changed or poll.expired):
+                return self.services.ingest_poll(poll)  # nothing new: nothing to ingest, no lock needed
+            async with self.ingest_lock:
+                result = await asyncio.to_thread(self.services.ingest_poll, poll)
+                if result.changed_index:
+                    await self.refresh()
+                    self.last_reload = datetime.now()
         return result
 
     async def add_link(self, url: str) -> LinkResult:
         """Fetch, extract and ingest one page (raises FetchError or ArticleError saying why not)."""
+        article, path = await asyncio.to_thread(self.services.collector.fetch_link, url)
         async with self.ingest_lock:
-            result = await asyncio.to_thread(self.services.add_link, url)
+            result = await asyncio.to_thread(self.services.ingest_link, article, path)
             await self.refresh()
             self.last_reload = datetime.now()
         return result

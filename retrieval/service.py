@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from config import Settings
 from retrieval.answer.answerer import Answerer
@@ -215,9 +216,12 @@ class Services:
         return self._collector
 
     def refresh_feeds(self, feed_id: int | None = None) -> FeedRefresh:
-        """Poll the feeds (or one) and ingest what is new or changed into a new collection that goes live
-        when done, as a reload does; when retention removed articles, the fetched folder is pruned too."""
-        poll = self.collector.poll(feed_id)
+        """Poll the feeds (or one) and ingest what is new or changed (`ingest_poll`)."""
+        return self.ingest_poll(self.collector.poll(feed_id))
+
+    def ingest_poll(self, poll: PollResult) -> FeedRefresh:
+        """Ingest what a poll found into a new collection that goes live when done, as a reload does; when
+        retention removed articles, the whole fetched folder is read and pruned. Nothing new: nothing done."""
         refresh = FeedRefresh(poll)
         if poll.expired:
             refresh.report = self.ingestor.ingest([self.settings.fetched_dir], rebuild=True, prune=True)
@@ -230,8 +234,11 @@ class Services:
     def add_link(self, url: str) -> LinkResult:
         """Fetch, extract and ingest one page; raises FetchError or ArticleError saying why not."""
         article, path = self.collector.fetch_link(url)
-        report = self.ingestor.ingest([path], rebuild=True)
-        return LinkResult(article, report)
+        return self.ingest_link(article, path)
+
+    def ingest_link(self, article: Article, path: Path) -> LinkResult:
+        """Ingest the article file `fetch_link` wrote, into a new collection that goes live when done."""
+        return LinkResult(article, self.ingestor.ingest([path], rebuild=True))
 
     def close(self) -> None:
         """Close what holds connections (the fetcher's)."""
