@@ -9,7 +9,10 @@ a removed entry, a 304 for an unchanged feed. The tests that ingest use the real
 from __future__ import annotations
 
 import json
+import shutil
 import socket
+import ssl
+import subprocess
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -202,6 +205,35 @@ def test_a_redirect_to_a_host_not_allowed_is_refused(website: Website) -> None:
     with pytest.raises(FetchError, match="localhost is not a public address"):
         fetcher().get(website.url("/go"))
     assert [r.path for r in website.requests if r.path != "/robots.txt"] == ["/go"]  # the target was never asked
+
+
+def test_https_connects_to_the_checked_address_and_verifies_the_host_name(tmp_path: Path) -> None:
+    """The request goes to the address that was checked, while TLS still names (and verifies) the URL's host."""
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl command to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    server_side = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_side.load_cert_chain(cert, key)
+    website = Website().start(tls=server_side)
+    try:
+        website.put("/page", article_page(*story(1)))
+        trusted = ssl.create_default_context(cafile=str(cert))
+        by_name = Fetcher(FetchPolicy(host_pause=0.0, allowed_hosts=frozenset({"localhost"})), verify=trusted)
+        fetched = by_name.get(website.url("/page", host="localhost"))
+        assert fetched.status == 200 and b"Port Ellery 1" in fetched.content
+        assert website.hits("/page")[0].headers["host"] == f"localhost:{website.port}"
+        # The same server by its address: the certificate does not name 127.0.0.1, so it is refused.
+        by_address = Fetcher(FetchPolicy(host_pause=0.0, allowed_hosts=LOOPBACK), verify=trusted)
+        with pytest.raises(FetchError, match="CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
+            by_address.get(website.url("/page"))
+    finally:
+        website.stop()
 
 
 # -- the fetcher: limits and politeness ---------------------------------------------------
@@ -422,3 +454,37 @@ def test_a_link_is_fetched_extracted_and_ingested(website: Website, feed_service
     website.put("/nothing", "<html><body><nav>Home</nav></body></html>")
     with pytest.raises(ArticleError, match="no article text"):
         feed_services.add_link(website.url("/nothing"))
+
+
+@pytest.mark.model
+def test_the_command_line_adds_refreshes_lists_and_removes_feeds(
+    website: Website, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from newsbot.cli import main
+
+    site = NewsSite(website, 2)
+    title, paragraphs = story(9)
+    website.put("/single", article_page(title, paragraphs, site="Harbour Weekly", published="2026-11-28"))
+    where = ["--data-dir", str(tmp_path / "var")]
+    # Without the allowance, the loopback server is refused.
+    assert main([*where, "feeds", "add", site.feed_url]) == 2
+    assert "not a public address" in capsys.readouterr().err
+    monkeypatch.setenv("NEWSBOT_FETCH_ALLOWED_HOSTS", "127.0.0.1")
+    monkeypatch.setenv("NEWSBOT_FETCH_HOST_PAUSE_SECONDS", "0")
+    assert main([*where, "feeds", "add", site.feed_url]) == 0
+    assert capsys.readouterr().out.startswith("feed 1: ")
+    assert main([*where, "refresh", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ingest"]["added"] == 2 and report["feeds"][0]["new"] == 2
+    assert main([*where, "refresh"]) == 0
+    assert "1 unchanged (304)" in capsys.readouterr().out
+    assert main([*where, "add", website.url("/single")]) == 0
+    assert capsys.readouterr().out.startswith(f"{title} (Harbour Weekly, 2026-11-28); ingest: 1 added")
+    assert main([*where, "feeds"]) == 0
+    listing = capsys.readouterr().out
+    assert "1. Ellery Gazette <" in listing and "0 new; 2 articles" in listing
+    assert main([*where, "feeds", "remove", "1"]) == 0
+    assert main([*where, "feeds", "remove", "1"]) == 2
+    assert "removed feed 1" in capsys.readouterr().out
+    assert main([*where, "feeds", "list", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []

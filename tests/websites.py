@@ -9,6 +9,7 @@ Every request is recorded with its headers.
 
 from __future__ import annotations
 
+import ssl
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -50,8 +51,10 @@ class Website:
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.scheme = "http"
 
-    def start(self) -> Website:
+    def start(self, tls: ssl.SSLContext | None = None) -> Website:
+        """Serve on a free port of 127.0.0.1; over HTTPS with `tls` (a server context with its certificate)."""
         site = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -64,6 +67,9 @@ class Website:
                 pass
 
         self._server = _Server(("127.0.0.1", 0), Handler)
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
+        self.scheme = "https" if tls is not None else "http"
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="website", daemon=True)
         self._thread.start()
@@ -81,7 +87,7 @@ class Website:
         return int(self._server.server_address[1])
 
     def url(self, path: str, host: str = "127.0.0.1") -> str:
-        return f"http://{host}:{self.port}{path}"
+        return f"{self.scheme}://{host}:{self.port}{path}"
 
     def put(self, path: str, body: bytes | str, content_type: str = "text/html; charset=utf-8", **options: Any) -> Page:
         page = Page(body.encode() if isinstance(body, str) else body, content_type, **options)

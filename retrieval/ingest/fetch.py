@@ -17,6 +17,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -140,6 +141,9 @@ class Fetcher:
     policy: FetchPolicy = field(default_factory=FetchPolicy)
     resolver: Resolver = system_resolver
     respect_robots: bool = True
+    # Certificates are verified against the URL's host name (not the address connected to); a context
+    # with other trusted roots may be given.
+    verify: ssl.SSLContext | bool = True
 
     def __post_init__(self) -> None:
         self._clients: dict[str, httpx.Client] = {}
@@ -265,6 +269,7 @@ class Fetcher:
                     follow_redirects=False,
                     headers={"User-Agent": self.policy.user_agent},
                     trust_env=False,
+                    verify=self.verify,
                 )
                 self._clients[host] = client
             return client
