@@ -214,6 +214,18 @@ async def test_a_digest_is_made_by_a_group_admin_and_posted_when_its_job_runs(bo
     await bot.run_job(jobs.digest_job_name(quiet_id))
     [quiet] = bot.server.sent_since(mark, group.id)
     assert quiet.text == f"Nothing new on Lunar mining treaty negotiations since {today}."
+    # With digest_when_empty = "silent", nothing is posted when nothing is new.
+    bot.runtime.settings.digest_when_empty = "silent"
+    try:
+        [silent] = await bot.ask(group, GROUP_ADMIN, "/digest Volcanic ash over the Andes at 07:50")
+        silent_id = int(re.search(r"Digest (\d+)", silent.text).group(1))  # type: ignore[union-attr]
+        mark = bot.server.mark()
+        await bot.run_job(jobs.digest_job_name(silent_id))
+        assert bot.server.sent_since(mark, group.id) == []
+        assert bot.runtime.digests.get(silent_id).last_sent is not None  # type: ignore[union-attr]
+    finally:
+        bot.runtime.settings.digest_when_empty = "say"
+    await bot.ask(group, GROUP_ADMIN, f"/digest stop {silent_id}")
     [stopped] = await bot.ask(group, GROUP_ADMIN, f"/digest stop {quiet_id}")
     assert stopped.text.startswith(f"Stopped digest {quiet_id}")
     assert not bot.application.job_queue.get_jobs_by_name(jobs.digest_job_name(quiet_id)) or all(

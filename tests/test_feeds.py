@@ -283,6 +283,53 @@ def test_user_agent_robots_txt_and_conditional_requests(website: Website) -> Non
     assert len(website.hits("/robots.txt")) == 1  # read once per host
 
 
+class Clock:
+    """Time that passes only when the fetcher waits (or a test says so): pauses without waiting for them."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.waits: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.waits.append(round(seconds, 3))
+        self.now += seconds
+
+
+def test_requests_to_one_host_are_spaced_by_the_pause_or_its_crawl_delay(website: Website) -> None:
+    website.put("/a", b"<p>a</p>")
+    hosts = frozenset({"127.0.0.1", "localhost"})
+    clock = Clock()
+    polite = Fetcher(FetchPolicy(host_pause=3.0, allowed_hosts=hosts), clock=lambda: clock.now, sleep=clock.sleep)
+    polite.get(website.url("/a"))  # robots.txt (404: no rules), then /a, 3 s later
+    polite.get(website.url("/a", host="localhost"))  # another host name: no wait for its robots.txt, 3 s for /a
+    clock.now += 1.0
+    polite.get(website.url("/a"))  # 4 s since the last request to 127.0.0.1: no wait
+    assert clock.waits == [3.0, 3.0]
+    website.put("/robots.txt", "User-agent: newsbot\nCrawl-delay: 7\n", "text/plain")
+    slower = Fetcher(FetchPolicy(host_pause=3.0, allowed_hosts=hosts), clock=lambda: clock.now, sleep=clock.sleep)
+    clock.waits.clear()
+    slower.get(website.url("/a"))
+    slower.get(website.url("/a"))
+    assert clock.waits == [7.0, 7.0]  # the host's robots.txt asks for 7 s
+
+
+def test_a_page_without_metadata_takes_the_feed_entrys(website: Website, tmp_path: Path) -> None:
+    body = " ".join(story(5)[1])
+    website.put("/bare", f"<html><body><article><p>{body}</p><p>{body}</p></article></body></html>")
+    entry = {
+        "title": "Storm floods homes in Port Ellery 5",
+        "link": website.url("/bare"),
+        "pubDate": "Sat, 28 Nov 2026 09:00:00 GMT",
+    }
+    website.put("/feed.xml", rss("Bare", [entry]), "application/rss+xml")
+    feeds = collector(tmp_path)
+    feeds.add_feed(website.url("/feed.xml"))
+    [path] = feeds.poll().changed
+    record = json.loads(path.read_text())
+    assert record["title"] == "Storm floods homes in Port Ellery 5" and record["published"] == "2026-11-28"
+    assert record["url"] == website.url("/bare") and record["id"] == website.url("/bare")
+
+
 def test_an_unreachable_robots_txt_allows_nothing(website: Website) -> None:
     website.put("/robots.txt", b"down", status=503)
     website.put("/page", b"<p>hello</p>")

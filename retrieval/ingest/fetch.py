@@ -144,6 +144,9 @@ class Fetcher:
     # Certificates are verified against the URL's host name (not the address connected to); a context
     # with other trusted roots may be given.
     verify: ssl.SSLContext | bool = True
+    # How the per-host pause reads the time and waits.
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
 
     def __post_init__(self) -> None:
         self._clients: dict[str, httpx.Client] = {}
@@ -283,11 +286,11 @@ class Fetcher:
             if delay is not None:
                 pause = max(pause, min(float(delay), 60.0))
         with self._lock:
-            now = time.monotonic()
+            now = self.clock()
             wait = self._last.get(host, -1e9) + pause - now
             self._last[host] = now + max(wait, 0.0)
         if wait > 0:
-            time.sleep(wait)
+            self.sleep(wait)
 
     # -- robots.txt -------------------------------------------------------------------------
 
