@@ -331,6 +331,9 @@ class Collector:
         except (FetchError, FeedParseError) as exc:
             outcome.error = exc.reason if isinstance(exc, FetchError) else str(exc)
             logger.warning("feed %s: %s", feed.url, outcome.error)
+        except Exception as exc:  # a parser's bug must cost this feed's poll, not every feed's
+            logger.error("feed %s: poll failed", feed.url, exc_info=True)
+            outcome.error = f"could not be read ({type(exc).__name__}: {exc})"
         for problem in outcome.problems:
             logger.warning("feed %s: %s", feed.url, problem)
         with self.database.connect() as db:
@@ -381,8 +384,12 @@ class Collector:
                 published = article.published
             else:
                 published = date.fromisoformat(known["published"]) if known["published"] else entry.published
-        except (FetchError, ArticleError) as exc:
-            reason = exc.reason
+        except Exception as exc:
+            if isinstance(exc, FetchError | ArticleError):
+                reason = exc.reason
+            else:  # an extractor's bug must cost one entry, not the feed
+                logger.warning("entry %s of feed %s could not be read", entry.link, feed.url, exc_info=True)
+                reason = f"could not be read ({type(exc).__name__}: {exc})"
             outcome.problems.append(f"{entry.title or entry.link}: {reason}")
             self._record(entry.link, feed.id, entry.fingerprint, "failed", error=reason, attempts=attempts)
             return
