@@ -142,6 +142,8 @@ async def test_feeds_add_list_and_remove_by_an_admin(bot: Bot, site: NewsSite, w
     assert removed.text.startswith("Removed feed 2")
     [listing] = await bot.ask(chat, ADMIN, "/feeds")
     assert "2. " not in listing.text and "1. Ellery Gazette" in listing.text
+    [again] = await bot.ask(chat, ADMIN, f"/feeds add {site.feed_url}")
+    assert again.text.startswith("That feed is already feed 1.")
     [refused] = await bot.ask(chat, ADMIN, "/feeds add file:///etc/passwd")
     assert "only http and https" in refused.text
     assert [(c.method, c.error) for c in bot.server.calls[mark:] if c.error] == []

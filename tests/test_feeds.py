@@ -189,6 +189,8 @@ def test_private_metadata_and_other_schemes_are_refused() -> None:
         ("http://192.168.1.1/", "not a public address"),
         ("http://[fd00:ec2::254]/", "not a public address"),
         ("http://[::ffff:127.0.0.1]/", "not a public address"),
+        ("http://[64:ff9b::a9fe:a9fe]/", "not a public address"),  # NAT64 of 169.254.169.254
+        ("http://[2002:7f00:1::]/", "not a public address"),  # 6to4 of 127.0.0.1
         ("http://0.0.0.0/", "not a public address"),
         ("file:///etc/passwd", "only http and https"),
         ("ftp://example.org/feed", "only http and https"),

@@ -30,10 +30,14 @@ async def feeds(update: Update, context: BotContext) -> None:
         return
     action, rest = args[0].lower(), args[1:]
     if action == "add" and len(rest) == 1:
+        known = {feed.url: feed for feed in collector.feeds()}
         try:
             feed = collector.add_feed(rest[0], added_by=str(user_id))
         except FetchError as exc:
             await message.reply_text(f"I can't add that feed: {escape(exc.reason, quote=False)}")
+            return
+        if feed.url in known:
+            await message.reply_text(f"That feed is already feed {feed.id}.\n\n" + format_feeds([feed]))
             return
         logger.info("feed %s (%s) added by user id %s", feed.id, feed.url, user_id)
         progress = await message.reply_text(f"Added feed {feed.id}: {link(feed.url, feed.url)}. Polling it now…")
