@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from telegram import Message, MessageEntity, Update
+from telegram import ChatMember, Message, MessageEntity, Update
+from telegram.constants import ChatType
 from telegram.ext import ApplicationHandlerStop, filters
 
 from bot.conversation import ChatKey
@@ -30,6 +31,27 @@ async def require_admin(update: Update, context: BotContext) -> bool:
     logger.warning("admin-only %s refused for user id %s", command, user.id if user else None)
     if message is not None:
         await message.reply_text(NOT_ADMIN)
+    return False
+
+
+NOT_CHAT_ADMIN = "Sorry, only this group's admins (or the bot's) can do that."
+
+
+async def require_chat_admin(update: Update, context: BotContext) -> bool:
+    """True for the bot's admins, anyone in their own private chat, and a group's admins; otherwise
+    reply politely and log who tried."""
+    user, chat, message = update.effective_user, update.effective_chat, update.effective_message
+    if user is None or chat is None:
+        return False
+    if user.id in context.settings.admin_ids or chat.type == ChatType.PRIVATE:
+        return True
+    member = await context.bot.get_chat_member(chat.id, user.id)
+    if member.status in (ChatMember.OWNER, ChatMember.ADMINISTRATOR):
+        return True
+    command = (message.text or "?").split()[0] if message else "?"
+    logger.warning("group-admin-only %s refused for user id %s in chat id %s", command, user.id, chat.id)
+    if message is not None:
+        await message.reply_text(NOT_CHAT_ADMIN)
     return False
 
 

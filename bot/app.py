@@ -25,9 +25,9 @@ from telegram.ext import (
 )
 from telegram.request import BaseRequest
 
-from bot import access, health
+from bot import access, health, jobs
 from bot.delivery import ResilientRateLimiter
-from bot.handlers import about, ask, brief, errors, reload, reset, sources, start, stats, upload
+from bot.handlers import about, add, ask, brief, digest, errors, feeds, reload, reset, sources, start, stats, upload
 from bot.health import Heartbeat
 from bot.runtime import RUNTIME_KEY, BotContext, Runtime
 from config import Settings
@@ -48,6 +48,7 @@ NO_TOKEN = (
 COMMANDS = [
     BotCommand("ask", "Ask a question about the news articles"),
     BotCommand("brief", "Briefing on a topic: /brief TOPIC [since DATE | 7d]"),
+    BotCommand("digest", "Daily briefing here: /digest TOPIC at HH:MM"),
     BotCommand("sources", "List the indexed articles"),
     BotCommand("about", "What I know: articles, dates, last reload"),
     BotCommand("reset", "Forget this conversation"),
@@ -57,6 +58,8 @@ COMMANDS = [
 ADMIN_COMMANDS = [
     BotCommand("reload", "Rescan the articles directory"),
     BotCommand("stats", "Questions served, refusals, latency, index size"),
+    BotCommand("feeds", "Feeds: list, add URL, remove N"),
+    BotCommand("add", "Add the article at a link: /add URL"),
 ]
 
 HEARTBEAT_KEY = "heartbeat"
@@ -93,6 +96,8 @@ def build_application(
         else:
             await asyncio.to_thread(services.warm_up)
         application.bot_data[RUNTIME_KEY] = Runtime.build(settings, services, workers)
+        # The feed poll and the digests (bot/jobs.py), on the JobQueue.
+        jobs.start(application)
         # The container's health check reads this file (bot/health.py).
         heartbeat = Heartbeat(settings.data_dir / health.FILE_NAME, services.store.count)
         application.bot_data[HEARTBEAT_KEY] = asyncio.create_task(heartbeat.run(), name="heartbeat")
@@ -108,6 +113,8 @@ def build_application(
         runtime = application.bot_data.pop(RUNTIME_KEY, None)
         if isinstance(runtime, Runtime) and runtime.workers is not None:
             await asyncio.to_thread(runtime.workers.close)
+        if isinstance(runtime, Runtime):
+            runtime.services.close()
         beating = application.bot_data.pop(HEARTBEAT_KEY, None)
         if beating is not None:
             beating.cancel()
@@ -151,6 +158,9 @@ def register(application: BotApplication) -> None:
             CommandHandler("reset", reset.reset, filters=new),
             CommandHandler("reload", reload.reload, filters=new),
             CommandHandler("stats", stats.stats, filters=new),
+            CommandHandler("feeds", feeds.feeds, filters=new),
+            CommandHandler("add", add.add, filters=new),
+            CommandHandler("digest", digest.digest, filters=new),
         ]
     )
     # 3. Buttons under answers and lists.
@@ -158,8 +168,10 @@ def register(application: BotApplication) -> None:
     application.add_handler(CallbackQueryHandler(sources.page, pattern=r"^src:\d+$"))
     # 4. Documents (admins add articles) in private chats.
     application.add_handler(MessageHandler(new & filters.ChatType.PRIVATE & filters.Document.ALL, upload.upload))
-    # 5. Questions: any private text; in groups only mentions of the bot and replies to it.
+    # 5. A link alone in a private chat (admins add its article); then questions: any private text, and in
+    # groups only mentions of the bot and replies to it.
     text = new & filters.TEXT & ~filters.COMMAND
+    application.add_handler(MessageHandler(filters.ChatType.PRIVATE & text & filters.Regex(add.LINK_ONLY), add.link_message))
     application.add_handler(MessageHandler(filters.ChatType.PRIVATE & text, ask.message))
     application.add_handler(
         MessageHandler(filters.ChatType.GROUPS & text & (access.MENTIONS_ME | access.REPLIES_TO_ME), ask.message)

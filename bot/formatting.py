@@ -7,6 +7,8 @@ from html import escape
 
 from retrieval.answer.briefing import Briefing
 from retrieval.answer.types import Answer, Citation
+from retrieval.ingest.articles import Article
+from retrieval.ingest.feeds import Feed
 
 # Telegram's limit on one message's text.
 MAX_MESSAGE_CHARS = 4096
@@ -61,6 +63,47 @@ def format_briefing(briefing: Briefing) -> str:
         lines.append(f"• <b>{day}</b> {escape(point.text, quote=False)}")
     sources = ["<b>Sources</b>"] + [source_line(s.n, s.title, s.url, s.source, s.published) for s in briefing.sources]
     return "\n".join(lines) + "\n\n" + "\n".join(sources)
+
+
+def format_feeds(feeds: Sequence[Feed]) -> str:
+    """Each feed with its number, last poll, new articles and what went wrong."""
+    if not feeds:
+        return "No feeds yet. An admin adds one with <code>/feeds add URL</code>."
+    lines = ["<b>Feeds</b>"]
+    for feed in feeds:
+        polled = _when(feed.last_poll_at) if feed.last_poll_at else "not polled yet"
+        lines.append(
+            f"{feed.id}. {link(feed.name, feed.url)}\n"
+            f"   last poll {polled}; {feed.last_new} new; {feed.articles} article{'s' if feed.articles != 1 else ''}"
+        )
+        if feed.last_error:
+            lines.append(f"   ⚠ {escape(feed.last_error, quote=False)}")
+        for problem in feed.problems[:3]:
+            lines.append(f"   • {escape(problem, quote=False)}")
+        if len(feed.problems) > 3:
+            lines.append(f"   • and {len(feed.problems) - 3} more entries not read")
+    lines.append("\nRemove one with <code>/feeds remove N</code>.")
+    return "\n".join(lines)
+
+
+def _when(stamp: str) -> str:
+    """An ISO timestamp as "2026-12-02 08:00 UTC"."""
+    return escape(stamp.replace("T", " ")[:16] + " UTC", quote=False)
+
+
+def format_article_added(article: Article, added: bool) -> str:
+    """The reply to a link: the article's title, outlet and date."""
+    details = ", ".join(
+        escape(part, quote=False) for part in (article.source, article.published and article.published.isoformat()) if part
+    )
+    what = "Added" if added else "Already had"
+    return f"{what} {link(article.title, article.url)}" + (f" ({details})" if details else "") + ". You can ask about it now."
+
+
+def format_digest(topic: str, since: str, briefing: Briefing) -> str:
+    """A scheduled briefing: a line saying what it is, then the briefing."""
+    head = f"<b>Daily digest</b>: {escape(topic, quote=False)}, new since {escape(since, quote=False)}"
+    return f"{head}\n\n{format_briefing(briefing)}"
 
 
 def split_message(html: str, limit: int = MAX_MESSAGE_CHARS) -> list[str]:

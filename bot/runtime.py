@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from telegram.ext import Application, CallbackContext, ExtBot
 
 from bot.conversation import ChatKey, Conversations, follow_up_question
+from bot.digests import DigestBook
 from bot.limits import AnswerSlots, RateLimiter
 from bot.quotes import QuoteCache
 from bot.usage import Usage
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from retrieval.answer.answerer import Answerer
     from retrieval.answer.briefing import Briefer
     from retrieval.answer.types import Answer
-    from retrieval.service import Services
+    from retrieval.service import FeedRefresh, LinkResult, Services
     from retrieval.workers import AnswerWorkers
 
 RUNTIME_KEY = "newsbot"
@@ -42,9 +43,18 @@ class Runtime:
     quotes: QuoteCache = field(default_factory=QuoteCache)
     usage: Usage = field(default_factory=Usage)
     ingest_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    poll_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one feed poll at a time
     started: datetime = field(default_factory=datetime.now)
     last_reload: datetime | None = None
     workers: AnswerWorkers | None = None
+    _digests: DigestBook | None = None
+
+    @property
+    def digests(self) -> DigestBook:
+        """The chats' scheduled briefings, in the SQLite file beside the index (opened on first use)."""
+        if self._digests is None:
+            self._digests = DigestBook(self.services.database)
+        return self._digests
 
     @property
     def answerer(self) -> Answerer | AnswerWorkers:
@@ -57,6 +67,29 @@ class Runtime:
     async def refresh(self) -> None:
         """Build the live collection's keyword index now (after a reload), wherever questions are answered."""
         await asyncio.to_thread(self.workers.refresh if self.workers else self.services.retriever.refresh)
+
+    async def refresh_feeds(self, feed_id: int | None = None) -> FeedRefresh:
+        """Poll the feeds (or one), then ingest what is new. One poll at a time; the fetching leaves
+        reloads and uploads free, the ingest takes its turn with them; questions are answered throughout."""
+        async with self.poll_lock:
+            poll = await asyncio.to_thread(self.services.collector.poll, feed_id)
+            if not (poll.changed or poll.expired):
+                return self.services.ingest_poll(poll)  # nothing new: nothing to ingest, no lock needed
+            async with self.ingest_lock:
+                result = await asyncio.to_thread(self.services.ingest_poll, poll)
+                if result.changed_index:
+                    await self.refresh()
+                    self.last_reload = datetime.now()
+        return result
+
+    async def add_link(self, url: str) -> LinkResult:
+        """Fetch, extract and ingest one page (raises FetchError or ArticleError saying why not)."""
+        article, path = await asyncio.to_thread(self.services.collector.fetch_link, url)
+        async with self.ingest_lock:
+            result = await asyncio.to_thread(self.services.ingest_link, article, path)
+            await self.refresh()
+            self.last_reload = datetime.now()
+        return result
 
     async def answer(
         self, key: ChatKey, question: str, replying_to: int | None = None, as_of: date | None = None

@@ -76,6 +76,18 @@ class Settings(BaseSettings):
     answer_processes: int = Field(ge=0, le=64)
     context_turns: int = Field(ge=0, le=20)
     context_ttl_seconds: int = Field(ge=0)
+    feed_poll_minutes: int = Field(ge=0)
+    feed_retention_days: int = Field(ge=0)
+    fetch_user_agent: str = Field(min_length=1)
+    fetch_timeout_seconds: float = Field(gt=0, le=300)
+    fetch_max_bytes: int = Field(ge=1000)
+    fetch_max_redirects: int = Field(ge=0, le=20)
+    fetch_host_pause_seconds: float = Field(ge=0, le=60)
+    # Comma-separated in the environment: NEWSBOT_FETCH_ALLOWED_HOSTS=intranet.example,127.0.0.1
+    fetch_allowed_hosts: Annotated[list[str], NoDecode]
+    timezone: str
+    digest_when_empty: Literal["say", "silent"]
+    max_digests_per_chat: int = Field(ge=1, le=100)
 
     @field_validator("articles_dir", mode="before")
     @classmethod
@@ -87,6 +99,24 @@ class Settings(BaseSettings):
     def _known_reader(cls, value: str) -> str:
         if value not in ("off", "bundled") and not Path(value, "reader.json").is_file():
             raise ValueError(f'expected "off", "bundled" or a trained reader\'s folder (with reader.json), got {value!r}')
+        return value
+
+    @field_validator("fetch_allowed_hosts", mode="before")
+    @classmethod
+    def _comma_separated_hosts(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.split(",")
+        return [str(host).strip().lower() for host in value if str(host).strip()] if isinstance(value, list) else value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"expected an IANA time zone such as UTC or Europe/Berlin, got {value!r}") from exc
         return value
 
     @field_validator("reader_threshold", mode="before")
@@ -114,6 +144,16 @@ class Settings(BaseSettings):
     @property
     def chroma_path(self) -> Path:
         return self.data_dir / "chroma"
+
+    @property
+    def state_path(self) -> Path:
+        """The SQLite file of feeds, fetched entries and digests."""
+        return self.data_dir / "newsbot.sqlite3"
+
+    @property
+    def fetched_dir(self) -> Path:
+        """Where the articles of feeds and links are kept, one JSON record each."""
+        return self.data_dir / "fetched"
 
     @classmethod
     def settings_customise_sources(

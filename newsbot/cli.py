@@ -56,6 +56,20 @@ def build_parser() -> argparse.ArgumentParser:
     stats = commands.add_parser("stats", help="counts and sizes of the index")
     stats.add_argument("--json", action="store_true")
 
+    feeds = commands.add_parser("feeds", help="the RSS and Atom feeds newsbot polls: list, add URL, remove N")
+    feed_actions = feeds.add_subparsers(dest="action", metavar="ACTION")
+    feed_list = feed_actions.add_parser("list", help="each feed with its last poll, new articles and last error (the default)")
+    feed_list.add_argument("--json", action="store_true", help="print the feeds as JSON")
+    feed_add = feed_actions.add_parser("add", help="subscribe to a feed (polled by the next refresh)")
+    feed_add.add_argument("url", metavar="URL")
+    feed_remove = feed_actions.add_parser("remove", help="unsubscribe (its articles stay)")
+    feed_remove.add_argument("number", type=int, metavar="N")
+    feeds.add_argument("--json", action="store_true", help="print the feeds as JSON")
+    refresh = commands.add_parser("refresh", help="poll every feed now and ingest what is new")
+    refresh.add_argument("--json", action="store_true", help="print the report as JSON")
+    add = commands.add_parser("add", help="fetch the article at a link and ingest it")
+    add.add_argument("url", metavar="URL")
+
     serve = commands.add_parser("serve", help="run the Telegram bot")
     serve.add_argument("--webhook", metavar="URL", help="run a webhook server for this public URL instead of polling")
     serve.add_argument("--listen", default="0.0.0.0:8443", metavar="HOST:PORT", help="webhook listen address")
@@ -105,6 +119,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "ask": cmd_ask,
         "sources": cmd_sources,
         "stats": cmd_stats,
+        "feeds": cmd_feeds,
+        "refresh": cmd_refresh,
+        "add": cmd_add,
         "serve": cmd_serve,
         "eval": cmd_eval,
         "train-reader": cmd_train_reader,
@@ -232,6 +249,89 @@ def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
         for key, value in stats.items():
             print(f"{key:16} {value}")
     return EXIT_OK
+
+
+def cmd_feeds(args: argparse.Namespace, settings: Settings) -> int:
+    from retrieval.ingest.fetch import FetchError
+
+    collector = _services(settings).collector
+    if args.action == "add":
+        try:
+            feed = collector.add_feed(args.url, added_by="cli")
+        except FetchError as exc:
+            print(f"newsbot feeds add: {exc.reason}", file=sys.stderr)
+            return EXIT_USAGE
+        print(f"feed {feed.id}: {feed.url} (polled by `newsbot refresh` or a running `newsbot serve`)")
+        return EXIT_OK
+    if args.action == "remove":
+        removed = collector.remove_feed(args.number)
+        if removed is None:
+            print(f"newsbot feeds remove: there is no feed {args.number}", file=sys.stderr)
+            return EXIT_USAGE
+        print(f"removed feed {removed.id}: {removed.url} (its articles stay)")
+        return EXIT_OK
+    feeds = collector.feeds()
+    if args.json:
+        print(json.dumps([feed.__dict__ for feed in feeds], indent=2, ensure_ascii=False))
+        return EXIT_OK
+    for feed in feeds:
+        print(f"{feed.id}. {feed.name} <{feed.url}>")
+        print(f"   last poll {feed.last_poll_at or 'never'}; {feed.last_new} new; {feed.articles} articles")
+        if feed.last_error:
+            print(f"   error: {feed.last_error}")
+        for problem in feed.problems:
+            print(f"   not read: {problem}")
+    print(f"{len(feeds)} feeds")
+    return EXIT_OK
+
+
+def cmd_refresh(args: argparse.Namespace, settings: Settings) -> int:
+    result = _services(settings).refresh_feeds()
+    failed = False
+    for polled in result.poll.feeds:
+        if polled.error:
+            failed = True
+            print(f"feed {polled.feed.id} ({polled.feed.url}): {polled.error}", file=sys.stderr)
+        for problem in polled.problems:
+            print(f"feed {polled.feed.id} ({polled.feed.url}): not read: {problem}", file=sys.stderr)
+    if args.json:
+        data: dict[str, Any] = {
+            "feeds": [
+                {
+                    "id": p.feed.id,
+                    "url": p.feed.url,
+                    "not_modified": p.not_modified,
+                    "new": len(p.new),
+                    "error": p.error,
+                    "problems": p.problems,
+                }
+                for p in result.poll.feeds
+            ],
+            "requests": result.poll.requests,
+            "poll_seconds": round(result.poll.seconds, 3),
+            "ingest": result.report.to_dict() if result.report else None,
+        }
+        print(json.dumps(data, indent=2))
+    else:
+        print(f"refresh: {result.poll.summary()}")
+        if result.report is not None:
+            print(f"ingest: {result.report.summary()}")
+    return EXIT_PARTIAL if failed else EXIT_OK
+
+
+def cmd_add(args: argparse.Namespace, settings: Settings) -> int:
+    from retrieval.ingest.articles import ArticleError
+    from retrieval.ingest.fetch import FetchError
+
+    try:
+        result = _services(settings).add_link(args.url)
+    except (FetchError, ArticleError) as exc:
+        print(f"newsbot add: {exc.reason}", file=sys.stderr)
+        return EXIT_PARTIAL
+    article = result.article
+    details = ", ".join(part for part in (article.source, article.published and article.published.isoformat()) if part)
+    print(f"{article.title}" + (f" ({details})" if details else "") + f"; ingest: {result.report.summary()}")
+    return EXIT_OK if result.report.ok else EXIT_PARTIAL
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:

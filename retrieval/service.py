@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
+from pathlib import Path
 
 from config import Settings
 from retrieval.answer.answerer import Answerer
@@ -16,7 +18,10 @@ from retrieval.answer.extractive import ExtractiveGenerator
 from retrieval.answer.protocols import AnswerGenerator
 from retrieval.index.embedding import Embedder, OnnxEmbedder, SentenceTransformerEmbedder
 from retrieval.index.store import ArticleStore
-from retrieval.ingest.pipeline import Ingestor
+from retrieval.ingest.articles import Article
+from retrieval.ingest.feeds import Collector, Database, PollResult
+from retrieval.ingest.fetch import Fetcher, FetchPolicy
+from retrieval.ingest.pipeline import Ingestor, IngestReport
 from retrieval.read.reader import Reader, ReaderModel
 from retrieval.search.hybrid import HybridRetriever
 
@@ -36,6 +41,27 @@ def _one_blas_thread() -> None:
     threadpool_limits(limits=1, user_api="blas")
 
 
+@dataclass
+class FeedRefresh:
+    """One poll of the feeds and the ingest of what it found (None: nothing new, nothing embedded)."""
+
+    poll: PollResult
+    report: IngestReport | None = None
+
+    @property
+    def changed_index(self) -> bool:
+        report = self.report
+        return report is not None and bool(report.added or report.updated or report.removed or report.reembedded)
+
+
+@dataclass
+class LinkResult:
+    """A page an admin sent: its article, and what the ingest did with it."""
+
+    article: Article
+    report: IngestReport
+
+
 class Services:
     """The embedder, index, answerer, briefer and ingestor of one process, made on first use."""
 
@@ -51,6 +77,7 @@ class Services:
         answerer: Answerer | None = None,
         briefer: Briefer | None = None,
         ingestor: Ingestor | None = None,
+        fetcher: Fetcher | None = None,
     ) -> None:
         self.settings = settings
         self._embedder = embedder
@@ -62,6 +89,9 @@ class Services:
         self._answerer = answerer
         self._briefer = briefer
         self._ingestor = ingestor
+        self._fetcher = fetcher
+        self._database: Database | None = None
+        self._collector: Collector | None = None
 
     @property
     def embedder(self) -> Embedder:
@@ -163,6 +193,58 @@ class Services:
                 annotator=model.annotator() if model else None,
             )
         return self._ingestor
+
+    @property
+    def database(self) -> Database:
+        """The SQLite file of feeds and digests in data_dir."""
+        if self._database is None:
+            self._database = Database(self.settings.state_path)
+        return self._database
+
+    @property
+    def fetcher(self) -> Fetcher:
+        if self._fetcher is None:
+            self._fetcher = Fetcher(FetchPolicy.from_settings(self.settings))
+        return self._fetcher
+
+    @property
+    def collector(self) -> Collector:
+        """Feeds and links: fetches pages and writes their articles for the ingestor."""
+        if self._collector is None:
+            self._collector = Collector(
+                self.database, self.fetcher, self.settings.fetched_dir, retention_days=self.settings.feed_retention_days
+            )
+        return self._collector
+
+    def refresh_feeds(self, feed_id: int | None = None) -> FeedRefresh:
+        """Poll the feeds (or one) and ingest what is new or changed (`ingest_poll`)."""
+        return self.ingest_poll(self.collector.poll(feed_id))
+
+    def ingest_poll(self, poll: PollResult) -> FeedRefresh:
+        """Ingest what a poll found into a new collection that goes live when done, as a reload does; when
+        retention removed articles, the whole fetched folder is read and pruned. Nothing new: nothing done."""
+        refresh = FeedRefresh(poll)
+        if poll.expired:
+            refresh.report = self.ingestor.ingest([self.settings.fetched_dir], rebuild=True, prune=True)
+        elif poll.changed:
+            refresh.report = self.ingestor.ingest(poll.changed, rebuild=True)
+        if refresh.report is not None:
+            logger.info("feeds ingested: %s", refresh.report.summary())
+        return refresh
+
+    def add_link(self, url: str) -> LinkResult:
+        """Fetch, extract and ingest one page; raises FetchError or ArticleError saying why not."""
+        article, path = self.collector.fetch_link(url)
+        return self.ingest_link(article, path)
+
+    def ingest_link(self, article: Article, path: Path) -> LinkResult:
+        """Ingest the article file `fetch_link` wrote, into a new collection that goes live when done."""
+        return LinkResult(article, self.ingestor.ingest([path], rebuild=True))
+
+    def close(self) -> None:
+        """Close what holds connections (the fetcher's)."""
+        if self._fetcher is not None:
+            self._fetcher.close()
 
     def warm_up(self) -> None:
         """Load the model and the keyword index now, once, rather than on the first question."""

@@ -4,7 +4,7 @@ Telegram itself cannot be reached from here, so the end-to-end tests point the r
 (python-telegram-bot, `base_url`) at this stand-in. It speaks the Bot API wire format for the
 methods the bot uses (getMe, getUpdates with offset/timeout long polling, sendMessage,
 editMessageText, sendChatAction, answerCallbackQuery, setMyCommands, deleteWebhook, getFile and
-the file download path), checks what Telegram would check (the token, message length, HTML
+the file download path, getChatMember), checks what Telegram would check (the token, message length, HTML
 markup), and lets a test push updates as users and read back everything the bot sent.
 
 It also misbehaves on request, as Telegram and the network sometimes do: `fail(method, Fault(...))`
@@ -37,7 +37,7 @@ _JSON_PARAMS = {
     "entities",
     "scope",
 }
-_INT_PARAMS = {"chat_id", "offset", "limit", "timeout", "message_id", "message_thread_id", "reply_to_message_id"}
+_INT_PARAMS = {"user_id", "chat_id", "offset", "limit", "timeout", "message_id", "message_thread_id", "reply_to_message_id"}
 _BOOL_PARAMS = {"show_alert", "drop_pending_updates", "disable_notification", "disable_web_page_preview"}
 
 # Tags Telegram accepts in parse_mode HTML.
@@ -218,6 +218,7 @@ class BotAPIServer:
         self._messages: dict[tuple[int, int], dict[str, Any]] = {}
         self._sent_by_id: dict[tuple[int, int], Sent] = {}
         self._chats: dict[int, Chat] = {}
+        self.chat_admins: dict[int, set[int]] = {}  # for getChatMember: who administers each group
         self._files: dict[str, bytes] = {}
         self._file_ids = itertools.count(1)
         self._callback_ids = itertools.count(1)
@@ -276,6 +277,10 @@ class BotAPIServer:
 
     def group(self, chat_id: int, title: str, *, forum: bool = False) -> Chat:
         return self._chat(Chat(chat_id, "supergroup", title=title, is_forum=forum))
+
+    def make_admin(self, chat: Chat, user: User) -> None:
+        """`user` administers `chat` (getChatMember says "creator"; everyone else is a "member")."""
+        self.chat_admins.setdefault(chat.id, set()).add(user.id)
 
     def _chat(self, chat: Chat) -> Chat:
         self._chats[chat.id] = chat
@@ -575,6 +580,13 @@ class BotAPIServer:
                 except TimeoutError:
                     break
             return self._updates[:limit]
+
+    async def _m_getChatMember(self, params: dict[str, Any]) -> Any:
+        chat = self._known_chat(params["chat_id"])
+        user = {"id": int(params["user_id"]), "is_bot": False, "first_name": "Member"}
+        if int(params["user_id"]) in self.chat_admins.get(chat.id, set()):
+            return {"status": "creator", "user": user, "is_anonymous": False}
+        return {"status": "member", "user": user}
 
     async def _m_sendMessage(self, params: dict[str, Any]) -> Any:
         chat = self._known_chat(params["chat_id"])

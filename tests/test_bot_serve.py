@@ -214,3 +214,41 @@ async def test_serve_with_answer_worker_processes(server: BotAPIServer, tmp_path
             os.kill(pid, signal.SIGINT)
     assert "Traceback" not in logs[0], logs[0][-3000:]
     assert not [line for line in logs[0].splitlines() if "KeyboardInterrupt" in line]
+
+
+async def test_feeds_and_digests_survive_a_restart_of_serve(server: BotAPIServer, tmp_path: Path) -> None:
+    """`newsbot serve` twice on one data directory: what the first run was told is there in the second."""
+    from datetime import UTC, datetime, timedelta
+
+    from tests.test_feeds import NewsSite
+    from tests.websites import Website
+
+    at = (datetime.now(UTC) + timedelta(hours=12)).strftime("%H:%M")  # not due while the test runs
+    website = Website().start()
+    try:
+        site = NewsSite(website, 2)
+        env = {"NEWSBOT_FETCH_ALLOWED_HOSTS": "127.0.0.1", "NEWSBOT_FETCH_HOST_PAUSE_SECONDS": "0"}
+        chat = server.private(USER)
+        group = server.group(-100555, "Desk")
+        async with running(await serve(server, tmp_path, env=env)):
+            await server.wait_for(lambda: server.commands, timeout=240)
+            mark = server.mark()
+            await server.send(chat, USER, f"/feeds add {site.feed_url}")
+            [progress] = await server.replies(mark, chat.id, timeout=120)
+            await server.wait_for(lambda: "last poll" in progress.text, timeout=240)
+            assert "2 new; 2 articles" in progress.text
+            mark = server.mark()
+            await server.send(group, USER, f"/digest Port Ellery at {at}")  # USER is a bot admin
+            [made] = await server.replies(mark, group.id, timeout=60)
+            assert made.text.startswith(f"Digest 1: every day at {at} UTC")
+        async with running(await serve(server, tmp_path, env=env)):
+            await server.wait_for(lambda: len(server.calls_to("setMyCommands")) >= 4, timeout=240)
+            mark = server.mark()
+            await server.send(chat, USER, "/feeds")
+            await server.send(group, USER, "/digest")
+            [feeds] = await server.replies(mark, chat.id, timeout=60)
+            [digests] = await server.replies(mark, group.id, timeout=60)
+            assert "1. Ellery Gazette" in feeds.text and "2 articles" in feeds.text
+            assert f"1. Port Ellery at {at} UTC" in digests.text
+    finally:
+        website.stop()

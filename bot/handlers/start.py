@@ -19,13 +19,16 @@ HELP = (
     "Reply to an answer to ask a follow-up; /reset forgets the conversation\n"
     "Tap a <i>Quote</i> button under an answer to see the exact passage\n\n"
     "<b>Briefings</b>\n"
-    "/brief TOPIC [since YYYY-MM-DD | 7d]: a few dated, cited bullet points\n\n"
+    "/brief TOPIC [since YYYY-MM-DD | 7d]: a few dated, cited bullet points\n"
+    "/digest TOPIC at HH:MM: that briefing, here, every day (group admins); /digest lists them\n\n"
     "<b>About the articles</b>\n"
     "/sources: the indexed articles\n"
     "/about: how many articles, their dates, when they were last reloaded\n\n"
     "<b>Admins</b>\n"
     "/reload: rescan the articles directory\n"
     "/stats: questions served, refusals, latency\n"
+    "/feeds: the RSS and Atom feeds polled; /feeds add URL, /feeds remove N\n"
+    "/add URL, or send a link: add that article\n"
     "Send a .txt, .md, .html, .jsonl or .json file to add it"
 )
 

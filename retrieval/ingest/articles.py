@@ -232,9 +232,23 @@ def load_text_file(path: Path) -> Article:
 
 
 def load_html_file(path: Path) -> Article:
+    return article_from_html(_read_text(path), path=path)
+
+
+def article_from_html(
+    html: str | bytes,
+    *,
+    path: Path,
+    key: str | None = None,
+    title: str | None = None,
+    url: str | None = None,
+    published: date | None = None,
+    source: str | None = None,
+) -> Article:
+    """The main text and metadata of a web page (trafilatura); `title`, `url`, `published` and `source`
+    stand in for what the page lacks. The id is made from `key`, else the page's URL, else `path`."""
     import trafilatura
 
-    html = _read_text(path)
     extracted = trafilatura.bare_extraction(
         html, output_format="python", with_metadata=True, include_comments=False, include_tables=False
     )
@@ -244,15 +258,17 @@ def load_html_file(path: Path) -> Article:
     body = data.get("text") or ""
     if not body.strip():
         raise ArticleError(path, "no article text found in the HTML")
-    url = data.get("url") or None
+    page_url = data.get("url") or None
+    if page_url is not None and not page_url.startswith(("http://", "https://")):
+        page_url = None  # a relative canonical link says nothing
     return article_from_text(
         body,
         path=path,
-        key=url or str(path.resolve()),
-        title=data.get("title") or None,
-        source=data.get("sitename") or None,
-        url=url,
-        published=parse_date(data.get("date")),
+        key=key or page_url or str(path.resolve()),
+        title=data.get("title") or title or None,
+        source=data.get("sitename") or source or None,
+        url=page_url or url,
+        published=parse_date(data.get("date")) or published,
         unwrap=False,  # trafilatura gives one paragraph a line already
     )
 

@@ -1,0 +1,139 @@
+"""Scheduled briefings: which chat gets which topic at what time, kept in the SQLite file beside the index.
+
+A digest posts, every day at its time, what `/brief TOPIC since <the last digest>` would give. When
+it was due while the bot was down, it is sent once when the bot comes back (`missed`), however many
+days it missed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from retrieval.ingest.feeds import Database
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS digests (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    chat_id INTEGER NOT NULL,
+    thread_id INTEGER,
+    topic TEXT NOT NULL,
+    at TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    created_by INTEGER,
+    last_sent TEXT
+);
+CREATE INDEX IF NOT EXISTS digests_by_chat ON digests (chat_id);
+"""
+
+_REQUEST = re.compile(r"^(?P<topic>.+?)\s+at\s+(?P<hour>\d{1,2})[:.h](?P<minute>\d{2})\s*$", re.I | re.S)
+
+
+class DigestRequestError(ValueError):
+    """The /digest arguments cannot be understood; the message says how to write them."""
+
+
+@dataclass(frozen=True)
+class Digest:
+    """One chat's daily briefing on a topic."""
+
+    id: int
+    chat_id: int
+    thread_id: int | None
+    topic: str
+    at: time  # in the timezone setting
+    created_at: datetime  # UTC
+    created_by: int | None
+    last_sent: datetime | None  # UTC
+
+    def last_due(self, zone: ZoneInfo, now: datetime) -> datetime:
+        """The latest time at or before `now` that this digest was due."""
+        local = now.astimezone(zone)
+        due = datetime.combine(local.date(), self.at, zone)
+        return due if due <= local else datetime.combine(local.date() - timedelta(days=1), self.at, zone)
+
+    def missed(self, zone: ZoneInfo, now: datetime) -> bool:
+        """Due since it was last sent (or made) and not sent: the bot was down at that time."""
+        return self.last_due(zone, now) > (self.last_sent or self.created_at)
+
+    def since(self, zone: ZoneInfo) -> date:
+        """The day of the last digest (or of the one that made it): the briefing covers articles from then."""
+        return (self.last_sent or self.created_at).astimezone(zone).date()
+
+
+def parse_request(text: str) -> tuple[str, time]:
+    """`TOPIC at HH:MM` → (topic, time)."""
+    match = _REQUEST.match(text.strip())
+    if not match:
+        raise DigestRequestError("Tell me a topic and a time: /digest TOPIC at HH:MM, e.g. /digest Mosul at 08:00")
+    hour, minute = int(match["hour"]), int(match["minute"])
+    if hour > 23 or minute > 59:
+        raise DigestRequestError(f"{match['hour']}:{match['minute']} is not a time of day; use HH:MM from 00:00 to 23:59.")
+    topic = " ".join(match["topic"].split())
+    return topic, time(hour, minute)
+
+
+class DigestBook:
+    """The digests of every chat (table `digests` of the bot's SQLite file)."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        with database.connect() as db:
+            db.executescript(SCHEMA)
+
+    def add(self, chat_id: int, thread_id: int | None, topic: str, at: time, created_by: int | None) -> Digest:
+        with self.database.connect() as db:
+            cursor = db.execute(
+                "INSERT INTO digests (chat_id, thread_id, topic, at, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?)",
+                (chat_id, thread_id, topic, at.strftime("%H:%M"), _stamp(datetime.now(UTC)), created_by),
+            )
+            digest_id = cursor.lastrowid
+        assert digest_id is not None
+        found = self.get(digest_id)
+        assert found is not None
+        return found
+
+    def get(self, digest_id: int) -> Digest | None:
+        return next(iter(self._select("WHERE id = ?", (digest_id,))), None)
+
+    def for_chat(self, chat_id: int) -> list[Digest]:
+        return self._select("WHERE chat_id = ? ORDER BY id", (chat_id,))
+
+    def all(self) -> list[Digest]:
+        return self._select("ORDER BY id", ())
+
+    def stop(self, chat_id: int, digest_id: int) -> Digest | None:
+        """End one of this chat's digests (another chat's number stops nothing)."""
+        digest = self.get(digest_id)
+        if digest is None or digest.chat_id != chat_id:
+            return None
+        with self.database.connect() as db:
+            db.execute("DELETE FROM digests WHERE id = ?", (digest_id,))
+        return digest
+
+    def mark_sent(self, digest_id: int, when: datetime) -> None:
+        with self.database.connect() as db:
+            db.execute("UPDATE digests SET last_sent = ? WHERE id = ?", (_stamp(when), digest_id))
+
+    def _select(self, where: str, params: tuple[object, ...]) -> list[Digest]:
+        with self.database.connect() as db:
+            rows = db.execute(f"SELECT * FROM digests {where}", params).fetchall()
+        return [
+            Digest(
+                id=int(row["id"]),
+                chat_id=int(row["chat_id"]),
+                thread_id=row["thread_id"],
+                topic=row["topic"],
+                at=time.fromisoformat(row["at"]),
+                created_at=datetime.fromisoformat(row["created_at"]),
+                created_by=row["created_by"],
+                last_sent=datetime.fromisoformat(row["last_sent"]) if row["last_sent"] else None,
+            )
+            for row in rows
+        ]
+
+
+def _stamp(when: datetime) -> str:
+    return when.astimezone(UTC).isoformat(timespec="seconds")

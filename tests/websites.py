@@ -1,0 +1,240 @@
+"""A small web server on loopback, for tests: feeds, article pages and robots.txt that a test changes as it goes.
+
+The feed tests fetch from it with the real fetcher over real HTTP (the machine has no internet, and a
+test must never reach one). Each path answers what the test put there: a body with its type, a
+status, a redirect, an ETag or Last-Modified for conditional requests (answered 304 when they
+match), a pause before answering (to time a request out), or a body streamed without a length.
+Every request is recorded with its headers.
+"""
+
+from __future__ import annotations
+
+import ssl
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Page:
+    """What one path answers."""
+
+    body: bytes = b""
+    content_type: str = "text/html; charset=utf-8"
+    status: int = 200
+    etag: str | None = None
+    last_modified: str | None = None
+    location: str | None = None  # for a redirect
+    delay: float = 0.0  # seconds to wait before answering
+    stream_bytes: int = 0  # send this many bytes with no Content-Length instead of `body`
+
+
+@dataclass
+class Request:
+    path: str
+    headers: dict[str, str]
+    status: int = 0
+
+
+@dataclass
+class Website:
+    """Start it, put pages at paths, point the fetcher at `url(path)`, read `requests`."""
+
+    pages: dict[str, Page] = field(default_factory=dict)
+    requests: list[Request] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._released = threading.Event()
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.scheme = "http"
+
+    def start(self, tls: ssl.SSLContext | None = None) -> Website:
+        """Serve on a free port of 127.0.0.1; over HTTPS with `tls` (a server context with its certificate)."""
+        site = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:  # noqa: N802 (the http.server name)
+                site._answer(self)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = _Server(("127.0.0.1", 0), Handler)
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
+        self.scheme = "https" if tls is not None else "http"
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="website", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._released.set()  # slow answers stop waiting
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.server_address[1])
+
+    def url(self, path: str, host: str = "127.0.0.1") -> str:
+        return f"{self.scheme}://{host}:{self.port}{path}"
+
+    def put(self, path: str, body: bytes | str, content_type: str = "text/html; charset=utf-8", **options: Any) -> Page:
+        page = Page(body.encode() if isinstance(body, str) else body, content_type, **options)
+        with self._lock:
+            self.pages[path] = page
+        return page
+
+    def remove(self, path: str) -> None:
+        with self._lock:
+            self.pages.pop(path, None)
+
+    def hits(self, path: str) -> list[Request]:
+        with self._lock:
+            return [r for r in self.requests if r.path == path]
+
+    def mark(self) -> int:
+        with self._lock:
+            return len(self.requests)
+
+    def since(self, mark: int) -> list[Request]:
+        with self._lock:
+            return self.requests[mark:]
+
+    # -- the server side ------------------------------------------------------------------
+
+    def _answer(self, handler: BaseHTTPRequestHandler) -> None:
+        request = Request(handler.path, {k.lower(): v for k, v in handler.headers.items()})
+        with self._lock:
+            self.requests.append(request)
+            page = self.pages.get(handler.path)
+        if page is None:
+            request.status = 404
+            self._send(handler, 404, b"not found", "text/plain")
+            return
+        if page.delay and self._released.wait(page.delay):
+            return
+        if page.location is not None:
+            request.status = page.status or 302
+            self._send(handler, request.status, b"", "text/plain", {"Location": page.location})
+            return
+        headers: dict[str, str] = {}
+        if page.etag:
+            headers["ETag"] = page.etag
+        if page.last_modified:
+            headers["Last-Modified"] = page.last_modified
+        matches_etag = page.etag is not None and request.headers.get("if-none-match") == page.etag
+        matches_date = page.last_modified is not None and request.headers.get("if-modified-since") == page.last_modified
+        if page.status == 200 and (matches_etag or matches_date):
+            request.status = 304
+            self._send(handler, 304, b"", None, headers)
+            return
+        request.status = page.status
+        if page.stream_bytes:
+            handler.send_response(page.status)
+            handler.send_header("Content-Type", page.content_type)
+            handler.send_header("Connection", "close")
+            handler.end_headers()
+            try:
+                for piece in _pieces(page.stream_bytes):
+                    handler.wfile.write(piece)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the fetcher stopped reading at its size cap
+            handler.close_connection = True
+            return
+        self._send(handler, page.status, page.body, page.content_type, headers)
+
+    @staticmethod
+    def _send(
+        handler: BaseHTTPRequestHandler, status: int, body: bytes, content_type: str | None, headers: dict[str, str] | None = None
+    ) -> None:
+        try:
+            handler.send_response(status)
+            if content_type:
+                handler.send_header("Content-Type", content_type)
+            for name, value in (headers or {}).items():
+                handler.send_header(name, value)
+            if status != 304:
+                handler.send_header("Content-Length", str(len(body)))
+            handler.end_headers()
+            if status != 304:
+                handler.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # a fetcher that hung up at its size cap is fine
+            super().handle_error(request, client_address)
+
+
+def _pieces(total: int, size: int = 1 << 16) -> Iterator[bytes]:
+    chunk = b"<p>" + b"x" * (size - 7) + b"</p>\n"
+    sent = 0
+    while sent < total:
+        piece = chunk[: total - sent]
+        sent += len(piece)
+        yield piece
+
+
+def http_date(seconds: float) -> str:
+    return formatdate(seconds, usegmt=True)
+
+
+def rss(title: str, items: list[dict[str, str]], link: str = "http://127.0.0.1/") -> str:
+    """An RSS 2.0 document; each item may have title, link, pubDate, description, guid."""
+    parts = [f"<item>{''.join(f'<{k}>{_xml(v)}</{k}>' for k, v in item.items())}</item>" for item in items]
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<rss version="2.0"><channel>'
+        f"<title>{_xml(title)}</title><link>{_xml(link)}</link><description>test feed</description>"
+        + "".join(parts)
+        + "</channel></rss>\n"
+    )
+
+
+def atom(title: str, entries: list[dict[str, str]]) -> str:
+    """An Atom document; each entry has title, link, updated (ISO), summary."""
+    parts = []
+    for entry in entries:
+        parts.append(
+            f'<entry><title>{_xml(entry["title"])}</title><link href="{_xml(entry["link"])}"/>'
+            f"<id>{_xml(entry['link'])}</id><updated>{entry['updated']}</updated>"
+            f"<summary>{_xml(entry.get('summary', ''))}</summary></entry>"
+        )
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>\n<feed xmlns="http://www.w3.org/2005/Atom">'
+        f"<title>{_xml(title)}</title><id>urn:test</id><updated>2026-01-01T00:00:00Z</updated>" + "".join(parts) + "</feed>\n"
+    )
+
+
+def article_page(title: str, paragraphs: list[str], *, site: str | None = None, published: str | None = None) -> str:
+    """A news page with its article in <article>, and page furniture around it."""
+    meta = ""
+    if site:
+        meta += f'<meta property="og:site_name" content="{_xml(site)}">'
+    if published:
+        meta += f'<meta property="article:published_time" content="{published}">'
+    body = "".join(f"<p>{_xml(p)}</p>" for p in paragraphs)
+    return (
+        f"<!doctype html><html><head><title>{_xml(title)}</title>{meta}</head><body>"
+        '<nav><a href="/">Home</a> <a href="/world">World</a></nav>'
+        f"<article><h1>{_xml(title)}</h1>{body}</article>"
+        "<footer>Copyright the test outlet.</footer></body></html>"
+    )
+
+
+def _xml(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
