@@ -73,6 +73,8 @@ def llm_services(seed_services: Services, base_url: str, **overrides: Any) -> tu
         "llm_base_url": base_url,
         "llm_passages": 3,
         "llm_max_tokens": CAP,
+        # Far more than a reply takes even on a busy CPU: these tests are about what the model writes, not time.
+        "llm_timeout_seconds": 600,
         **overrides,
     }
     services = Services(
