@@ -53,7 +53,6 @@ class Settings(BaseSettings):
     answer_sentences: int = Field(ge=1, le=10)
     refusal_threshold: float = Field(ge=0.0, le=1.0)
     reader: str
-    sentence_scorer: Literal["reader", "weights"]
     reader_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
     reader_threads: int = Field(ge=0, le=256)
     rerank_pool: int = Field(ge=0, le=200)

@@ -85,17 +85,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(evaluate)
 
-    train = commands.add_parser("train-reader", help="train the reader on RealTimeQA training weeks (about 45 min on 2 cores)")
+    train = commands.add_parser("train-reader", help="train the reader on RealTimeQA training weeks (under an hour on 2 cores)")
     train.add_argument("--data", type=Path, required=True, metavar="DIR", help="RealTimeQA weeks to train on")
     train.add_argument("--out", type=Path, required=True, metavar="DIR", help="model folder to write")
     train.add_argument("--dev", type=Path, metavar="DIR", help="RealTimeQA weeks for the selection figures (never trained on)")
-    train.add_argument("--epochs", type=float, default=2.0, help="passes over the training triplets (default 2)")
+    train.add_argument("--epochs", type=float, help="passes over the training groups (default: TrainingConfig's, 1.5)")
     train.add_argument("--limit", type=int, default=0, metavar="N", help="train on the first N questions only (a smoke run)")
     train.add_argument(
-        "--encoder",
+        "--model",
         type=Path,
         metavar="DIR",
-        help="keep the encoder of this trained reader and fit only the feature weights (minutes, not most of an hour)",
+        help="keep the pair model of this trained reader and fit only the feature weights (minutes, not most of an hour)",
     )
     return parser
 
@@ -352,14 +352,14 @@ def cmd_train_reader(args: argparse.Namespace, settings: Settings) -> int:
     from retrieval.index.embedding import default_model_path
 
     base = Path(settings.embedding_model) if settings.embedding_model else default_model_path()
-    config = TrainingConfig(epochs=args.epochs, limit=args.limit)
+    config = TrainingConfig(limit=args.limit) if args.epochs is None else TrainingConfig(epochs=args.epochs, limit=args.limit)
     report = train_reader(
         args.data,
         args.out,
         base=base,
         dev=args.dev,
         config=config,
-        encoder_from=args.encoder,
+        model_from=args.model,
         progress=lambda m: print(m, flush=True),
     )
     print(f"reader written to {args.out} in {report['seconds']:.0f} s; figures in {args.out / 'training.json'}")

@@ -137,15 +137,13 @@ class Services:
     def reader(self) -> Reader | None:
         """The reader over this index: scores sentences, re-ranks passages, gates answers."""
         if self._reader is None and self.reader_model is not None:
-            self._reader = Reader(
-                self.reader_model, self.store, self.retriever.term_weight, threshold=self.settings.reader_threshold
-            )
+            self._reader = Reader(self.reader_model, self.retriever.term_weight, threshold=self.settings.reader_threshold)
         return self._reader
 
     @property
     def generator(self) -> AnswerGenerator:
         if self._generator is None:
-            reader = self.reader if self.settings.sentence_scorer == "reader" else None
+            reader = self.reader
             extractive = ExtractiveGenerator(
                 self.embedder,
                 self.retriever.term_weight,
@@ -183,14 +181,8 @@ class Services:
     def ingestor(self) -> Ingestor:
         if self._ingestor is None:
             settings = self.settings
-            model = self.reader_model
             self._ingestor = Ingestor(
-                self.store,
-                self.embedder,
-                settings.chunk_size,
-                settings.chunk_overlap,
-                settings.max_file_bytes,
-                annotator=model.annotator() if model else None,
+                self.store, self.embedder, settings.chunk_size, settings.chunk_overlap, settings.max_file_bytes
             )
         return self._ingestor
 
@@ -252,4 +244,4 @@ class Services:
         self.retriever.refresh()
         _ = self.embedder.dimension
         if self.reader is not None:
-            self.reader.model.encoder.embed(["warm up"])
+            self.reader.model.scores("warm up", ["the model is loaded"])

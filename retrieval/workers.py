@@ -107,7 +107,7 @@ def _refresh() -> bool:
 def _forget() -> None:
     services = _here()
     if services.reader is not None:
-        services.reader.forget_questions()
+        services.reader.forget()
     services.retriever.forget_windows()
 
 

@@ -6,7 +6,8 @@ import pytest
 
 from retrieval.answer.types import REFUSAL
 from retrieval.evaluation.datasets import load_jsonl
-from retrieval.evaluation.metrics import contains, evaluate_seed
+from retrieval.evaluation.matching import contains
+from retrieval.evaluation.metrics import evaluate_seed
 from retrieval.service import Services
 from tests.conftest import SEED_QA
 

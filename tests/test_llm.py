@@ -233,9 +233,9 @@ def test_which_failures_are_retryable() -> None:
     assert not retryable(ValueError("bad reply")) and not retryable(StatusError(401)) and not retryable(KeyError("x"))
 
 
-def test_the_reader_picks_the_evidence_and_unsupported_claims_are_dropped(reader_seed_services: Services) -> None:
-    gate = reader_seed_services.generator
-    assert isinstance(gate, ExtractiveGenerator) and reader_seed_services.reader is not None
+def test_the_reader_picks_the_evidence_and_unsupported_claims_are_dropped(seed_services: Services) -> None:
+    gate = seed_services.generator
+    assert isinstance(gate, ExtractiveGenerator) and seed_services.reader is not None
     model = CountingFakeChatModel(
         responses=[
             "The US is sending 560 more troops [1]. "
@@ -244,8 +244,8 @@ def test_the_reader_picks_the_evidence_and_unsupported_claims_are_dropped(reader
         ],
         prompts=[],
     )
-    generator = LLMGenerator(model, gate, reader=reader_seed_services.reader, fallback=gate)
-    answer = Answerer(reader_seed_services.retriever, generator).answer(TROOPS)
+    generator = LLMGenerator(model, gate, reader=seed_services.reader, fallback=gate)
+    answer = Answerer(seed_services.retriever, generator).answer(TROOPS)
     # The passage the model saw first is the one holding the reader's best sentence.
     first_source = model.prompts[0].split("Sources:")[1].split("\n\n[2]")[0]
     assert "560" in first_source

@@ -1,7 +1,7 @@
 """A smoke run of the reader's training (`newsbot train-reader`) on a handful of questions made from the sample articles.
 
-Real parts throughout: sentence-transformers' trainer on the bundled MiniLM, the torch.onnx export and
-int8 quantization, the logistic regression; only the data is tiny. CI never trains the shipped reader.
+Real parts throughout: the bundled MiniLM trained as a pair model with torch, the torch.onnx export and
+int8 quantization, the logistic regressions; only the data is tiny. CI never trains the shipped reader.
 """
 
 from __future__ import annotations
@@ -14,19 +14,20 @@ import pytest
 
 from config.settings import BUNDLED_ARTICLES
 from retrieval.evaluation.training import (
-    ENCODER_FILES,
+    MODEL_FILES,
     TrainingConfig,
     TrainingQuestion,
+    calibrated,
     other_pools,
     question_pools,
     split_for_weights,
     train_reader,
+    training_groups,
 )
 from retrieval.index.embedding import default_model_path
-from retrieval.index.encoder import OnnxEncoder
 from retrieval.passages import Passage
 from retrieval.read.candidates import candidates
-from retrieval.read.reader import FEATURES, ReaderWeights, bundled_model
+from retrieval.read.reader import FEATURES, ReaderModel, ReaderWeights, bundled_model
 
 QUESTIONS = [
     ("How many additional troops did Ash Carter announce for Iraq?", ["560", "1000", "250", "5000"], 0),
@@ -34,6 +35,10 @@ QUESTIONS = [
     ("How far is Mosul from Baghdad?", ["50 miles", "225 miles", "900 miles", "1,200 miles"], 1),
     ("Who won the 2018 FIFA World Cup?", ["Brazil", "France", "Germany", "Spain"], 1),
 ]
+
+
+# The quiz author's evidence for the troops question: which of the sentences holding "560" answers.
+EVIDENCE = {0: "Carter announced that 560 more troops would be sent to Iraq to help retake Mosul."}
 
 
 def _week(folder: Path) -> None:
@@ -54,6 +59,7 @@ def _week(folder: Path) -> None:
                         "question_sentence": question,
                         "choices": choices,
                         "answer": [str(answer)],
+                        "evidence": EVIDENCE.get(i, ""),
                     }
                 )
                 + "\n"
@@ -65,23 +71,57 @@ def _week(folder: Path) -> None:
 def test_training_writes_a_reader_that_loads(tmp_path: Path) -> None:
     data = tmp_path / "weeks"
     _week(data)
-    config = TrainingConfig(epochs=1, batch_size=4, weight_questions=10, weight_every=2)
+    config = TrainingConfig(epochs=2, questions_per_step=2, weight_questions=10, weight_every=2, pool=12)
     pools = list(question_pools(data, config))
     assert [q.answerable for q in pools] == [True, True, True, False]  # the World Cup is in no sample article
     assert all(len(q.candidates) <= config.candidates_per_question for q in pools)
+    assert pools[0].choices == tuple(QUESTIONS[0][1]) and "560 more troops" in pools[0].evidence
 
     out = tmp_path / "reader"
-    # The same week as "dev" only exercises the selection figures; real runs select on weeks never trained on.
+    # The same week as "dev" only exercises the report; real runs report on weeks never trained on.
     report = train_reader(data, out, base=default_model_path(), dev=data, config=config, progress=lambda _: None)
     for name in ("model.onnx", "tokenizer.json", "encoder.json", "reader.json", "training.json"):
         assert (out / name).is_file(), name
-    assert not (out / "work").exists()  # the intermediate checkpoint is not left behind
     weights = ReaderWeights.read(out / "reader.json")
     assert len(weights.coef) == len(FEATURES) and weights.gate_coef[FEATURES.index("recency")] == 0.0
-    assert report["data"]["questions"] == len(QUESTIONS)
-    assert report["dev"]["questions_with_gold"] == 3 and weights.threshold == report["dev"]["threshold"]
-    vectors = OnnxEncoder(out).embed(["How far is Mosul from Baghdad?", "Mosul lies about 225 miles north of Baghdad."])
-    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-3)
+    assert weights.pool == 12 and weights.threshold == report["held_out"]["threshold"]
+    assert report["data"]["questions"] == len(QUESTIONS) and report["dev"]["questions_with_gold"] == 3
+    assert report["loss"][1] < report["loss"][0] * 1.5  # two epochs on three questions: the loss does not blow up
+    # The exported int8 graph loads as the product loads it, and scores a pair with one number.
+    model = ReaderModel(out)
+    scores = model.scores("How far is Mosul from Baghdad?", ["Mosul lies about 225 miles north of Baghdad.", "It rained."])
+    assert scores.shape == (2,) and np.isfinite(scores).all()
+
+
+def test_a_group_pairs_the_evidence_sentence_with_wrong_choices_and_question_terms() -> None:
+    def passage(n: int, text: str) -> Passage:
+        return Passage(0, f"d{n}", f"d{n}:0000", "Iraq troops", text, 0.0)
+
+    sentences = [
+        "Carter said 560 troops would help retake Mosul from the militants.",  # the evidence's sentence
+        "Officials said 560 was a number that had been discussed for weeks.",  # holds the gold too
+        "An earlier deployment of 250 troops arrived in Iraq last spring.",  # names a wrong choice
+        "The troops will advise Iraqi forces near Mosul and Qayyarah.",
+        "Weather in Baghdad was hot and dry on Monday afternoon.",
+    ]
+    found = candidates([passage(n, s) for n, s in enumerate(sentences)])
+    question = TrainingQuestion(
+        "q",
+        "How many additional troops did Carter announce?",
+        "560",
+        None,
+        candidates=found,
+        labels=[True, True, False, False, False],
+        lexical=[0.3, 0.5, 0.4, 0.4, 0.0],
+        choices=("560", "1000", "250", "5000"),
+        evidence="Carter announced that 560 more troops would help retake Mosul.",
+    )
+    config = TrainingConfig(group=4, positives_per_question=1)
+    ((asked, texts),) = training_groups([question], config)
+    assert asked == question.question and len(texts) == 4
+    assert texts[0].startswith("Carter said 560")  # the evidence chooses among the gold sentences, not term overlap
+    assert texts[1].startswith("An earlier deployment of 250")  # the wrong choice first among the negatives
+    assert not any("Officials said 560" in t for t in texts[1:])  # a sentence holding the gold is never a negative
 
 
 def test_the_feature_weights_are_fitted_on_whole_weeks_the_encoder_never_sees() -> None:
@@ -100,18 +140,18 @@ def test_the_feature_weights_are_fitted_on_whole_weeks_the_encoder_never_sees() 
 
 
 @pytest.mark.model
-def test_weights_alone_are_refitted_on_a_kept_encoder(tmp_path: Path) -> None:
+def test_weights_alone_are_refitted_on_a_kept_pair_model(tmp_path: Path) -> None:
     data = tmp_path / "weeks"
     _week(data)
     config = TrainingConfig(weight_questions=10, weight_every=2)
     out = tmp_path / "reader"
     report = train_reader(
-        data, out, base=default_model_path(), dev=data, config=config, encoder_from=bundled_model(), progress=lambda _: None
+        data, out, base=default_model_path(), dev=None, config=config, model_from=bundled_model(), progress=lambda _: None
     )
-    for name in ENCODER_FILES:  # the bundled encoder, byte for byte: no training happened
+    for name in MODEL_FILES:  # the bundled pair model, byte for byte: no training happened
         assert (out / name).read_bytes() == (bundled_model() / name).read_bytes(), name
     weights = ReaderWeights.read(out / "reader.json")
-    assert len(weights.coef) == len(FEATURES) and report["encoder_from"] == str(bundled_model())
+    assert len(weights.coef) == len(FEATURES) and report["model_from"] == str(bundled_model()) and report["loss"] is None
 
 
 def test_questions_are_also_read_against_other_weeks_candidates() -> None:
@@ -131,3 +171,12 @@ def test_questions_are_also_read_against_other_weeks_candidates() -> None:
     assert len([o for q, o in pairs if q.id == "vote"]) == 1
     assert all(len([o for q, o in pairs if q.id == qid]) in (1, 2) for qid in ("dam", "bridge", "flood"))
     assert list(other_pools(pools, similar=0, random_pools=0, seed=13)) == []
+
+
+def test_the_threshold_refuses_at_most_the_allowed_share_of_answerable_questions() -> None:
+    present = [0.30, 0.02, 0.11, 0.07, 0.25, 0.09, 0.40, 0.05, 0.18, 0.13]
+    for share, refused in ((0.0, 0), (0.1, 1), (0.25, 2), (0.5, 5)):
+        threshold = calibrated(present, share)
+        assert sum(p < threshold for p in present) == refused  # exactly the allowed number, not fewer
+    assert calibrated(present, 0.1) == 0.05  # the second lowest: the lowest alone is refused
+    assert calibrated([], 0.05) > 0.0

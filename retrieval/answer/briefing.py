@@ -15,7 +15,7 @@ from datetime import date, timedelta
 
 import numpy as np
 
-from retrieval.answer.extractive import SAME_SENTENCE_COSINE, mark
+from retrieval.answer.extractive import mark
 from retrieval.answer.protocols import Retriever
 from retrieval.answer.types import Citation
 from retrieval.index.embedding import Embedder
@@ -25,6 +25,9 @@ from retrieval.passages import Passage, Query
 from retrieval.read.candidates import figures
 
 logger = logging.getLogger(__name__)
+
+# A story's further sentence is shown only when it does not repeat one shown (cosine below this).
+SAME_SENTENCE_COSINE = 0.85
 
 NOTHING_FOUND = "I couldn't find anything on that in the articles I have."
 # A sentence's fit to the topic: cosine similarity, plus this much for holding all the topic's terms.

@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-import numpy as np
-
 from retrieval.answer.types import REFUSAL, Citation, Draft
 from retrieval.index.embedding import Embedder
 from retrieval.index.keywords import tokenize
@@ -61,8 +59,8 @@ DEFAULT_WEIGHTS = ScoreWeights()
 CONFLICT_MARGIN = 0.1
 # A further sentence joins the answer when it ranks within this much of the best ...
 FOLLOWER_MARGIN = 0.15
-# ... and does not repeat a chosen one (cosine similarity of the two sentences below this).
-SAME_SENTENCE_COSINE = 0.85
+# ... and does not repeat a chosen one (the two sentences share less than this share of their terms).
+SAME_SENTENCE_TERMS = 0.6
 
 
 class ExtractiveGenerator:
@@ -119,11 +117,10 @@ class ExtractiveGenerator:
         question_vector, sentence_vectors = vectors[0], vectors[1:]
         similarities = sentence_vectors @ question_vector
         features = sentence_features(query, found, similarities, weights)
-        for candidate, found_features, vector in zip(found, features, sentence_vectors):
+        for candidate, found_features in zip(found, features):
             candidate.features = found_features
             candidate.score = self.weights.score(found_features)
             candidate.rank = self.weights.rank(found_features)
-            candidate.vector = vector
         return sorted(found, key=lambda c: c.rank, reverse=True)
 
     def admits(self, query: Query, passages: list[Passage]) -> bool:
@@ -148,7 +145,7 @@ class ExtractiveGenerator:
         for candidate in ranked[1:]:
             if len(chosen) >= self.max_sentences or candidate.rank < best.rank - FOLLOWER_MARGIN:
                 break
-            if all(_cosine(candidate, other) < SAME_SENTENCE_COSINE for other in chosen):
+            if all(_shared_terms(candidate, other) < SAME_SENTENCE_TERMS for other in chosen):
                 chosen.append(candidate)
         return replace(self._write(chosen, conflict=False), evidence=evidence)
 
@@ -211,9 +208,9 @@ def _framed_figures(sentence: str, asked: set[str]) -> list[tuple[str, set[str]]
     return found
 
 
-def _cosine(a: Candidate, b: Candidate) -> float:
-    assert a.vector is not None and b.vector is not None
-    return float(np.dot(a.vector, b.vector))
+def _shared_terms(a: Candidate, b: Candidate) -> float:
+    """The share of the two sentences' terms that both hold (Jaccard): near 1 for one report in two outlets' words."""
+    return len(a.terms & b.terms) / (len(a.terms | b.terms) or 1)
 
 
 def mark(sentence: str, numbers: list[int]) -> str:

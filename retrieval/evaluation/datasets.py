@@ -14,7 +14,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from retrieval.evaluation.metrics import normalise
+from retrieval.evaluation.matching import normalise
 from retrieval.ingest.articles import domain
 
 

@@ -2,33 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from retrieval.answer.types import Answer
-
-if TYPE_CHECKING:
-    from retrieval.evaluation.datasets import EvalQuestion
-
-
-def normalise(text: str) -> str:
-    """Lower-cased with whitespace collapsed: how gold strings are matched."""
-    return re.sub(r"\s+", " ", text).strip().lower()
-
-
-def contains(text: str, gold: str) -> bool:
-    """True when `text` holds `gold`; "a|b" accepts either spelling."""
-    haystack = normalise(text)
-    return any(normalise(option) in haystack for option in gold.split("|"))
-
-
-def occurs(text: str, gold: str) -> bool:
-    """The README's match: the gold string, lower-cased with whitespace collapsed, is in the text."""
-    return normalise(gold) in normalise(text)
-
+from retrieval.evaluation.datasets import EvalQuestion
+from retrieval.evaluation.matching import contains
 
 # -- seed questions: each type has its bar -------------------------------------------------
 

@@ -2,18 +2,26 @@
 
 Distant supervision, as the eval README describes: for each training question, the sentences of
 its own search results (cleaned, split and enumerated exactly as at answer time) are candidates;
-a sentence holding the gold answer is evidence, the best-matching sentences that do not hold it
-are hard negatives, and a question whose gold occurs in none of its articles gives only
-negatives (which is how the reader learns to say "not here").
+a sentence holding the gold answer is evidence, the sentences that do not are negatives, and a
+question whose gold occurs in none of its articles gives only negatives (which is how the gate
+learns to say "not here").
 
 Steps, each seeded:
-1. `question_pools`: candidates per question, the 48 sharing most question terms;
-2. `train_encoder`: the bundled MiniLM fine-tuned with sentence-transformers' trainer
-   (MultipleNegativesRankingLoss: question -> answering sentence, one hard negative, in-batch negatives);
-3. `export_encoder`: torch.onnx export with mean pooling and normalisation in the graph,
-   int8 dynamic quantization with onnxruntime;
-4. `fit_weights`: logistic regression over the reader's features (`read/reader.py`).
-Selection figures come from the dev weeks (never trained on): `dev_figures`.
+1. `question_pools`: candidates per question, the 64 sharing most question terms, with the quiz's
+   choices and evidence sentence;
+2. `training_groups`: one answering sentence against `group - 1` that do not. Of the sentences
+   holding the gold, the one closest to the quiz author's evidence sentence answers (the evidence's
+   own words are never shown: their style differs from the articles', and a model learns the style);
+   the negatives are sentences that name a wrong choice of the quiz, then those sharing most of the
+   question's terms;
+3. `train_pair_model`: a cross-encoder, the bundled MiniLM's first `layers` layers read
+   "question [SEP] sentence | headline", mean-pooled, with a fresh linear head (at its own learning
+   rate), trained listwise: softmax cross-entropy of the answering sentence against its group;
+4. `export_pair_model`: torch.onnx export with the pooling and the head in the graph, int8 dynamic
+   quantization with onnxruntime;
+5. `fit_weights`: logistic regressions over the pair score and the cheap features (`read/reader.py`),
+   on whole weeks the pair model never saw, with the refusal threshold calibrated on the same weeks.
+The dev weeks (`--dev`) are only read for the model card's figures: nothing is chosen on them.
 """
 
 from __future__ import annotations
@@ -35,22 +43,20 @@ from typing import Any
 import numpy as np
 
 from retrieval.evaluation.datasets import corpus_record, load_jsonl, realtimeqa_questions, realtimeqa_weeks
-from retrieval.evaluation.metrics import normalise
-from retrieval.index.encoder import OnnxEncoder, export_encoder
+from retrieval.evaluation.matching import normalise
+from retrieval.index.encoder import OnnxEncoder, export_int8, mean_pool
 from retrieval.index.keywords import tokenize
 from retrieval.ingest.articles import ArticleError, article_from_record
 from retrieval.ingest.chunking import chunk_article
 from retrieval.passages import Passage, Query
 from retrieval.read.candidates import Candidate, candidates, lexical_share, sentence_features
-from retrieval.read.reader import FEATURES, ReaderWeights, feature_matrix
-from retrieval.read.vectors import reader_text
+from retrieval.read.reader import FEATURES, ReaderWeights, chosen, feature_matrix, pair_text
 
 logger = logging.getLogger(__name__)
 
-# The files of a reader's encoder (the rest of its folder is the feature weights and the reports).
-ENCODER_FILES = ("model.onnx", "tokenizer.json", "encoder.json")
-MAX_FALSE_REFUSAL = 0.10  # the issue's bound on refusing answerable questions
-DEFAULT_THRESHOLD = 0.10
+# The files of a reader's pair model (the rest of its folder is the feature weights and the reports).
+MODEL_FILES = ("model.onnx", "tokenizer.json", "encoder.json")
+CURVE = tuple(round(0.05 * n, 2) for n in range(1, 20))  # the thresholds a refusal curve shows
 
 
 @dataclass(frozen=True)
@@ -58,18 +64,24 @@ class TrainingConfig:
     """Everything that decides the trained reader; written into the model card."""
 
     seed: int = 13
-    candidates_per_question: int = 48
-    positives_per_question: int = 3
-    negatives_pool: int = 8
-    epochs: float = 2.0
-    batch_size: int = 32
-    learning_rate: float = 5e-5
+    candidates_per_question: int = 64
+    positives_per_question: int = 2  # training groups a question gives at most (each with another answering sentence)
+    group: int = 8  # candidates a group: one that answers, the rest not
+    typed_negatives: int = 2  # of the negatives, at most this many name a wrong choice of the quiz
+    epochs: float = 1.5
+    questions_per_step: int = 4
+    learning_rate: float = 8e-5  # the MiniLM body
+    head_learning_rate: float = 2e-3  # the fresh linear head
     warmup_ratio: float = 0.1
-    max_tokens: int = 96
-    # Every `weight_every`-th week is held out of the encoder's training and fits the feature weights:
-    # on questions the encoder learned, its cosine looks far surer than it is on new ones.
+    layers: int = 3  # of MiniLM's 6: half the cost a pair at answer time
+    max_tokens: int = 64
+    pool: int = 24  # candidates read a question: the prior's best (`read/reader.py`)
+    # Every `weight_every`-th week is held out of the pair model's training; the feature weights are
+    # fitted and the refusal threshold calibrated on it: on questions the model learned, its score
+    # looks far surer than it is on new ones.
     weight_every: int = 6
     weight_questions: int = 800  # of those weeks' questions, at most this many fit the weights
+    max_false_refusal: float = 0.05  # the threshold refuses at most this share of answerable held-out questions
     chunk_size: int = 800
     chunk_overlap: int = 150
     limit: int = 0  # questions at most (0: all); for a quick smoke run
@@ -87,6 +99,8 @@ class TrainingQuestion:
     week: str = ""
     labels: list[bool] = field(default_factory=list)
     lexical: list[float] = field(default_factory=list)
+    choices: tuple[str, ...] = ()
+    evidence: str = ""
 
     @property
     def answerable(self) -> bool:
@@ -102,10 +116,15 @@ def question_pools(folder: Path, config: TrainingConfig) -> Iterator[TrainingQue
     """Each question of every week in `folder`, with its candidates (see the module docstring)."""
     for week in realtimeqa_weeks(folder):
         results = {str(line["question_id"]): line.get("search_result") or [] for line in load_jsonl(folder / f"{week}_gcs.jsonl")}
+        quiz = {str(line["question_id"]): line for line in load_jsonl(folder / f"{week}_qa.jsonl")}
         for question in realtimeqa_questions(folder, week):
             passages = list(_passages(results.get(question.id, []), config))
             pool = _pool(question.id, question.question, question.golds[0], question.as_of, passages, config)
             pool.week = week
+            record = quiz.get(question.id, {})
+            pool.choices = tuple(str(c) for c in record.get("choices") or ())
+            # The evidence is a page extract: tags and all.
+            pool.evidence = re.sub(r"<[^>]+>", " ", str(record.get("evidence") or ""))
             yield pool
 
 
@@ -171,104 +190,163 @@ def pool_term_weights(question: str, passages: list[Passage]) -> dict[str, float
     return {term: math.log(1 + (n + 1) / (df.get(term, 0) + 0.5)) for term in dict.fromkeys(tokenize(question))}
 
 
-def encoder_examples(pools: list[TrainingQuestion], config: TrainingConfig) -> list[dict[str, str]]:
-    """(question, answering sentence, hard negative) triplets: the best-matching gold sentences, each with a
-    best-matching sentence of the same articles that does not hold the gold."""
+def _shared_words(a: str, b: str) -> float:
+    """The share of `a`'s words that `b` holds too."""
+    words = set(re.findall(r"\w+", a.lower()))
+    return len(words & set(re.findall(r"\w+", b.lower()))) / (len(words) or 1)
+
+
+def training_groups(pools: list[TrainingQuestion], config: TrainingConfig) -> list[tuple[str, list[str]]]:
+    """(question, [answering candidate, then `group - 1` that do not]) for each answerable question (see the module docstring)."""
     rng = random.Random(config.seed)
-    rows = []
+    groups = []
     for q in pools:
-        ranked = sorted(range(len(q.candidates)), key=lambda i: -q.lexical[i])
-        positives = [i for i in ranked if q.labels[i] and q.lexical[i] > 0][: config.positives_per_question]
-        negatives = [i for i in ranked if not q.labels[i]][: config.negatives_pool]
-        if not positives or not negatives:
+        golds = [i for i, label in enumerate(q.labels) if label]
+        negatives = [i for i, label in enumerate(q.labels) if not label]
+        if not golds or not negatives:
             continue
-        rng.shuffle(negatives)
-        for n, i in enumerate(positives):
-            positive, negative = q.candidates[i], q.candidates[negatives[n % len(negatives)]]
-            rows.append(
-                {
-                    "anchor": q.question,
-                    "positive": reader_text(positive.sentence, positive.passage.title),
-                    "negative": reader_text(negative.sentence, negative.passage.title),
-                }
-            )
-    rng.shuffle(rows)
-    return rows
+        # The gold sentence the quiz's evidence names (most of its words), else the one sharing most question terms.
+        golds.sort(key=lambda i: (-_shared_words(q.evidence, q.candidates[i].sentence) if q.evidence else 0.0, -q.lexical[i]))
+        wrong = [gold_pattern(c) for c in q.choices if normalise(c) and normalise(c) != normalise(q.gold)]
+        typed = [i for i in negatives if any(p.search(normalise(q.candidates[i].sentence)) for p in wrong)]
+        lexical = sorted(negatives, key=lambda i: -q.lexical[i])[: 2 * config.group]
+        for positive in golds[: config.positives_per_question]:
+            rng.shuffle(lexical)
+            picked = list(dict.fromkeys(typed[: config.typed_negatives] + lexical))[: config.group - 1]
+            while len(picked) < config.group - 1:
+                picked.append(rng.choice(negatives))
+            groups.append((q.question, [pair_text(q.candidates[i]) for i in [positive, *picked]]))
+    rng.shuffle(groups)
+    return groups
 
 
-def train_encoder(rows: list[dict[str, str]], base: Path, out: Path, config: TrainingConfig) -> Path:
-    """Fine-tune the sentence-transformers model at `base` on the triplets; the trained model's folder."""
+def _pair_model(base: Path, layers: int) -> Any:
+    """The bundled MiniLM's first `layers` layers, mean-pooled, with a fresh linear head: one score a pair."""
     import torch
-    from datasets import Dataset
-    from sentence_transformers import (
-        SentenceTransformer,
-        SentenceTransformerTrainer,
-        SentenceTransformerTrainingArguments,
+    from transformers import AutoModel
+
+    class PairModel(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = AutoModel.from_pretrained(str(base), local_files_only=True)
+            self.body.encoder.layer = self.body.encoder.layer[:layers]
+            self.body.config.num_hidden_layers = layers
+            self.head = torch.nn.Linear(self.body.config.hidden_size, 1)
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
+            hidden = self.body(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
+            return self.head(mean_pool(hidden, attention_mask))
+
+    return PairModel()
+
+
+def _tokenize_pairs(tokenizer: Any, pairs: list[tuple[str, str]], max_tokens: int) -> dict[str, Any]:
+    """As the product reads a pair (`OnnxEncoder`): longest-first truncation, segment ids all 0."""
+    import torch
+
+    encoded = tokenizer(
+        [q for q, _ in pairs], [t for _, t in pairs], truncation=True, max_length=max_tokens, padding=True, return_tensors="pt"
     )
-    from sentence_transformers.losses import MultipleNegativesRankingLoss
-    from sentence_transformers.training_args import BatchSamplers
+    encoded["token_type_ids"] = torch.zeros_like(encoded["input_ids"])
+    return dict(encoded)
+
+
+def train_pair_model(groups: list[tuple[str, list[str]]], base: Path, config: TrainingConfig) -> tuple[Any, Any]:
+    """Fine-tune the pair model on the groups (listwise: the answering candidate against its group); (model, tokenizer)."""
+    import torch
+    from tqdm import tqdm
+    from transformers import AutoTokenizer
 
     random.seed(config.seed)
     np.random.seed(config.seed)
     torch.manual_seed(config.seed)
-    model = SentenceTransformer(str(base), device="cpu", local_files_only=True)
-    model.max_seq_length = config.max_tokens
-    args = SentenceTransformerTrainingArguments(
-        output_dir=str(out / "checkpoints"),
-        num_train_epochs=config.epochs,
-        per_device_train_batch_size=config.batch_size,
-        learning_rate=config.learning_rate,
-        warmup_ratio=config.warmup_ratio,
-        # Two sentences of one question in a batch would be each other's false negatives.
-        batch_sampler=BatchSamplers.NO_DUPLICATES,
-        seed=config.seed,
-        data_seed=config.seed,
-        save_strategy="no",
-        logging_steps=20,
-        report_to="none",
-        use_cpu=True,
-        dataloader_num_workers=0,
+    tokenizer = AutoTokenizer.from_pretrained(str(base), local_files_only=True)
+    model = _pair_model(base, config.layers)
+    optimiser = torch.optim.AdamW(
+        [
+            {"params": model.body.parameters(), "lr": config.learning_rate},
+            {"params": model.head.parameters(), "lr": config.head_learning_rate},
+        ],
+        weight_decay=0.01,
     )
-    trainer = SentenceTransformerTrainer(
-        model=model,
-        args=args,
-        train_dataset=Dataset.from_list(rows),
-        loss=MultipleNegativesRankingLoss(model),
-    )
-    trainer.train()
-    trained = out / "sentence-transformer"
-    model.save(str(trained))
-    shutil.rmtree(out / "checkpoints", ignore_errors=True)
-    return trained
+    steps = max(1, int(math.ceil(len(groups) / config.questions_per_step) * config.epochs))
+    warmup = max(1, int(steps * config.warmup_ratio))
+
+    def schedule(step: int) -> float:  # linear warm-up, then linear decay to 0
+        return (step + 1) / warmup if step < warmup else max(0.0, (steps - step) / max(1, steps - warmup))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, schedule)
+    rng = random.Random(config.seed)
+    model.train()
+    bar = tqdm(total=steps, desc="training the reader", unit="step", disable=None)
+    losses: list[float] = []
+    step = 0
+    while step < steps:
+        order = list(range(len(groups)))
+        rng.shuffle(order)
+        for start in range(0, len(order), config.questions_per_step):
+            if step >= steps:
+                break
+            batch = [groups[i] for i in order[start : start + config.questions_per_step]]
+            pairs = [(question, text) for question, texts in batch for text in texts]
+            logits = model(**_tokenize_pairs(tokenizer, pairs, config.max_tokens)).view(len(batch), config.group)
+            loss = torch.nn.functional.cross_entropy(logits, torch.zeros(len(batch), dtype=torch.long))
+            optimiser.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimiser.step()
+            scheduler.step()
+            losses.append(float(loss.item()))
+            step += 1
+            bar.update(1)
+            if step % 50 == 0:
+                bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
+                logger.info("step %d/%d, loss %.3f", step, steps, np.mean(losses[-50:]))
+    bar.close()
+    model.eval()
+    model.losses = (round(float(np.mean(losses[:50])), 3), round(float(np.mean(losses[-50:])), 3))
+    return model, tokenizer
 
 
-def features(
-    question: TrainingQuestion, encoder: OnnxEncoder, pool: list[Candidate] | None = None, vectors: np.ndarray | None = None
-) -> np.ndarray:
-    """The reader's feature rows for the candidates of `pool` (the question's own by default), measured as at answer time.
+def export_pair_model(model: Any, tokenizer: Any, out: Path, max_tokens: int) -> None:
+    """`model.onnx` (int8), `tokenizer.json` and `encoder.json` (dimension 1: a score) for `OnnxEncoder`.
 
-    `vectors`: the pool's candidate vectors, when already encoded; else they are encoded in one batch with
-    the question (as the shipped reader's weights were fitted: int8 activations are quantised per batch,
-    so batching moves the figures a little, by one dev question of 144 in the pipeline).
+    torch.onnx traces the model with the pooling and the head inside the graph (`export_int8`); the
+    weights are int8. No model hub, no `optimum`.
     """
-    found = question.candidates if pool is None else pool
+    sample = _tokenize_pairs(
+        tokenizer, [("a question to trace?", "a sentence to trace the graph with"), ("q?", "another")], max_tokens
+    )
+    export_int8(model, sample, out, "score")
+    tokenizer.backend_tokenizer.save(str(out / "tokenizer.json"))
+    (out / "encoder.json").write_text(json.dumps({"dimension": 1, "max_tokens": max_tokens}) + "\n")
+
+
+@dataclass
+class ReadQuestion:
+    """A question's candidates as the reader reads them: the prior's `pool` best, their feature rows and labels."""
+
+    question: TrainingQuestion
+    rows: np.ndarray
+    labels: np.ndarray
+
+
+def read_pool(question: TrainingQuestion, scorer: OnnxEncoder, pool: int, found: list[Candidate] | None = None) -> ReadQuestion:
+    """The reader's feature rows for the candidates of `found` (the question's own by default), as at answer time."""
+    found = question.candidates if found is None else found
     if not found:
-        return np.zeros((0, len(FEATURES)), dtype=np.float32)
-    if vectors is None:
-        encoded = encoder.embed([question.question] + [reader_text(c.sentence, c.passage.title) for c in found])
-        asked, vectors = encoded[0], encoded[1:]
-    else:
-        asked = encoder.embed([question.question])[0]
-    similarities = vectors @ asked
+        return ReadQuestion(question, np.zeros((0, len(FEATURES)), dtype=np.float32), np.zeros(0, dtype=bool))
     passages = list({c.passage.chunk_id: c.passage for c in found}.values())
     weights = pool_term_weights(question.question, passages)
-    measured = sentence_features(Query(question.question, as_of=question.as_of), found, similarities, weights)
-    return feature_matrix(measured, similarities)
-
-
-def candidate_vectors(found: list[Candidate], encoder: OnnxEncoder) -> np.ndarray:
-    """The reader's vector of each candidate sentence."""
-    return encoder.embed([reader_text(c.sentence, c.passage.title) for c in found])
+    measured = sentence_features(Query(question.question, as_of=question.as_of), found, np.zeros(len(found)), weights)
+    keep = chosen(measured, pool)
+    read = [found[i] for i in keep]
+    scores = scorer.embed([(question.question, pair_text(c)) for c in read])[:, 0]
+    pattern = gold_pattern(question.gold)
+    labels = np.asarray([bool(pattern.search(normalise(c.sentence))) for c in read])
+    return ReadQuestion(question, feature_matrix([measured[i] for i in keep], scores), labels)
 
 
 def other_pools(
@@ -302,39 +380,34 @@ def other_pools(
             yield q, others[n]
 
 
-def fit_weights(pools: list[TrainingQuestion], encoder: OnnxEncoder, config: TrainingConfig) -> dict[str, Any]:
-    """Two logistic regressions of "holds the gold" on the reader's features, over at most `weight_questions` questions.
+def fit_weights(read: list[ReadQuestion], elsewhere: list[ReadQuestion]) -> dict[str, Any]:
+    """Two logistic regressions of "holds the gold" on the reader's features, over the read candidates.
 
-    The questions should be ones the encoder was not trained on (`split_for_weights`).
-
-    `coef` orders the answering sentences (recency included: of two reports, the one near the
-    as-of date is quoted first); `gate_coef` decides whether any sentence answers at all and
-    leaves recency out (an old article can answer; a recent one that does not is no evidence).
+    The questions should be ones the pair model was not trained on (`split_for_weights`).
+    `coef` orders the answering sentences, so it is fitted on questions read against their own
+    candidates (recency included: of two reports, the one near the as-of date is quoted first).
+    `gate_coef` decides whether any sentence answers at all: it also learns from the questions read
+    against another week's candidates (`elsewhere`), as retrieval from a whole collection often brings
+    passages about something else, and it leaves recency out (an old article can answer; a recent
+    one that does not is no evidence).
     """
-    chosen = [q for q in pools if q.candidates]
-    random.Random(config.seed).shuffle(chosen)
-    chosen = chosen[: config.weight_questions]
-    rows = np.concatenate([features(q, encoder) for q in chosen])
-    labels = np.concatenate([np.asarray(q.labels, dtype=np.float32) for q in chosen])
-    return {**weights_from(rows, labels), "questions": len(chosen), "candidates": int(len(labels))}
-
-
-# Features measured but given no weight. `support` (how many articles repeat a sentence's answer-like
-# name) lowered the held-out training questions' top-1 from 0.716 to 0.600: the articles a search
-# returns for a question all repeat its subject, which is rarely the answer.
-UNWEIGHTED = ("support",)
-
-
-def weights_from(rows: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
-    """The ranking and the gate regressions fitted on feature rows (see `fit_weights`)."""
-    ranking = _fit(rows, labels, UNWEIGHTED)
-    gate = _fit(rows, labels, (*UNWEIGHTED, "recency"))
+    rows = np.concatenate([r.rows for r in read])
+    labels = np.concatenate([r.labels for r in read]).astype(np.float32)
+    ranking = _fit(rows, labels, ())
+    gate = _fit(
+        np.concatenate([rows, *(r.rows for r in elsewhere)]),
+        np.concatenate([labels, *(r.labels.astype(np.float32) for r in elsewhere)]),
+        ("recency",),
+    )
     return {
         "features": list(FEATURES),
         "coef": ranking[0],
         "intercept": ranking[1],
         "gate_coef": gate[0],
         "gate_intercept": gate[1],
+        "questions": len(read),
+        "candidates": int(len(labels)),
+        "elsewhere_reads": len(elsewhere),
     }
 
 
@@ -350,74 +423,85 @@ def _fit(rows: np.ndarray, labels: np.ndarray, left_out: tuple[str, ...]) -> tup
     return coef, round(float(model.intercept_[0]), 6)
 
 
-def dev_figures(
-    pools: list[TrainingQuestion], encoder: OnnxEncoder, weights: dict[str, Any], config: TrainingConfig | None = None
-) -> dict[str, Any]:
-    """On questions never trained on: how often the top sentence holds the gold, and how sure the reader is.
-
-    Beside each question's own candidates, it is read against another week's (`other_pools`): the most
-    similar ones and random ones, whose best gate probability should be under the threshold.
-    """
-    config = config or TrainingConfig()
-    fitted = ReaderWeights(
-        tuple(weights["coef"]), weights["intercept"], tuple(weights["gate_coef"]), weights["gate_intercept"], threshold=0.0
+def _fitted(weights: dict[str, Any], threshold: float = 0.0, pool: int = 24) -> ReaderWeights:
+    return ReaderWeights(
+        tuple(weights["coef"]), weights["intercept"], tuple(weights["gate_coef"]), weights["gate_intercept"], threshold, pool
     )
-    top1 = top2 = cosine_top1 = lexical_top1 = n = 0
+
+
+def figures(
+    read: list[ReadQuestion], elsewhere: list[ReadQuestion], weights: ReaderWeights, max_false_refusal: float
+) -> dict[str, Any]:
+    """How often the best-read sentence holds the gold, and the refusal curve: what a threshold refuses of each kind.
+
+    `read`: questions read against their own candidates; `elsewhere`: read against another week's
+    (`other_pools`), whose best gate probability should be under the threshold. The threshold is the
+    highest that refuses at most `max_false_refusal` of the questions whose gold is among the read candidates
+    (`calibrated`).
+    """
+    top1 = top2 = prior_top1 = n = 0
     present: list[float] = []
     absent: list[float] = []
-    for q in pools:
-        if not q.candidates:
+    for r in read:
+        if not len(r.rows):
             absent.append(0.0)
             continue
-        rows = features(q, encoder)
-        p = fitted.probability(rows)
-        gate = fitted.evidence(rows)
-        labels = np.asarray(q.labels)
-        if labels.any():
+        gate = float(weights.evidence(r.rows).max())
+        if r.labels.any():
+            order = np.argsort(-weights.probability(r.rows))
             n += 1
-            order = np.argsort(-p)
-            top1 += bool(labels[order[0]])
-            top2 += bool(labels[order[:2]].any())
-            cosine_top1 += bool(labels[int(np.argmax(rows[:, 0]))])
-            lexical_top1 += bool(labels[int(np.argmax(q.lexical))])
-            present.append(float(gate.max()))
+            top1 += bool(r.labels[order[0]])
+            top2 += bool(r.labels[order[:2]].any())
+            prior_top1 += bool(r.labels[int(np.argmax(r.rows[:, FEATURES.index("coverage")]))])
+            present.append(gate)
         else:
-            absent.append(float(gate.max()))
-    elsewhere: dict[str, list[float]] = {}
-    vectors = {q.id: candidate_vectors(q.candidates, encoder) for q in pools if q.candidates}
-    for kind, similar, random_pools in (("similar", 1, 0), ("random", 0, 1)):
-        elsewhere[kind] = [
-            float(fitted.evidence(features(q, encoder, other.candidates, vectors[other.id])).max())
-            for q, other in other_pools(pools, similar=similar, random_pools=random_pools, seed=config.seed)
-        ]
-    thresholds = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5)
+            absent.append(gate)
+    other = [float(weights.evidence(r.rows).max()) if len(r.rows) else 0.0 for r in elsewhere]
 
     def below(values: list[float], t: float) -> float | None:
         return round(float(np.mean(np.asarray(values) < t)), 3) if values else None
 
-    curve: list[dict[str, float | None]] = [
-        {
-            "threshold": t,
-            "false_refusal": below(present, t),
-            "refused_absent": below(absent, t),
-            "refused_similar_week": below(elsewhere["similar"], t),
-            "refused_random_week": below(elsewhere["random"], t),
-        }
-        for t in thresholds
-    ]
-    # The refusal threshold: the highest that refuses at most one answerable question in ten.
-    affordable = [t for t, point in zip(thresholds, curve) if (point["false_refusal"] or 0.0) <= MAX_FALSE_REFUSAL]
+    threshold = calibrated(present, max_false_refusal)
+    shown = sorted({*CURVE, threshold})
     return {
         "questions_with_gold": n,
         "top1": round(top1 / max(n, 1), 3),
         "top2": round(top2 / max(n, 1), 3),
-        "encoder_cosine_top1": round(cosine_top1 / max(n, 1), 3),
-        "lexical_top1": round(lexical_top1 / max(n, 1), 3),
+        "coverage_top1": round(prior_top1 / max(n, 1), 3),
         "best_probability_median_gold_present": round(float(np.median(present)), 3) if present else None,
         "best_probability_median_gold_absent": round(float(np.median(absent)), 3) if absent else None,
-        "refusal_curve": curve,
-        "threshold": max(affordable, default=thresholds[0]),
+        "refusal_curve": [
+            {
+                "threshold": t,
+                "false_refusal": below(present, t),
+                "refused_absent": below(absent, t),
+                "refused_other_week": below(other, t),
+            }
+            for t in shown
+        ],
+        "threshold": threshold,
     }
+
+
+def calibrated(present: list[float], max_false_refusal: float) -> float:
+    """The highest threshold that refuses at most `max_false_refusal` of the questions whose best probabilities are `present`.
+
+    Exact, not read off a grid: the k-th lowest of them, k the refusals allowed (rounded down to 4 places,
+    so that it still admits that question).
+    """
+    if not present:
+        return CURVE[0]
+    ranked = sorted(present)
+    allowed = int(max_false_refusal * len(ranked))
+    return math.floor(ranked[min(allowed, len(ranked) - 1)] * 1e4) / 1e4
+
+
+def _elsewhere(pools: list[TrainingQuestion], scorer: OnnxEncoder, config: TrainingConfig) -> list[ReadQuestion]:
+    """Each question read against the most similar other week's candidates and a random one's."""
+    return [
+        read_pool(q, scorer, config.pool, other.candidates)
+        for q, other in other_pools(pools, similar=1, random_pools=1, seed=config.seed)
+    ]
 
 
 def train_reader(
@@ -427,12 +511,12 @@ def train_reader(
     base: Path,
     dev: Path | None = None,
     config: TrainingConfig | None = None,
-    encoder_from: Path | None = None,
+    model_from: Path | None = None,
     progress: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """The whole recipe: pools, encoder, export, feature weights, dev figures; writes the model folder `out`.
+    """The whole recipe: pools, pair model, export, feature weights and threshold; writes the model folder `out`.
 
-    `encoder_from`: a trained reader's folder whose encoder is kept as it is: only the feature weights
+    `model_from`: a trained reader's folder whose pair model is kept as it is: only the feature weights
     are fitted (the held-out weeks are the same, as the split depends only on the data and the config).
     """
     config = config or TrainingConfig()
@@ -441,47 +525,57 @@ def train_reader(
     if config.limit:
         pools = pools[: config.limit]
     progress(f"{len(pools)} training questions, {sum(q.answerable for q in pools)} with the gold among their candidates")
-    encoder_pools, weight_pools = split_for_weights(pools, config.weight_every)
-    work = out / "work"
-    if encoder_from is None:
-        rows = encoder_examples(encoder_pools, config)
+    model_pools, weight_pools = split_for_weights(pools, config.weight_every)
+    losses = None
+    if model_from is None:
+        groups = training_groups(model_pools, config)
         progress(
-            f"{len(rows)} training triplets from {len(encoder_pools)} questions; fine-tuning the encoder "
+            f"{len(groups)} training groups from {len(model_pools)} questions; training the pair model "
             f"({len(weight_pools)} questions of every {config.weight_every}th week held out for the feature weights)"
         )
-        trained = train_encoder(rows, base, work, config)
-        progress(f"encoder trained in {time.perf_counter() - started:.0f} s; exporting to int8 ONNX")
-        export_encoder(trained, out, config.max_tokens)
+        model, tokenizer = train_pair_model(groups, base, config)
+        losses = model.losses
+        progress(f"pair model trained in {time.perf_counter() - started:.0f} s (loss {losses[0]} -> {losses[1]}); exporting")
+        export_pair_model(model, tokenizer, out, config.max_tokens)
     else:
-        progress(f"keeping the encoder of {encoder_from}; fitting the feature weights on {len(weight_pools)} questions")
+        progress(f"keeping the pair model of {model_from}; fitting the feature weights on {len(weight_pools)} questions")
         out.mkdir(parents=True, exist_ok=True)
-        for name in ENCODER_FILES:
-            if (encoder_from / name).resolve() != (out / name).resolve():
-                shutil.copyfile(encoder_from / name, out / name)
-    encoder = OnnxEncoder(out, threads=2)
-    weights = fit_weights(weight_pools, encoder, config)
-    progress(f"feature weights: {dict(zip(FEATURES, weights['coef']))}")
+        for name in MODEL_FILES:
+            if (model_from / name).resolve() != (out / name).resolve():
+                shutil.copyfile(model_from / name, out / name)
+    scorer = OnnxEncoder(out, threads=2)
+    held = [q for q in weight_pools if q.candidates]
+    random.Random(config.seed).shuffle(held)
+    held = held[: config.weight_questions]
+    read = [read_pool(q, scorer, config.pool) for q in held]
+    elsewhere = _elsewhere(held, scorer, config)
+    weights = fit_weights(read, elsewhere)
+    progress(f"feature weights: {dict(zip(FEATURES, weights['coef']))}, gate: {dict(zip(FEATURES, weights['gate_coef']))}")
+    calibration = figures(read, elsewhere, _fitted(weights), config.max_false_refusal)
+    progress(f"held-out training weeks: {calibration}")
     report: dict[str, Any] = {
         "config": asdict(config),
         "data": {
             "folder": str(data),
             "weeks": len(realtimeqa_weeks(data)),
             "questions": len(pools),
-            "encoder_questions": len(encoder_pools),
+            "model_questions": len(model_pools),
             "weight_questions": len(weight_pools),
             "weight_weeks": sorted({q.week for q in weight_pools}),
         },
-        "encoder_from": str(encoder_from) if encoder_from else None,
+        "model_from": str(model_from) if model_from else None,
+        "loss": losses,
         "weights": weights,
-        "seconds": round(time.perf_counter() - started, 1),
+        "held_out": calibration,
     }
+    shipped = _fitted(weights, calibration["threshold"], config.pool)
     if dev is not None:
         dev_pools = list(question_pools(dev, config))
-        report["dev"] = dev_figures(dev_pools, encoder, weights, config)
-        progress(f"dev: {report['dev']}")
-    # Without dev weeks there is nothing to calibrate on: the shipped reader's threshold is a start.
-    threshold = report.get("dev", {}).get("threshold", DEFAULT_THRESHOLD)
-    (out / "reader.json").write_text(json.dumps({**weights, "threshold": threshold}, indent=1) + "\n")
+        dev_read = [read_pool(q, scorer, config.pool) for q in dev_pools]
+        report["dev"] = figures(dev_read, _elsewhere(dev_pools, scorer, config), shipped, config.max_false_refusal)
+        progress(f"dev (reported, not chosen on): {report['dev']}")
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    reader = {key: weights[key] for key in ("features", "coef", "intercept", "gate_coef", "gate_intercept")}
+    (out / "reader.json").write_text(json.dumps({**reader, "threshold": shipped.threshold, "pool": config.pool}, indent=1) + "\n")
     (out / "training.json").write_text(json.dumps(report, indent=1) + "\n")
-    shutil.rmtree(work, ignore_errors=True)
     return report

@@ -11,6 +11,7 @@ import json
 import logging
 import threading
 import warnings
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,14 @@ from typing import Any
 import numpy as np
 
 logger = logging.getLogger(__name__)
+
+
+# A text to encode, or a pair of texts read as one input ("question [SEP] sentence"): the reader's.
+Text = str | tuple[str, str]
+
+
+def _length(text: Text) -> int:
+    return len(text) if isinstance(text, str) else len(text[0]) + len(text[1])
 
 
 class EncoderError(RuntimeError):
@@ -107,12 +116,12 @@ class OnnxEncoder:
                 )
         return self._session
 
-    def embed(self, texts: list[str]) -> np.ndarray:
-        """One normalised row per text."""
+    def embed(self, texts: Sequence[Text]) -> np.ndarray:
+        """One row per text: a normalised vector, or for a pair model (dimension 1) the pair's score."""
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
         if not texts:
             return out
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        order = sorted(range(len(texts)), key=lambda i: _length(texts[i]))
         batches = [order[start : start + self.batch_size] for start in range(0, len(order), self.batch_size)]
         if len(batches) == 1 or self.workers == 1:
             for batch in batches:
@@ -126,7 +135,7 @@ class OnnxEncoder:
             out[batch] = vectors
         return out
 
-    def _encode(self, texts: list[str]) -> np.ndarray:
+    def _encode(self, texts: list[Text]) -> np.ndarray:
         session, tokenizer = self._run(), self._tokenizer()
         encodings = tokenizer.encode_batch(texts)
         ids = np.array([e.ids for e in encodings], dtype=np.int64)
@@ -145,7 +154,6 @@ def export_encoder(model_dir: Path, out: Path, max_tokens: int, *, keep_fp32: bo
     """
     import torch
     import torch.nn.functional as F
-    from onnxruntime.quantization import QuantType, quantize_dynamic
     from sentence_transformers import SentenceTransformer
 
     class Pooled(torch.nn.Module):
@@ -157,28 +165,48 @@ def export_encoder(model_dir: Path, out: Path, max_tokens: int, *, keep_fp32: bo
             hidden = self.transformer(
                 input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
             ).last_hidden_state
-            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            return F.normalize(pooled, p=2, dim=1)
+            return F.normalize(mean_pool(hidden, attention_mask), p=2, dim=1)
 
     model = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
     transformer: Any = model[0].auto_model
     module = Pooled(transformer).eval()
     sample = model.tokenizer(["a sentence to trace the graph with", "another"], padding=True, return_tensors="pt")
+    # The graph is checked by use: tests compare its vectors with the torch model's.
+    export_int8(module, dict(sample), out, "embedding", keep_fp32=keep_fp32)
+    model.tokenizer.backend_tokenizer.save(str(out / "tokenizer.json"))
+    getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    dimension = int(getter() or 384)
+    (out / "encoder.json").write_text(json.dumps({"dimension": dimension, "max_tokens": max_tokens}) + "\n")
+
+
+def mean_pool(hidden: Any, attention_mask: Any) -> Any:
+    """The mean of the token vectors that the attention mask keeps (torch tensors): sentence-transformers' pooling."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+
+
+def export_int8(module: Any, sample: dict[str, Any], out: Path, output: str, *, keep_fp32: bool = False) -> None:
+    """`out/model.onnx`: a BERT-style torch module traced with torch.onnx, its weights made int8.
+
+    The inputs are `input_ids`, `attention_mask` and `token_type_ids` (batch and length dynamic), taken
+    from `sample` to trace; `output` names the result. Quantization is dynamic and per channel
+    (`onnxruntime.quantization`). With `keep_fp32`, the unquantised graph stays as `model-fp32.onnx`.
+    """
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
     out.mkdir(parents=True, exist_ok=True)
     full = out / "model-fp32.onnx"
     inputs = ("input_ids", "attention_mask", "token_type_ids")
-    # The tracer warns about Python conditions in the attention code; the graph is checked by use
-    # (tests compare its vectors with the torch model's).
     with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("ignore")  # the tracer warns about Python conditions in the attention code
         torch.onnx.export(
-            module,
+            module.eval(),
             tuple(sample[name] for name in inputs),
             str(full),
             input_names=list(inputs),
-            output_names=["embedding"],
-            dynamic_axes={name: {0: "batch", 1: "tokens"} for name in inputs} | {"embedding": {0: "batch"}},
+            output_names=[output],
+            dynamic_axes={name: {0: "batch", 1: "tokens"} for name in inputs} | {output: {0: "batch"}},
             opset_version=17,
             dynamo=False,
         )
@@ -190,7 +218,3 @@ def export_encoder(model_dir: Path, out: Path, max_tokens: int, *, keep_fp32: bo
         logging.getLogger().setLevel(quiet)
     if not keep_fp32:
         full.unlink()
-    model.tokenizer.backend_tokenizer.save(str(out / "tokenizer.json"))
-    getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
-    dimension = int(getter() or 384)
-    (out / "encoder.json").write_text(json.dumps({"dimension": dimension, "max_tokens": max_tokens}) + "\n")

@@ -30,11 +30,10 @@ _DELETE_BATCH = 500
 # Seconds a chunk count stands for `ArticleStore.version`, when nothing was written through the store.
 RECOUNT_S = 1.0
 
-# Chunk metadata written by the reader at ingest (`retrieval/read/vectors.py`): the packed vectors of
-# the chunk's sentences, and the version of the encoder that made them. Search never needs them, so
-# the bulk reads below leave them out of what they keep.
-SENTENCE_VECTORS = "sentence_vectors"
-SENTENCE_VECTORS_MODEL = "sentence_vectors_model"
+# Chunk metadata that an earlier reader wrote at ingest (packed sentence vectors, tens of KB a chunk).
+# Nothing reads it now; the bulk reads below leave it out of what search keeps in memory, so an index
+# built then costs no more memory until it is rebuilt.
+LEGACY_SENTENCE_VECTORS = "sentence_vectors"
 # Chunk metadata naming the embedding model (and runtime) that made the chunk's vector.
 EMBEDDER = "embedder"
 
@@ -109,8 +108,6 @@ class StoredArticle:
     source: str | None = None
     url: str | None = None
     published: str | None = None
-    # The version of the reader encoder whose sentence vectors its chunks carry, if any.
-    sentence_vectors_model: str | None = None
     # The version of the embedder that made its chunks' vectors (None: an index from before it was kept).
     embedder: str | None = None
 
@@ -271,7 +268,6 @@ class ArticleStore:
                     source=_opt(meta.get("source")),
                     url=_opt(meta.get("url")),
                     published=_opt(meta.get("published")),
-                    sentence_vectors_model=_opt(meta.get(SENTENCE_VECTORS_MODEL)),
                     embedder=_opt(meta.get(EMBEDDER)),
                 )
         return {
@@ -302,13 +298,6 @@ class ArticleStore:
         page = self.live().get(ids=list(ids), include=["documents", "metadatas"])
         documents, metadatas = page["documents"] or [], page["metadatas"] or []
         return {cid: (text, dict(meta)) for cid, text, meta in zip(page["ids"], documents, metadatas, strict=True)}
-
-    @_server_call
-    def annotate(self, collection: Collection, ids: Sequence[str], metadatas: Sequence[dict[str, Any]]) -> None:
-        """Add fields to the metadata of existing chunks (the reader's sentence vectors)."""
-        step = self.max_batch
-        for start in range(0, len(ids), step):
-            collection.update(ids=list(ids[start : start + step]), metadatas=list(metadatas[start : start + step]))
 
     @_server_call
     def count(self) -> int:
@@ -371,7 +360,7 @@ class ArticleStore:
         embeddings: np.ndarray,
         extra: Sequence[dict[str, str]] | None = None,
     ) -> None:
-        """Write an article's chunks; `extra` adds fields to each chunk's metadata (the reader's vectors)."""
+        """Write an article's chunks; `extra` adds fields to each chunk's metadata (the embedder's version)."""
         more = list(extra) if extra else [{} for _ in chunks]
         try:
             collection.add(
@@ -434,8 +423,8 @@ def delete_articles(collection: Collection, doc_ids: Sequence[str]) -> None:
 
 
 def _lean(meta: Any) -> dict[str, Any]:
-    """Chunk metadata without the reader's sentence vectors: what search keeps in memory."""
-    return {key: value for key, value in dict(meta).items() if key != SENTENCE_VECTORS}
+    """Chunk metadata without an earlier reader's sentence vectors: what search keeps in memory."""
+    return {key: value for key, value in dict(meta).items() if key != LEGACY_SENTENCE_VECTORS}
 
 
 def _opt(value: Any) -> str | None:

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm import tqdm
 
 from retrieval.index.embedding import Embedder
-from retrieval.index.store import EMBEDDER, ArticleStore, pages
+from retrieval.index.store import EMBEDDER, ArticleStore
 from retrieval.ingest.articles import COLLECTION_SUFFIXES, Article, ArticleError, iter_files, load_file
 from retrieval.ingest.chunking import Chunk, chunk_article
 
@@ -25,22 +25,8 @@ logger = logging.getLogger(__name__)
 
 # Called with (done, total) as articles are embedded; the bot edits a progress message with it.
 ProgressCallback = Callable[[int, int], None]
-_ANNOTATE_BATCH = 50  # articles whose chunks are re-annotated at a time
 _EMBED_BATCH = 256  # chunks embedded at a time (whole articles)
 _REMEMBERED = 20_000  # chunk vectors kept in a run to find repeated texts (1.5 KB each)
-
-
-class ChunkAnnotator(Protocol):
-    """Adds what a later step needs per chunk to its metadata at ingest (the reader's sentence vectors)."""
-
-    @property
-    def version(self) -> str:
-        """Names what made the annotations: an article annotated by another version is annotated again."""
-        ...
-
-    def annotate_many(self, articles: Sequence[tuple[str, Sequence[str]]]) -> list[list[dict[str, str]]]:
-        """For each article (title, chunk texts): one dict of metadata fields per chunk text."""
-        ...
 
 
 @dataclass
@@ -56,8 +42,6 @@ class IngestReport:
     skipped: list[ArticleError] = field(default_factory=list)
     duplicates: int = 0
     chunks_embedded: int = 0
-    # Unchanged articles whose chunks got new annotations (a new reader), without re-embedding.
-    reannotated: int = 0
     seconds: float = 0.0
 
     @property
@@ -77,8 +61,6 @@ class IngestReport:
             parts.append(f"{self.duplicates} duplicates ignored")
         if self.reembedded:
             parts.append(f"{len(self.reembedded)} re-embedded by the new embedding model")
-        if self.reannotated:
-            parts.append(f"{self.reannotated} re-read by the new reader")
         return ", ".join(parts) + f" ({self.chunks_embedded} chunks embedded in {self.seconds:.1f}s)"
 
     def to_dict(self) -> dict[str, Any]:
@@ -91,7 +73,6 @@ class IngestReport:
             "skipped": [str(error) for error in self.skipped],
             "duplicates": self.duplicates,
             "chunks_embedded": self.chunks_embedded,
-            "reannotated": self.reannotated,
             "seconds": round(self.seconds, 3),
         }
 
@@ -106,15 +87,12 @@ class Ingestor:
         chunk_size: int,
         chunk_overlap: int,
         max_file_bytes: int | None = None,
-        *,
-        annotator: ChunkAnnotator | None = None,
     ) -> None:
         self.store = store
         self.embedder = embedder
         self.chunk_size = chunk_size
         self.chunk_overlap = chunk_overlap
         self.max_file_bytes = max_file_bytes
-        self.annotator = annotator
 
     def read(self, paths: list[Path]) -> tuple[list[Article], list[ArticleError], set[str], int]:
         """Articles under `paths`, the errors, the files read whole, and the duplicate count.
@@ -228,15 +206,6 @@ class Ingestor:
                 if previous.embedder != embedder:  # vectors of two models are not comparable
                     report.reembedded.append(article.doc_id)
                     todo.append(article)
-        if self.annotator is not None:
-            version = self.annotator.version
-            reembedded = set(report.reembedded)
-            stale_notes = [
-                doc_id
-                for doc_id in report.unchanged
-                if stored[doc_id].sentence_vectors_model != version and doc_id not in reembedded
-            ]
-            self._reannotate(target, stale_notes, report)
 
         if prune:
             seen = {article.doc_id for article in articles}
@@ -258,8 +227,8 @@ class Ingestor:
     ) -> None:
         """Embed the articles' chunks a batch at a time, writing each batch while the next one is embedded.
 
-        The encoder and Chroma both work outside the GIL, so a writer thread stores batch n (with the
-        reader's sentence vectors, when there is a reader) while this thread embeds batch n + 1. A
+        The encoder and Chroma both work outside the GIL, so a writer thread stores batch n while this
+        thread embeds batch n + 1. A
         chunk text that repeats one already embedded in the run (boilerplate, a wire story's
         paragraph under the same headline) is embedded once.
         """
@@ -270,13 +239,8 @@ class Ingestor:
         def write(batch: list[tuple[Article, list[Chunk]]], vectors: np.ndarray) -> None:
             nonlocal done
             offset = 0
-            notes = (
-                self.annotator.annotate_many([(article.title, [c.text for c in chunks]) for article, chunks in batch])
-                if self.annotator
-                else [None] * len(batch)
-            )
-            for (article, chunks), article_notes in zip(batch, notes):
-                extra = [{EMBEDDER: self.embedder.version, **note} for note in article_notes or [{} for _ in chunks]]
+            for article, chunks in batch:
+                extra = [{EMBEDDER: self.embedder.version} for _ in chunks]
                 self.store.add(target, article, chunks, vectors[offset : offset + len(chunks)], extra)
                 offset += len(chunks)
             done += len(batch)
@@ -308,34 +272,6 @@ class Ingestor:
                 pending.result()
         finally:
             writer.shutdown(wait=True)
-            bar.close()
-
-    def _reannotate(self, target: Collection, doc_ids: list[str], report: IngestReport) -> None:
-        """Annotate the chunks of unchanged articles again (a new reader), leaving their embeddings alone."""
-        assert self.annotator is not None
-        bar = tqdm(total=len(doc_ids), unit="article", desc="reading", disable=None if doc_ids else True, leave=False)
-        try:
-            for start in range(0, len(doc_ids), _ANNOTATE_BATCH):
-                batch = doc_ids[start : start + _ANNOTATE_BATCH]
-                members: dict[Literal["$in", "$nin"], list[str | int | float | bool]] = {"$in": list(batch)}
-                chunks: dict[str, list[tuple[int, str, str, str]]] = {}
-                for page in pages(target, ["documents", "metadatas"], batch=self.store.max_batch, where={"doc_id": members}):
-                    for cid, text, meta in zip(page["ids"], page["documents"] or [], page["metadatas"] or [], strict=True):
-                        index = meta.get("chunk_index")
-                        position = index if isinstance(index, int) else 0
-                        chunks.setdefault(str(meta["doc_id"]), []).append((position, cid, text, str(meta.get("title", ""))))
-                ids: list[str] = []
-                notes: list[dict[str, Any]] = []
-                articles = []
-                for members_of in chunks.values():
-                    members_of.sort()
-                    ids += [cid for _, cid, _, _ in members_of]
-                    articles.append((members_of[0][3], [text for _, _, text, _ in members_of]))
-                notes += [note for article_notes in self.annotator.annotate_many(articles) for note in article_notes]
-                self.store.annotate(target, ids, notes)
-                report.reannotated += len(chunks)
-                bar.update(len(batch))
-        finally:
             bar.close()
 
 

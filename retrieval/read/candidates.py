@@ -145,7 +145,6 @@ class Candidate:
     features: SentenceFeatures | None = None
     score: float = 0.0  # how well the sentence answers the question: what the refusal gate judges
     rank: float = 0.0  # what orders the answering sentences (which is quoted first)
-    vector: np.ndarray | None = None
 
     @property
     def headline(self) -> bool:

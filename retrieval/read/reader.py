@@ -1,13 +1,18 @@
-"""The reader: a model trained on news questions that scores how well each sentence answers a question.
+"""The reader: a model trained on news questions that reads each candidate sentence together with the question.
 
 Two parts, both learned from the RealTimeQA training weeks (`retrieval/evaluation/training.py`):
 
-1. an encoder (the bundled MiniLM fine-tuned on question -> answering sentence pairs, exported
-   to int8 ONNX) whose cosine says how much a sentence reads like the answer to the question.
-   A sentence's vector does not depend on the question, so it is computed once, at ingest;
-2. a logistic regression over that cosine and the cheap features every answerer measures
+1. a cross-encoder (the bundled MiniLM's first layers, fine-tuned to tell the sentence that answers
+   a question from the sentences that only talk about its subject, exported to int8 ONNX). It reads
+   "question [SEP] sentence | headline" as one input, so it can tell "X won best picture" from "the
+   awards take place on Sunday": the score of a pair, not of a sentence alone;
+2. a logistic regression over that score and the cheap features every answerer measures
    (`read/candidates.py`). Its output is the probability that the sentence holds the answer:
    what the answerer ranks by and the refusal gate compares with the calibrated threshold.
+
+Reading a pair costs a pass of the model, so only the `pool` candidates that a cheap prior (the
+question's terms in the sentence and its passage, the kind of thing asked for) puts first are read.
+Nothing is computed at ingest.
 """
 
 from __future__ import annotations
@@ -25,18 +30,16 @@ from pathlib import Path
 import numpy as np
 
 from retrieval.index.encoder import OnnxEncoder
-from retrieval.index.store import ChunkStore
 from retrieval.passages import Passage, Query
 from retrieval.read.candidates import Candidate, SentenceFeatures, candidates, sentence_features, term_weights
-from retrieval.read.vectors import SentenceAnnotator, SentenceVectors, reader_text
 
 logger = logging.getLogger(__name__)
 
-_QUESTIONS_KEPT = 256  # question vectors remembered
+_PAIRS_KEPT = 8192  # pair scores remembered (re-ranking and answering read the same pairs)
 RERANK_FUSION_K = 60  # reciprocal rank fusion constant of `Reader.rerank`
 
 # The features the logistic regression weighs, in the order of its coefficients.
-FEATURES = ("reader", "reader_gap", "coverage", "context", "answer_type", "support", "recency", "headline", "lead")
+FEATURES = ("pair", "pair_gap", "coverage", "context", "answer_type", "recency", "headline", "lead")
 
 
 def bundled_model() -> Path:
@@ -44,21 +47,38 @@ def bundled_model() -> Path:
     return Path(str(resources.files("retrieval.read") / "model"))
 
 
-def feature_matrix(features: list[SentenceFeatures], similarities: np.ndarray) -> np.ndarray:
-    """One row of `FEATURES` per candidate: the reader's cosine, its gap to the best, then the shared features."""
+def pair_text(candidate: Candidate) -> str:
+    """What the model reads of a candidate after the question: the sentence, then its article's headline."""
+    title = candidate.passage.title
+    return candidate.sentence if candidate.sentence == title else f"{candidate.sentence} | {title}"
+
+
+def prior(features: SentenceFeatures) -> float:
+    """The cheap score that chooses which candidates the model reads: the question's terms, the kind asked for."""
+    return 0.75 * features.coverage + 0.25 * features.context + 0.15 * features.answer_type + 0.05 * features.recency
+
+
+def chosen(features: list[SentenceFeatures], pool: int) -> list[int]:
+    """The indices of the `pool` candidates that the prior puts first, in their own order."""
+    priors = [prior(f) for f in features]
+    return sorted(sorted(range(len(features)), key=lambda i: (-priors[i], i))[:pool])
+
+
+def feature_matrix(features: list[SentenceFeatures], scores: np.ndarray) -> np.ndarray:
+    """One row of `FEATURES` per candidate: the pair score, its gap to the best, then the shared features."""
     if not features:
         return np.zeros((0, len(FEATURES)), dtype=np.float32)
-    best = float(np.max(similarities))
+    best = float(np.max(scores))
     rows = [
-        [float(s), float(s) - best, f.coverage, f.context, f.answer_type, f.support, f.recency, f.headline, f.lead]
-        for f, s in zip(features, similarities)
+        [float(s), float(s) - best, f.coverage, f.context, f.answer_type, f.recency, f.headline, f.lead]
+        for f, s in zip(features, scores)
     ]
     return np.asarray(rows, dtype=np.float32)
 
 
 @dataclass(frozen=True)
 class ReaderWeights:
-    """The learned feature weights, and the refusal threshold calibrated on the dev weeks.
+    """The learned feature weights, how many candidates are read, and the calibrated refusal threshold.
 
     Two regressions over the same features: `coef` orders the answering sentences (recency
     counts: of two reports, the one near the as-of date is quoted first); `gate_coef` is the
@@ -71,6 +91,7 @@ class ReaderWeights:
     gate_coef: tuple[float, ...]
     gate_intercept: float
     threshold: float
+    pool: int = 24
 
     @classmethod
     def read(cls, path: Path) -> ReaderWeights:
@@ -83,12 +104,8 @@ class ReaderWeights:
             tuple(float(c) for c in data["gate_coef"]),
             float(data["gate_intercept"]),
             float(data["threshold"]),
+            int(data.get("pool", cls.pool)),
         )
-
-    def weighs(self, feature: str) -> bool:
-        """Whether either regression gives `feature` any weight."""
-        i = FEATURES.index(feature)
-        return bool(self.coef[i] or self.gate_coef[i])
 
     def probability(self, rows: np.ndarray) -> np.ndarray:
         """P(the sentence holds the answer) for each row of features: what orders the sentences."""
@@ -106,20 +123,21 @@ def _logistic(rows: np.ndarray, coef: tuple[float, ...], intercept: float) -> np
 
 
 class ReaderModel:
-    """The files of one trained reader: its encoder and feature weights, and a version naming the encoder."""
+    """The files of one trained reader: its pair model and feature weights, and a version naming them."""
 
     def __init__(self, folder: str | Path | None = None, *, threads: int = 1) -> None:
         self.folder = Path(folder) if folder else bundled_model()
-        self.encoder = OnnxEncoder(self.folder, threads=threads)
+        # The pair model is an encoder whose "vector" is one number: the pair's score.
+        self.scorer = OnnxEncoder(self.folder, threads=threads)
         self.weights = ReaderWeights.read(self.folder / "reader.json")
         digest = hashlib.sha256()
-        for name in ("model.onnx", "tokenizer.json"):
+        for name in ("model.onnx", "tokenizer.json", "reader.json"):
             digest.update((self.folder / name).read_bytes())
-        # Stored sentence vectors are valid only for the encoder that made them.
         self.version = digest.hexdigest()[:16]
 
-    def annotator(self) -> SentenceAnnotator:
-        return SentenceAnnotator(self.encoder, self.version)
+    def scores(self, question: str, texts: list[str]) -> np.ndarray:
+        """The model's score of each (question, text) pair: higher, the more the text answers the question."""
+        return self.scorer.embed([(question, text) for text in texts])[:, 0]
 
 
 class Reader:
@@ -128,37 +146,37 @@ class Reader:
     def __init__(
         self,
         model: ReaderModel,
-        store: ChunkStore,
         term_weight: Callable[[str], float],
         *,
         threshold: float | None = None,
+        pool: int | None = None,
     ) -> None:
         self.model = model
-        self.vectors = SentenceVectors(store, model.encoder, model.version)
         self.term_weight = term_weight
         self.threshold = model.weights.threshold if threshold is None else threshold
-        # Re-ranking and answering read one question twice: its vector is made once.
-        self._questions: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._questions_lock = threading.Lock()
+        self.pool = pool or model.weights.pool
+        # Re-ranking and answering read many of the same pairs: each is scored once.
+        self._pairs: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self._pairs_lock = threading.Lock()
 
     def read(self, query: Query, passages: list[Passage]) -> list[Candidate]:
-        """Every candidate sentence of the passages, best first: `rank` = P(answers), `score` = the same without recency."""
+        """The `pool` candidates of the passages that the prior puts first, best first.
+
+        `rank` = P(answers), `score` = the same without recency (what the refusal gate judges).
+        """
         found = candidates(passages)
         if not found:
             return []
-        vectors = self._vectors(found)
-        question = self._question(query.text)
-        similarities = vectors @ question
-        weights = self.model.weights
         features = sentence_features(
-            query, found, similarities, term_weights(query, self.term_weight), with_support=weights.weighs("support")
+            query, found, np.zeros(len(found)), term_weights(query, self.term_weight), with_support=False
         )
-        rows = feature_matrix(features, similarities)
-        for candidate, found_features, vector, p, gate in zip(
-            found, features, vectors, weights.probability(rows), weights.evidence(rows)
-        ):
+        keep = chosen(features, self.pool)
+        found, features = [found[i] for i in keep], [features[i] for i in keep]
+        scores = self._scores(query.text, [pair_text(c) for c in found])
+        rows = feature_matrix(features, scores)
+        weights = self.model.weights
+        for candidate, found_features, p, gate in zip(found, features, weights.probability(rows), weights.evidence(rows)):
             candidate.features = found_features
-            candidate.vector = vector
             candidate.rank = float(p)
             candidate.score = float(gate)
         return sorted(found, key=lambda c: c.rank, reverse=True)
@@ -167,9 +185,8 @@ class Reader:
         """The passages in the order of two fused rankings: retrieval's, and the reader's by the best sentence in each.
 
         Reciprocal rank fusion (`RERANK_FUSION_K`, as search fuses its dense and keyword rankings):
-        each ranking's evidence counts, and neither's scale matters. On the dev weeks the reader's
-        order alone put the answer in the first passage less often than retrieval did (recall@1 0.479
-        against 0.514); fused, more often (0.542; bench/RESULTS.md).
+        each ranking's evidence counts, and neither's scale matters. A passage none of whose
+        sentences was read keeps retrieval's evidence alone.
         """
         best: dict[str, float] = {}
         for candidate in self.read(query, passages):
@@ -181,46 +198,28 @@ class Reader:
         order = sorted(range(len(passages)), key=lambda i: (-fused[i], i))
         return [replace(passages[i], rank=rank) for rank, i in enumerate(order, start=1)]
 
-    def forget_questions(self) -> None:
-        """Drop the remembered question vectors (a benchmark's questions are then new again)."""
-        with self._questions_lock:
-            self._questions.clear()
+    def forget(self) -> None:
+        """Drop the remembered pair scores (a benchmark's questions are then new again)."""
+        with self._pairs_lock:
+            self._pairs.clear()
 
-    def _question(self, text: str) -> np.ndarray:
-        with self._questions_lock:
-            vector = self._questions.get(text)
-            if vector is not None:
-                self._questions.move_to_end(text)
-                return vector
-        vector = self.model.encoder.embed([text])[0]
-        with self._questions_lock:
-            self._questions[text] = vector
-            while len(self._questions) > _QUESTIONS_KEPT:
-                self._questions.popitem(last=False)
-        return vector
-
-    def _vectors(self, found: list[Candidate]) -> np.ndarray:
-        """Each candidate's reader vector: stored with its chunk at ingest, else encoded now."""
-        chunk_ids: list[str] = []
-        titles: dict[str, str] = {}
-        for candidate in found:
-            for cid in candidate.passage.window or (candidate.passage.chunk_id,):
-                chunk_ids.append(cid)
-                titles[cid] = candidate.passage.title
-        stored = self.vectors.lookup(list(dict.fromkeys(chunk_ids)), titles)
-        rows = np.zeros((len(found), self.model.encoder.dimension), dtype=np.float32)
+    def _scores(self, question: str, texts: list[str]) -> np.ndarray:
+        scores = np.zeros(len(texts), dtype=np.float32)
         missing: list[int] = []
-        for i, candidate in enumerate(found):
-            vector = None
-            for cid in candidate.passage.window or (candidate.passage.chunk_id,):
-                vector = stored.get(cid, {}).get(candidate.sentence)
-                if vector is not None:
-                    break
-            if vector is None:
-                missing.append(i)
-            else:
-                rows[i] = vector
+        with self._pairs_lock:
+            for i, text in enumerate(texts):
+                hit = self._pairs.get((question, text))
+                if hit is None:
+                    missing.append(i)
+                else:
+                    self._pairs.move_to_end((question, text))
+                    scores[i] = hit
         if missing:
-            texts = [reader_text(found[i].sentence, found[i].passage.title) for i in missing]
-            rows[missing] = self.model.encoder.embed(texts)
-        return rows
+            fresh = self.model.scores(question, [texts[i] for i in missing])
+            scores[missing] = fresh
+            with self._pairs_lock:
+                for i, value in zip(missing, fresh):
+                    self._pairs[(question, texts[i])] = float(value)
+                while len(self._pairs) > _PAIRS_KEPT:
+                    self._pairs.popitem(last=False)
+        return scores
