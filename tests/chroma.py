@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import shutil
 import socket
-import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import IO
+
+from tests.processes import ServerProcess
 
 # The chroma command beside this Python (a venv not on PATH), else the one on PATH.
 _BESIDE = Path(sys.executable).parent / "chroma"
@@ -22,46 +22,26 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class ChromaServer:
+class ChromaServer(ServerProcess):
     """`chroma run` on 127.0.0.1 with its data in `path`; `stop()` and `start()` again keep the data and port."""
 
     def __init__(self, path: Path, port: int | None = None) -> None:
+        super().__init__(path.parent / f"{path.name}.log")
         self.path = path
         self.port = port or free_port()
-        self.log_path = path.parent / f"{path.name}.log"
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log: IO[str] | None = None
 
     def start(self, timeout: float = 90.0) -> None:
         """Start the server and wait until it answers its heartbeat."""
         if not shutil.which(CHROMA):
             raise RuntimeError("the chroma command (from the chromadb package) is not installed")
-        self._log = self.log_path.open("a")
-        self._process = subprocess.Popen(
-            [CHROMA, "run", "--path", str(self.path), "--host", "127.0.0.1", "--port", str(self.port)],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
+        process = self.launch([CHROMA, "run", "--path", str(self.path), "--host", "127.0.0.1", "--port", str(self.port)])
         deadline = time.monotonic() + timeout
         while True:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/v2/heartbeat", timeout=2):
                     return
             except OSError:
-                if self._process.poll() is not None or time.monotonic() > deadline:
+                if process.poll() is not None or time.monotonic() > deadline:
                     self.stop()
                     raise RuntimeError(f"chroma server did not start:\n{self.log_path.read_text()[-3000:]}") from None
                 time.sleep(0.2)
-
-    def stop(self) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-            self._process = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None

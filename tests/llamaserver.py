@@ -15,14 +15,13 @@ import argparse
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import IO
 
 from tests.chroma import free_port
+from tests.processes import ServerProcess
 
 PLAIN_TEMPLATE = "{% for message in messages %}{{ message['content'] }}{% endfor %}"
 # Tokens of context: the prompt (instructions and up to six passages) and the reply.
@@ -37,15 +36,13 @@ def model_path() -> Path:
     return Path(gemma.assemble(cache / gemma.MODEL_NAME))
 
 
-class LlamaServer:
+class LlamaServer(ServerProcess):
     """llama.cpp's server on 127.0.0.1:`port` in a child process; `base_url` is its OpenAI API."""
 
     def __init__(self, log_path: Path, port: int | None = None, threads: int = 1) -> None:
+        super().__init__(log_path)
         self.port = port or free_port()
         self.threads = threads
-        self.log_path = log_path
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log: IO[str] | None = None
 
     @property
     def base_url(self) -> str:
@@ -54,14 +51,8 @@ class LlamaServer:
     def start(self, timeout: float = 180.0) -> None:
         """Start the server and wait until its health check says the model is loaded."""
         path = model_path()
-        self._log = self.log_path.open("a")
         command = [sys.executable, "-m", "tests.llamaserver", "--port", str(self.port), "--threads", str(self.threads)]
-        self._process = subprocess.Popen(
-            [*command, "--model", str(path)],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            cwd=Path(__file__).resolve().parent.parent,
-        )
+        process = self.launch([*command, "--model", str(path)], cwd=Path(__file__).resolve().parent.parent)
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -70,23 +61,10 @@ class LlamaServer:
                         return
             except (OSError, ValueError):
                 pass
-            if self._process.poll() is not None or time.monotonic() > deadline:
+            if process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError(f"llama.cpp server did not start:\n{self.log_path.read_text()[-3000:]}")
             time.sleep(0.3)
-
-    def stop(self) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-            self._process = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
 
 
 def serve(model: Path, port: int, threads: int) -> None:
