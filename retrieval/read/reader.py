@@ -17,7 +17,6 @@ Nothing is computed at ingest.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import threading
@@ -123,17 +122,13 @@ def _logistic(rows: np.ndarray, coef: tuple[float, ...], intercept: float) -> np
 
 
 class ReaderModel:
-    """The files of one trained reader: its pair model and feature weights, and a version naming them."""
+    """The files of one trained reader: its pair model and its feature weights."""
 
     def __init__(self, folder: str | Path | None = None, *, threads: int = 1) -> None:
         self.folder = Path(folder) if folder else bundled_model()
         # The pair model is an encoder whose "vector" is one number: the pair's score.
         self.scorer = OnnxEncoder(self.folder, threads=threads)
         self.weights = ReaderWeights.read(self.folder / "reader.json")
-        digest = hashlib.sha256()
-        for name in ("model.onnx", "tokenizer.json", "reader.json"):
-            digest.update((self.folder / name).read_bytes())
-        self.version = digest.hexdigest()[:16]
 
     def scores(self, question: str, texts: list[str]) -> np.ndarray:
         """The model's score of each (question, text) pair: higher, the more the text answers the question."""
