@@ -55,9 +55,12 @@ class ScoreWeights:
 
 
 DEFAULT_WEIGHTS = ScoreWeights()
-# Only the best few sentences can disagree: within this much of the best rank, among the top three.
-CONFLICT_MARGIN = 0.1
-# A further sentence joins the answer when it ranks within this much of the best ...
+# Only the best few sentences can disagree: among the top three, ranked within this share of the best's rank.
+# Shares, not differences: the hand-set weights rank from about 0.5 to 0.9, the reader's probabilities from
+# about 0.05 to 0.5, and a difference of 0.1 means a near tie for one and a distant second for the other.
+CONFLICT_MARGIN = 0.15
+# A further sentence joins the answer when it ranks within this much of the best (a difference: with the
+# reader's probabilities nearly always, so that an answer quotes its two best sentences) ...
 FOLLOWER_MARGIN = 0.15
 # ... and does not repeat a chosen one (the two sentences share less than this share of their terms).
 SAME_SENTENCE_TERMS = 0.6
@@ -137,7 +140,7 @@ class ExtractiveGenerator:
             return Draft(REFUSAL, refused=True, citations=[], evidence=evidence)
         best = ranked[0]
         # Only the best few sentences can disagree: a figure far down the list is another matter.
-        contenders = [c for c in ranked[:3] if c.rank >= best.rank - CONFLICT_MARGIN]
+        contenders = [c for c in ranked[:3] if c.rank >= best.rank * (1 - CONFLICT_MARGIN)]
         disagreement = self._disagreement(query, contenders)
         if disagreement:
             return replace(self._write(disagreement, conflict=True), evidence=evidence)
