@@ -102,9 +102,9 @@ def _fell_back(answer: Answer, reason: str) -> None:
     assert unbacked_sentences(answer) == []
 
 
-def test_citations_are_renumbered_per_article_and_quoted(seed_services: Services) -> None:
+def test_citations_are_renumbered_per_article_and_quoted(reader_seed_services: Services) -> None:
     model = CountingFakeChatModel(responses=["The US is sending 560 more troops [2], based near Qayyarah [2][9]."], prompts=[])
-    answer = _ask(seed_services, _generator(seed_services, model))
+    answer = _ask(reader_seed_services, _generator(reader_seed_services, model))
     assert len(model.prompts) == 1 and "Sources:" in model.prompts[0] and "[1]" in model.prompts[0]
     assert not answer.refused and answer.backend == "llm" and answer.fallback is None and answer.note is None
     assert answer.text == "The US is sending 560 more troops [1], based near Qayyarah [1]."  # [9] was never shown
@@ -113,53 +113,53 @@ def test_citations_are_renumbered_per_article_and_quoted(seed_services: Services
     assert citation.quote in answer.passages[1].text
 
 
-def test_the_models_not_found_alone_is_a_refusal(seed_services: Services) -> None:
+def test_the_models_not_found_alone_is_a_refusal(reader_seed_services: Services) -> None:
     model = CountingFakeChatModel(responses=["NOT_FOUND"], prompts=[])
-    answer = _ask(seed_services, _generator(seed_services, model))
+    answer = _ask(reader_seed_services, _generator(reader_seed_services, model))
     assert answer.refused and answer.text == REFUSAL and answer.citations == []
     assert answer.backend == "llm" and answer.fallback is None
 
 
-def test_not_found_beside_a_backed_claim_is_not_a_refusal(seed_services: Services) -> None:
+def test_not_found_beside_a_backed_claim_is_not_a_refusal(reader_seed_services: Services) -> None:
     """The model's refusal counts only when nothing else in its reply survives the check."""
     model = CountingFakeChatModel(responses=["NOT_FOUND. The US is sending 560 more troops to Iraq [1]."], prompts=[])
-    answer = _ask(seed_services, _generator(seed_services, model))
+    answer = _ask(reader_seed_services, _generator(reader_seed_services, model))
     assert not answer.refused and answer.backend == "llm"
     assert answer.text == "The US is sending 560 more troops to Iraq [1]."
 
 
-def test_an_echoed_instruction_holding_not_found_is_not_a_refusal(seed_services: Services) -> None:
+def test_an_echoed_instruction_holding_not_found_is_not_a_refusal(reader_seed_services: Services) -> None:
     """A model that repeats the prompt says NOT_FOUND without meaning it: the question is answered without it."""
     echo = (
         "You may use only the numbered sources below; you know nothing else.\n"
         "- If the sources do not contain the answer, reply with exactly: NOT_FOUND"
     )
-    answer = _ask(seed_services, _generator(seed_services, CountingFakeChatModel(responses=[echo], prompts=[])))
+    answer = _ask(reader_seed_services, _generator(reader_seed_services, CountingFakeChatModel(responses=[echo], prompts=[])))
     _fell_back(answer, "unsupported")
     assert answer.dropped == 2
 
 
-def test_an_uncited_claim_falls_back_to_the_extractive_answer(seed_services: Services) -> None:
+def test_an_uncited_claim_falls_back_to_the_extractive_answer(reader_seed_services: Services) -> None:
     model = CountingFakeChatModel(responses=["It was probably about 500 soldiers."], prompts=[])
-    answer = _ask(seed_services, _generator(seed_services, model))
+    answer = _ask(reader_seed_services, _generator(reader_seed_services, model))
     _fell_back(answer, "unsupported")
     assert answer.dropped == 1 and "500 soldiers" not in answer.text
 
 
-def test_with_llm_fallback_refuse_an_unbacked_reply_is_refused_with_a_note(seed_services: Services) -> None:
+def test_with_llm_fallback_refuse_an_unbacked_reply_is_refused_with_a_note(reader_seed_services: Services) -> None:
     model = CountingFakeChatModel(responses=["Argentina sent 9,999 troops to Iraq in 2016 [1]."], prompts=[])
-    answer = _ask(seed_services, _generator(seed_services, model, refuse=True))
+    answer = _ask(reader_seed_services, _generator(reader_seed_services, model, refuse=True))
     assert answer.refused and answer.citations == [] and answer.text == REFUSAL
     assert answer.fallback == "unsupported" and answer.note and "not backed" in answer.note
 
 
-def test_weak_evidence_is_refused_without_calling_the_model(seed_services: Services) -> None:
+def test_weak_evidence_is_refused_without_calling_the_model(reader_seed_services: Services) -> None:
     model = CountingFakeChatModel(responses=["Argentina won [1]."], prompts=[])
-    answer = _ask(seed_services, _generator(seed_services, model), "Who won the 2018 FIFA World Cup?")
+    answer = _ask(reader_seed_services, _generator(reader_seed_services, model), "Who won the 2018 FIFA World Cup?")
     assert answer.refused and model.prompts == [] and answer.fallback is None
 
 
-def test_passages_the_model_invents_are_dropped(seed_services: Services) -> None:
+def test_passages_the_model_invents_are_dropped(reader_seed_services: Services) -> None:
     reply = (
         "[7] US doubles its troops in Iraq (CNN, 2016-07-12)\n"
         "The Pentagon will send 9,000 troops to Mosul.\n"
@@ -167,64 +167,64 @@ def test_passages_the_model_invents_are_dropped(seed_services: Services) -> None
         "\n"
         "Answer: The US is sending 560 more troops to Iraq [1]."
     )
-    answer = _ask(seed_services, _generator(seed_services, CountingFakeChatModel(responses=[reply], prompts=[])))
+    answer = _ask(reader_seed_services, _generator(reader_seed_services, CountingFakeChatModel(responses=[reply], prompts=[])))
     assert not answer.refused and answer.backend == "llm"
     assert answer.text == "The US is sending 560 more troops to Iraq [1]."
     assert answer.dropped == 3
 
 
-def test_malformed_replies_fall_back(seed_services: Services) -> None:
+def test_malformed_replies_fall_back(reader_seed_services: Services) -> None:
     for reply in ["", "   \n\n ", "[0] [1,,2] [99]", "]]]] [[[[ 560 [", "The US is sending 560 more troops [0]."]:
-        answer = _ask(seed_services, _generator(seed_services, _scripted({"chunks": [reply]})))
+        answer = _ask(reader_seed_services, _generator(reader_seed_services, _scripted({"chunks": [reply]})))
         _fell_back(answer, "unsupported")
 
 
-def test_a_marker_after_a_closing_quote_belongs_to_the_sentence_before(seed_services: Services) -> None:
+def test_a_marker_after_a_closing_quote_belongs_to_the_sentence_before(reader_seed_services: Services) -> None:
     reply = 'Carter said the US would be "deploying 560 additional troops." [1] It was announced in Baghdad [1].'
-    answer = _ask(seed_services, _generator(seed_services, _scripted({"chunks": [reply]})))
+    answer = _ask(reader_seed_services, _generator(reader_seed_services, _scripted({"chunks": [reply]})))
     assert answer.backend == "llm" and answer.dropped == 0
     assert answer.text == 'Carter said the US would be "deploying 560 additional troops." [1] It was announced in Baghdad [1].'
 
 
-def test_a_sentence_cut_by_the_token_cap_is_dropped(seed_services: Services) -> None:
+def test_a_sentence_cut_by_the_token_cap_is_dropped(reader_seed_services: Services) -> None:
     model = _scripted({"chunks": ["The US is sending 560 more troops [1]. ", "Carter also said the 4,600"], "finish": "length"})
-    answer = _ask(seed_services, _generator(seed_services, model))
+    answer = _ask(reader_seed_services, _generator(reader_seed_services, model))
     assert answer.text == "The US is sending 560 more troops [1]." and answer.dropped == 1
 
 
-def test_an_error_after_a_partial_reply_falls_back_without_showing_it(seed_services: Services) -> None:
+def test_an_error_after_a_partial_reply_falls_back_without_showing_it(reader_seed_services: Services) -> None:
     model = _scripted({"chunks": ["The US is sending ", "560 more troops [1]. Carter"], "error": StatusError(400)})
-    generator = _generator(seed_services, model)
-    answer = _ask(seed_services, generator)
+    generator = _generator(reader_seed_services, model)
+    answer = _ask(reader_seed_services, generator)
     _fell_back(answer, "error")
     assert model.calls == 1 and generator.sleeps == []  # type: ignore[attr-defined]
     assert "Carter [" not in answer.text
 
 
-def test_failures_worth_retrying_are_retried_with_backoff(seed_services: Services) -> None:
+def test_failures_worth_retrying_are_retried_with_backoff(reader_seed_services: Services) -> None:
     model = _scripted(
         {"chunks": ["The US is "], "error": ConnectionResetError("connection reset by peer")},
         {"error": StatusError(429)},
         {"chunks": ["The US is sending 560 more troops [1]."]},
     )
-    generator = _generator(seed_services, model, retries=2, backoff=0.5)
-    answer = _ask(seed_services, generator)
+    generator = _generator(reader_seed_services, model, retries=2, backoff=0.5)
+    answer = _ask(reader_seed_services, generator)
     assert model.calls == 3 and generator.sleeps == [0.5, 1.0]  # type: ignore[attr-defined]
     assert not answer.refused and answer.backend == "llm" and answer.text == "The US is sending 560 more troops [1]."
 
 
-def test_retries_stop_at_the_limit_and_fall_back(seed_services: Services) -> None:
+def test_retries_stop_at_the_limit_and_fall_back(reader_seed_services: Services) -> None:
     model = _scripted({"error": StatusError(503)})
-    generator = _generator(seed_services, model, retries=2)
-    _fell_back(_ask(seed_services, generator), "error")
+    generator = _generator(reader_seed_services, model, retries=2)
+    _fell_back(_ask(reader_seed_services, generator), "error")
     assert model.calls == 3
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 422])
-def test_failures_not_worth_retrying_are_not_retried(seed_services: Services, status: int) -> None:
+def test_failures_not_worth_retrying_are_not_retried(reader_seed_services: Services, status: int) -> None:
     model = _scripted({"error": StatusError(status)})
-    generator = _generator(seed_services, model, retries=3)
-    _fell_back(_ask(seed_services, generator), "error")
+    generator = _generator(reader_seed_services, model, retries=3)
+    _fell_back(_ask(reader_seed_services, generator), "error")
     assert model.calls == 1 and generator.sleeps == []  # type: ignore[attr-defined]
 
 
@@ -233,9 +233,9 @@ def test_which_failures_are_retryable() -> None:
     assert not retryable(ValueError("bad reply")) and not retryable(StatusError(401)) and not retryable(KeyError("x"))
 
 
-def test_the_reader_picks_the_evidence_and_unsupported_claims_are_dropped(seed_services: Services) -> None:
-    gate = seed_services.generator
-    assert isinstance(gate, ExtractiveGenerator) and seed_services.reader is not None
+def test_the_reader_picks_the_evidence_and_unsupported_claims_are_dropped(reader_seed_services: Services) -> None:
+    gate = reader_seed_services.generator
+    assert isinstance(gate, ExtractiveGenerator) and reader_seed_services.reader is not None
     model = CountingFakeChatModel(
         responses=[
             "The US is sending 560 more troops [1]. "
@@ -244,8 +244,8 @@ def test_the_reader_picks_the_evidence_and_unsupported_claims_are_dropped(seed_s
         ],
         prompts=[],
     )
-    generator = LLMGenerator(model, gate, reader=seed_services.reader, fallback=gate)
-    answer = Answerer(seed_services.retriever, generator).answer(TROOPS)
+    generator = LLMGenerator(model, gate, reader=reader_seed_services.reader, fallback=gate)
+    answer = Answerer(reader_seed_services.retriever, generator).answer(TROOPS)
     # The passage the model saw first is the one holding the reader's best sentence.
     first_source = model.prompts[0].split("Sources:")[1].split("\n\n[2]")[0]
     assert "560" in first_source

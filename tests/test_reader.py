@@ -58,8 +58,8 @@ def test_the_pair_model_reads_the_question_with_the_sentence(reader_model: Reade
     assert troops > mention
 
 
-def test_only_the_priors_best_candidates_are_read_and_each_pair_once(seed_services: Services) -> None:
-    reader = seed_services.reader
+def test_only_the_priors_best_candidates_are_read_and_each_pair_once(reader_seed_services: Services) -> None:
+    reader = reader_seed_services.reader
     assert reader is not None
     model = reader.model
     read: list[int] = []
@@ -69,10 +69,10 @@ def test_only_the_priors_best_candidates_are_read_and_each_pair_once(seed_servic
         read.append(len(texts))
         return original(question, texts)
 
-    small = Reader(model, seed_services.retriever.term_weight, pool=5)
+    small = Reader(model, reader_seed_services.retriever.term_weight, pool=5)
     model.scores = counting  # type: ignore[method-assign]
     try:
-        passages = seed_services.retriever.retrieve(Query(TROOPS), 20)
+        passages = reader_seed_services.retriever.retrieve(Query(TROOPS), 20)
         found = small.read(Query(TROOPS), passages)
         again = small.read(Query(TROOPS), passages)
     finally:
@@ -92,7 +92,7 @@ def test_pair_text_reads_a_sentence_with_its_headline() -> None:
 
 
 def test_ingest_computes_nothing_for_the_reader(tmp_path: Path, embedder: Embedder) -> None:
-    services = make_services(tmp_path / "var", embedder)
+    services = make_services(tmp_path / "var", embedder, reader="bundled")
     model = services.reader_model
     assert model is not None
     original = model.scores
@@ -112,11 +112,11 @@ def test_ingest_computes_nothing_for_the_reader(tmp_path: Path, embedder: Embedd
     assert all(LEGACY_SENTENCE_VECTORS not in meta for _, meta in services.store.chunks(ids).values())
 
 
-def test_passages_are_reranked_by_retrieval_and_reader_fused(seed_services: Services) -> None:
-    reader = seed_services.reader
+def test_passages_are_reranked_by_retrieval_and_reader_fused(reader_seed_services: Services) -> None:
+    reader = reader_seed_services.reader
     assert reader is not None
     query = Query(TROOPS)
-    pool = seed_services.retriever.retrieve(query, 20)
+    pool = reader_seed_services.retriever.retrieve(query, 20)
     reranked = reader.rerank(query, pool)
     assert sorted(p.chunk_id for p in reranked) == sorted(p.chunk_id for p in pool)
     assert [p.rank for p in reranked] == list(range(1, len(pool) + 1))
@@ -137,13 +137,13 @@ def test_passages_are_reranked_by_retrieval_and_reader_fused(seed_services: Serv
     assert any("560" in c.sentence for c in reader.read(query, reranked[:1]))
 
 
-def test_the_reader_answers_and_refuses_by_default(seed_services: Services) -> None:
-    reader = seed_services.reader
-    assert reader is not None and seed_services.generator.threshold == reader.threshold  # type: ignore[attr-defined]
-    answer = seed_services.answerer.answer(TROOPS)
+def test_the_reader_answers_and_refuses(reader_seed_services: Services) -> None:
+    reader = reader_seed_services.reader
+    assert reader is not None and reader_seed_services.generator.threshold == reader.threshold  # type: ignore[attr-defined]
+    answer = reader_seed_services.answerer.answer(TROOPS)
     assert not answer.refused and "560" in answer.text
     assert answer.evidence is not None and answer.evidence >= reader.threshold
-    refused = seed_services.answerer.answer("Who won the 2018 FIFA World Cup?")
+    refused = reader_seed_services.answerer.answer("Who won the 2018 FIFA World Cup?")
     assert refused.refused and refused.citations == []
     assert refused.evidence is not None and refused.evidence < reader.threshold
 
@@ -180,3 +180,11 @@ def test_reader_off_falls_back_to_the_hand_weighted_scorer(tmp_path: Path, embed
     services.ingestor.ingest([BUNDLED_ARTICLES])
     answer = services.answerer.answer(TROOPS)
     assert "560" in answer.text
+
+
+@pytest.mark.xfail(strict=True, reason="the reader's gate admits a sentence sharing only 'capital'")
+def test_the_readers_gate_refuses_a_question_that_shares_one_word_with_the_articles(reader_seed_services: Services) -> None:
+    # A known gap of the shipped reader (bench/RESULTS.md): its gate scores "Carter arrived in the capital city of
+    # Baghdad" 0.051 against this question, over the 0.046 calibrated on held-out weeks. Strict: the mark must go
+    # when a reader refuses it.
+    assert reader_seed_services.answerer.answer("What is the capital of Australia?").refused

@@ -25,9 +25,7 @@ QUESTIONS = [
     "How many troops did the US send in July 2016?",
     "How much can coalition-supported sorties cost per day?",
     "Who announced the deployment in Baghdad?",
-    # Not in the sample articles: the refusal must cross the process boundary too. (A question that shares a word
-    # with them, "What is the capital of Mongolia?", is the reader gate's known gap: tests/test_answers.py.)
-    "Who won the 2018 FIFA World Cup?",
+    "What is the capital of Mongolia?",
 ]
 LANTERNS = (
     "---\ntitle: Lantern festival returns to Port Ellery\nsource: Ellery Gazette\npublished: 2016-07-20\n---\n"
