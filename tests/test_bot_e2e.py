@@ -18,13 +18,12 @@ from typing import Any
 
 import pytest
 
-from bot.app import build_application
-from bot.runtime import RUNTIME_KEY, Runtime
 from retrieval.answer.types import Answer, Citation
 from retrieval.index.embedding import Embedder
 from retrieval.service import Services
-from tests.botapi import BotAPIServer, Chat, Sent, User
+from tests.botapi import BotAPIServer, Sent, User
 from tests.conftest import ARTICLES, make_services
+from tests.runningbot import RunningBot, start_bot, stop_bot
 
 ADMIN = User(9001, "Ada", "ada_admin")
 REFUSAL = "I couldn't find that in the articles I have."
@@ -33,23 +32,12 @@ RATE_LIMIT = 3
 MAX_UPLOAD = 20_000
 
 
-class Bot:
-    """The running bot, the server it talks to, and its runtime (for the few tests that look inside)."""
+class Bot(RunningBot):
+    """The running bot, with the folder its /reload reads and its uploads go to."""
 
     def __init__(self, server: BotAPIServer, application: Any, articles: Path) -> None:
-        self.server = server
-        self.application = application
+        super().__init__(server, application)
         self.articles = articles
-
-    @property
-    def runtime(self) -> Runtime:
-        return self.application.bot_data[RUNTIME_KEY]
-
-    async def ask(self, chat: Chat, user: User, text: str, count: int = 1, **kwargs: Any) -> list[Sent]:
-        """Send a message and wait for the bot's first `count` replies in that chat."""
-        mark = self.server.mark()
-        await self.server.send(chat, user, text, **kwargs)
-        return await self.server.replies(mark, chat.id, count)
 
 
 @pytest.fixture(scope="module")
@@ -75,20 +63,9 @@ async def bot(bot_services: Services) -> AsyncIterator[Bot]:
     server = BotAPIServer()
     await server.start()
     server.private(ADMIN)  # the admin has talked to the bot before, so it can give them the admin menu
-    application = build_application(bot_services.settings, server.token, base_url=server.base_url, services=bot_services)
-    # What run_polling does, minus the signal handling and the blocking loop.
-    await application.initialize()
-    assert application.post_init is not None
-    await application.post_init(application)
-    await application.start()
-    assert application.updater is not None
-    await application.updater.start_polling(poll_interval=0.0, timeout=5)
-    yield Bot(server, application, bot_services.settings.articles_dir)  # type: ignore[arg-type]
-    await application.updater.stop()
-    await application.stop()
-    assert application.post_shutdown is not None
-    await application.post_shutdown(application)
-    await application.shutdown()
+    running = await start_bot(server, bot_services)
+    yield Bot(server, running.application, bot_services.settings.articles_dir)  # type: ignore[arg-type]
+    await stop_bot(running)
     await server.stop()
 
 

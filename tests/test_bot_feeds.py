@@ -19,12 +19,11 @@ from typing import Any
 import pytest
 
 from bot import jobs
-from bot.app import build_application
-from bot.runtime import RUNTIME_KEY, Runtime
 from retrieval.index.embedding import Embedder
 from retrieval.service import Services
-from tests.botapi import BotAPIServer, Chat, Sent, User
+from tests.botapi import BotAPIServer, User
 from tests.conftest import make_services
+from tests.runningbot import RunningBot, start_bot, stop_bot
 from tests.test_feeds import NewsSite, question
 from tests.websites import Website, article_page
 
@@ -57,49 +56,6 @@ def bot_services(data_dir: Path, embedder: Embedder, **overrides: Any) -> Servic
     return make_services(data_dir, embedder, **options)
 
 
-class Bot:
-    def __init__(self, server: BotAPIServer, application: Any) -> None:
-        self.server = server
-        self.application = application
-        self.stopped = False
-
-    @property
-    def runtime(self) -> Runtime:
-        return self.application.bot_data[RUNTIME_KEY]
-
-    async def ask(self, chat: Chat, user: User, text: str, count: int = 1) -> list[Sent]:
-        mark = self.server.mark()
-        await self.server.send(chat, user, text)
-        return await self.server.replies(mark, chat.id, count)
-
-    async def run_job(self, name: str) -> None:
-        [job] = self.application.job_queue.get_jobs_by_name(name)
-        await job.run(self.application)
-
-
-async def start_bot(server: BotAPIServer, services: Services) -> Bot:
-    """What run_polling does, minus the signal handling and the blocking loop."""
-    application = build_application(services.settings, server.token, base_url=server.base_url, services=services)
-    await application.initialize()
-    assert application.post_init is not None
-    await application.post_init(application)
-    await application.start()
-    assert application.updater is not None
-    await application.updater.start_polling(poll_interval=0.0, timeout=5)
-    return Bot(server, application)
-
-
-async def stop_bot(bot: Bot) -> None:
-    if bot.stopped:
-        return
-    bot.stopped = True
-    application = bot.application
-    await application.updater.stop()
-    await application.stop()
-    await application.post_shutdown(application)
-    await application.shutdown()
-
-
 @pytest.fixture(scope="module")
 async def server() -> AsyncIterator[BotAPIServer]:
     server = BotAPIServer()
@@ -110,7 +66,7 @@ async def server() -> AsyncIterator[BotAPIServer]:
 
 
 @pytest.fixture(scope="module")
-async def bot(server: BotAPIServer, data_dir: Path, embedder: Embedder) -> AsyncIterator[Bot]:
+async def bot(server: BotAPIServer, data_dir: Path, embedder: Embedder) -> AsyncIterator[RunningBot]:
     running = await start_bot(server, bot_services(data_dir, embedder))
     yield running
     await stop_bot(running)
@@ -121,7 +77,7 @@ def site(website: Website) -> NewsSite:
     return NewsSite(website, 3)  # a harbour, a bridge and a school story
 
 
-async def test_feeds_add_list_and_remove_by_an_admin(bot: Bot, site: NewsSite, website: Website) -> None:
+async def test_feeds_add_list_and_remove_by_an_admin(bot: RunningBot, site: NewsSite, website: Website) -> None:
     chat = bot.server.private(ADMIN)
     mark = bot.server.mark()
     [progress] = await bot.ask(chat, ADMIN, f"/feeds add {site.feed_url}")
@@ -149,7 +105,9 @@ async def test_feeds_add_list_and_remove_by_an_admin(bot: Bot, site: NewsSite, w
     assert [(c.method, c.error) for c in bot.server.calls[mark:] if c.error] == []
 
 
-async def test_feeds_and_links_refused_for_others_and_logged(bot: Bot, site: NewsSite, caplog: pytest.LogCaptureFixture) -> None:
+async def test_feeds_and_links_refused_for_others_and_logged(
+    bot: RunningBot, site: NewsSite, caplog: pytest.LogCaptureFixture
+) -> None:
     other = User(9200, "Eve")
     chat = bot.server.private(other)
     mark = len(site.website.requests)
@@ -161,7 +119,7 @@ async def test_feeds_and_links_refused_for_others_and_logged(bot: Bot, site: New
     assert len(refusals) == 4
 
 
-async def test_a_link_in_a_private_chat_or_with_add_is_ingested(bot: Bot, website: Website) -> None:
+async def test_a_link_in_a_private_chat_or_with_add_is_ingested(bot: RunningBot, website: Website) -> None:
     chat = bot.server.private(ADMIN)
     title = "Lantern festival returns to Port Ellery"
     paragraphs = [
@@ -184,7 +142,7 @@ async def test_a_link_in_a_private_chat_or_with_add_is_ingested(bot: Bot, websit
     assert "4,200" in answer.text and "Harbour Weekly" in answer.text
 
 
-async def test_a_digest_is_made_by_a_group_admin_and_posted_when_its_job_runs(bot: Bot, site: NewsSite) -> None:
+async def test_a_digest_is_made_by_a_group_admin_and_posted_when_its_job_runs(bot: RunningBot, site: NewsSite) -> None:
     group = bot.server.group(-100900, "Harbour desk")
     bot.server.make_admin(group, GROUP_ADMIN)
     [refused] = await bot.ask(group, MEMBER, f"/digest {TOPIC} at 07:30")
@@ -238,7 +196,7 @@ async def test_a_digest_is_made_by_a_group_admin_and_posted_when_its_job_runs(bo
 
 
 async def test_restart_keeps_feeds_and_digests_and_sends_a_missed_digest_once(
-    bot: Bot, server: BotAPIServer, data_dir: Path, embedder: Embedder, site: NewsSite
+    bot: RunningBot, server: BotAPIServer, data_dir: Path, embedder: Embedder, site: NewsSite
 ) -> None:
     group = server.group(-100900, "Harbour desk")
     book = bot.runtime.digests
