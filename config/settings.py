@@ -55,7 +55,6 @@ class Settings(BaseSettings):
     reader: str
     reader_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
     reader_threads: int = Field(ge=0, le=256)
-    rerank_pool: int = Field(ge=0, le=200)
     answer_backend: Literal["extractive", "llm"]
     llm_model: str
     llm_base_url: str

@@ -137,7 +137,9 @@ class Services:
     def reader(self) -> Reader | None:
         """The reader over this index: scores sentences, re-ranks passages, gates answers."""
         if self._reader is None and self.reader_model is not None:
-            self._reader = Reader(self.reader_model, self.retriever.term_weight, threshold=self.settings.reader_threshold)
+            self._reader = Reader(
+                self.reader_model, self.retriever.term_weight, self.embedder, threshold=self.settings.reader_threshold
+            )
         return self._reader
 
     @property
@@ -166,9 +168,7 @@ class Services:
         if self._answerer is None:
             settings = self.settings
             _one_blas_thread()
-            self._answerer = Answerer(
-                self.retriever, self.generator, top_k=settings.top_k, reranker=self.reader, pool=settings.rerank_pool
-            )
+            self._answerer = Answerer(self.retriever, self.generator, top_k=settings.top_k)
         return self._answerer
 
     @property

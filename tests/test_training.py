@@ -84,6 +84,8 @@ def test_training_writes_a_reader_that_loads(tmp_path: Path) -> None:
         assert (out / name).is_file(), name
     weights = ReaderWeights.read(out / "reader.json")
     assert len(weights.coef) == len(FEATURES) and weights.gate_coef[FEATURES.index("recency")] == 0.0
+    # The cosine of sentence and question decides whether to answer, not which sentence answers.
+    assert weights.coef[FEATURES.index("dense")] == 0.0 and weights.gate_coef[FEATURES.index("dense")] != 0.0
     assert weights.pool == 12 and weights.threshold == report["held_out"]["threshold"]
     assert report["data"]["questions"] == len(QUESTIONS) and report["dev"]["questions_with_gold"] == 3
     assert report["loss"][1] < report["loss"][0] * 1.5  # two epochs on three questions: the loss does not blow up

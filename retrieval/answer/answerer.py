@@ -8,7 +8,7 @@ import time
 from datetime import date
 from typing import Any
 
-from retrieval.answer.protocols import AnswerGenerator, PassageReranker, Retriever
+from retrieval.answer.protocols import AnswerGenerator, Retriever
 from retrieval.answer.types import Answer
 from retrieval.passages import Query
 
@@ -16,25 +16,17 @@ logger = logging.getLogger(__name__)
 
 
 class Answerer:
-    """Question in, `Answer` out: retrieve the context, re-rank it by reading it, then write the answer from it.
-
-    With a `reranker`, `pool` passages are retrieved and read, and the best `top_k` of them kept.
-    """
+    """Question in, `Answer` out: retrieve the context, then write the answer from it."""
 
     def __init__(
         self,
         retriever: Retriever,
         generator: AnswerGenerator,
         top_k: int = 10,
-        *,
-        reranker: PassageReranker | None = None,
-        pool: int = 0,
     ) -> None:
         self.retriever = retriever
         self.generator = generator
         self.top_k = top_k
-        self.reranker = reranker
-        self.pool = pool
 
     def answer(
         self,
@@ -47,14 +39,7 @@ class Answerer:
     ) -> Answer:
         started = time.perf_counter()
         query = Query(question.strip(), as_of=as_of, since=since, until=until)
-        k = top_k or self.top_k
-        if self.reranker is not None and self.pool > k:
-            passages = self.retriever.retrieve(query, self.pool)
-            found = time.perf_counter()
-            passages = self.reranker.rerank(query, passages)[:k]
-        else:
-            passages = self.retriever.retrieve(query, k)
-            found = time.perf_counter()
+        passages = self.retriever.retrieve(query, top_k or self.top_k)
         retrieved = time.perf_counter()
         draft = self.generator.generate(query, passages)
         finished = time.perf_counter()
@@ -71,8 +56,7 @@ class Answerer:
             dropped=draft.dropped,
             note=draft.note,
             timings_ms={
-                "retrieve": (found - started) * 1000,
-                "rerank": (retrieved - found) * 1000,
+                "retrieve": (retrieved - started) * 1000,
                 "generate": (finished - retrieved) * 1000,
                 "total": (finished - started) * 1000,
             },

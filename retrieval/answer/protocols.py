@@ -30,11 +30,3 @@ class EvidenceGate(Protocol):
     def admits(self, query: Query, passages: list[Passage]) -> bool:
         """True when some sentence of the passages answers the query well enough to be worth writing up."""
         ...
-
-
-class PassageReranker(Protocol):
-    """Orders retrieved passages by what is read in them (read/reader.py), so the answer is in the top ones."""
-
-    def rerank(self, query: Query, passages: list[Passage]) -> list[Passage]:
-        """The same passages, best first, ranks renumbered."""
-        ...

@@ -6,13 +6,15 @@ Two parts, both learned from the RealTimeQA training weeks (`retrieval/evaluatio
    a question from the sentences that only talk about its subject, exported to int8 ONNX). It reads
    "question [SEP] sentence | headline" as one input, so it can tell "X won best picture" from "the
    awards take place on Sunday": the score of a pair, not of a sentence alone;
-2. a logistic regression over that score and the cheap features every answerer measures
+2. a logistic regression over that score, the sentence's cosine similarity to the question (the
+   bundled embedding model's: what a pair model of three layers misses of meaning, six layers
+   trained on a billion sentence pairs catch) and the cheap features every answerer measures
    (`read/candidates.py`). Its output is the probability that the sentence holds the answer:
    what the answerer ranks by and the refusal gate compares with the calibrated threshold.
 
-Reading a pair costs a pass of the model, so only the `pool` candidates that a cheap prior (the
-question's terms in the sentence and its passage, the kind of thing asked for) puts first are read.
-Nothing is computed at ingest.
+Reading a pair costs a pass of the model, and a cosine a pass of the embedder, so only the `pool`
+candidates that a cheap prior (the question's terms in the sentence and its passage, the kind of
+thing asked for) puts first are read. Nothing is computed at ingest.
 """
 
 from __future__ import annotations
@@ -28,17 +30,17 @@ from pathlib import Path
 
 import numpy as np
 
+from retrieval.index.embedding import Embedder
 from retrieval.index.encoder import OnnxEncoder
 from retrieval.passages import Passage, Query
 from retrieval.read.candidates import Candidate, SentenceFeatures, candidates, sentence_features, term_weights
 
 logger = logging.getLogger(__name__)
 
-_PAIRS_KEPT = 8192  # pair scores remembered (re-ranking and answering read the same pairs)
-RERANK_FUSION_K = 60  # reciprocal rank fusion constant of `Reader.rerank`
+_KEPT = 8192  # pair scores and sentence vectors remembered (re-ranking and answering read the same sentences)
 
 # The features the logistic regression weighs, in the order of its coefficients.
-FEATURES = ("pair", "pair_gap", "coverage", "context", "answer_type", "recency", "headline", "lead")
+FEATURES = ("pair", "pair_gap", "dense", "coverage", "context", "answer_type", "recency", "headline", "lead")
 
 
 def bundled_model() -> Path:
@@ -64,12 +66,12 @@ def chosen(features: list[SentenceFeatures], pool: int) -> list[int]:
 
 
 def feature_matrix(features: list[SentenceFeatures], scores: np.ndarray) -> np.ndarray:
-    """One row of `FEATURES` per candidate: the pair score, its gap to the best, then the shared features."""
+    """One row of `FEATURES` per candidate: the pair score, its gap to the best, then the shared features (`dense` set)."""
     if not features:
         return np.zeros((0, len(FEATURES)), dtype=np.float32)
     best = float(np.max(scores))
     rows = [
-        [float(s), float(s) - best, f.coverage, f.context, f.answer_type, f.recency, f.headline, f.lead]
+        [float(s), float(s) - best, f.dense, f.coverage, f.context, f.answer_type, f.recency, f.headline, f.lead]
         for f, s in zip(features, scores)
     ]
     return np.asarray(rows, dtype=np.float32)
@@ -135,6 +137,39 @@ class ReaderModel:
         return self.scorer.embed([(question, text) for text in texts])[:, 0]
 
 
+class _Remembered:
+    """The last `kept` values computed for keys, thread-safe: what re-ranking read, answering need not read again."""
+
+    def __init__(self, kept: int = _KEPT) -> None:
+        self.kept = kept
+        self._values: OrderedDict[object, object] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, keys: list[object], compute: Callable[[list[int]], list[object]]) -> list[object]:
+        """The value of each key: remembered, or computed (`compute(indices of the missing keys)`) and remembered."""
+        found: list[object] = [None] * len(keys)
+        missing: list[int] = []
+        with self._lock:
+            for i, key in enumerate(keys):
+                if key in self._values:
+                    self._values.move_to_end(key)
+                    found[i] = self._values[key]
+                else:
+                    missing.append(i)
+        if missing:
+            fresh = compute(missing)
+            with self._lock:
+                for i, value in zip(missing, fresh):
+                    found[i] = self._values[keys[i]] = value
+                while len(self._values) > self.kept:
+                    self._values.popitem(last=False)
+        return found
+
+    def clear(self) -> None:
+        with self._lock:
+            self._values.clear()
+
+
 class Reader:
     """Reads the sentences of passages against a question: each candidate's probability of answering it."""
 
@@ -142,17 +177,19 @@ class Reader:
         self,
         model: ReaderModel,
         term_weight: Callable[[str], float],
+        embedder: Embedder,
         *,
         threshold: float | None = None,
         pool: int | None = None,
     ) -> None:
         self.model = model
         self.term_weight = term_weight
+        self.embedder = embedder
         self.threshold = model.weights.threshold if threshold is None else threshold
         self.pool = pool or model.weights.pool
-        # Re-ranking and answering read many of the same pairs: each is scored once.
-        self._pairs: OrderedDict[tuple[str, str], float] = OrderedDict()
-        self._pairs_lock = threading.Lock()
+        # Re-ranking and answering read many of the same sentences: each pair is scored, each sentence embedded, once.
+        self._pairs = _Remembered()
+        self._vectors = _Remembered()
 
     def read(self, query: Query, passages: list[Passage]) -> list[Candidate]:
         """The `pool` candidates of the passages that the prior puts first, best first.
@@ -166,8 +203,10 @@ class Reader:
             query, found, np.zeros(len(found)), term_weights(query, self.term_weight), with_support=False
         )
         keep = chosen(features, self.pool)
-        found, features = [found[i] for i in keep], [features[i] for i in keep]
-        scores = self._scores(query.text, [pair_text(c) for c in found])
+        found = [found[i] for i in keep]
+        texts = [c.sentence for c in found]
+        features = [replace(features[i], dense=float(d)) for i, d in zip(keep, self.similarities(query.text, texts))]
+        scores = self.scores(query.text, [pair_text(c) for c in found])
         rows = feature_matrix(features, scores)
         weights = self.model.weights
         for candidate, found_features, p, gate in zip(found, features, weights.probability(rows), weights.evidence(rows)):
@@ -176,45 +215,25 @@ class Reader:
             candidate.score = float(gate)
         return sorted(found, key=lambda c: c.rank, reverse=True)
 
-    def rerank(self, query: Query, passages: list[Passage]) -> list[Passage]:
-        """The passages in the order of two fused rankings: retrieval's, and the reader's by the best sentence in each.
+    def scores(self, question: str, texts: list[str]) -> np.ndarray:
+        """The pair model's score of (question, text) for each text."""
 
-        Reciprocal rank fusion (`RERANK_FUSION_K`, as search fuses its dense and keyword rankings):
-        each ranking's evidence counts, and neither's scale matters. A passage none of whose
-        sentences was read keeps retrieval's evidence alone.
-        """
-        best: dict[str, float] = {}
-        for candidate in self.read(query, passages):
-            best.setdefault(candidate.passage.chunk_id, candidate.rank)
-        by_reader = sorted(range(len(passages)), key=lambda i: (-best.get(passages[i].chunk_id, 0.0), i))
-        fused = [1.0 / (RERANK_FUSION_K + i + 1) for i in range(len(passages))]
-        for reader_rank, i in enumerate(by_reader, start=1):
-            fused[i] += 1.0 / (RERANK_FUSION_K + reader_rank)
-        order = sorted(range(len(passages)), key=lambda i: (-fused[i], i))
-        return [replace(passages[i], rank=rank) for rank, i in enumerate(order, start=1)]
+        def compute(missing: list[int]) -> list[object]:
+            return [float(v) for v in self.model.scores(question, [texts[i] for i in missing])]
+
+        return np.asarray(self._pairs.get([(question, t) for t in texts], compute), dtype=np.float32)
+
+    def similarities(self, question: str, sentences: list[str]) -> np.ndarray:
+        """The cosine similarity of each sentence to the question, by the embedding model."""
+        texts = [question, *sentences]
+
+        def compute(missing: list[int]) -> list[object]:
+            return list(self.embedder.embed([texts[i] for i in missing]))
+
+        vectors = np.asarray(self._vectors.get(list(texts), compute))
+        return (vectors[1:] @ vectors[0]).astype(np.float32)
 
     def forget(self) -> None:
-        """Drop the remembered pair scores (a benchmark's questions are then new again)."""
-        with self._pairs_lock:
-            self._pairs.clear()
-
-    def _scores(self, question: str, texts: list[str]) -> np.ndarray:
-        scores = np.zeros(len(texts), dtype=np.float32)
-        missing: list[int] = []
-        with self._pairs_lock:
-            for i, text in enumerate(texts):
-                hit = self._pairs.get((question, text))
-                if hit is None:
-                    missing.append(i)
-                else:
-                    self._pairs.move_to_end((question, text))
-                    scores[i] = hit
-        if missing:
-            fresh = self.model.scores(question, [texts[i] for i in missing])
-            scores[missing] = fresh
-            with self._pairs_lock:
-                for i, value in zip(missing, fresh):
-                    self._pairs[(question, texts[i])] = float(value)
-                while len(self._pairs) > _PAIRS_KEPT:
-                    self._pairs.popitem(last=False)
-        return scores
+        """Drop the remembered pair scores and sentence vectors (a benchmark's questions are then new again)."""
+        self._pairs.clear()
+        self._vectors.clear()
