@@ -10,7 +10,7 @@ does not use it (the stack fixes the embedding model).
 layers `--layers` trained to give the same vector (cosine loss), then exported to int8 ONNX as newsbot
 exports MiniLM. `eval`: the encoders' speed on 400 chunks of one dev week in one run, then `newsbot
 eval`'s report on the six dev weeks (or `--weeks` of another folder) with the student embedding the
-chunks (reader off, as the default).
+chunks (with the reader on, the default).
 Prints numbers; asserts nothing.
 """
 
