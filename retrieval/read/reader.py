@@ -6,11 +6,12 @@ Two parts, both learned from the RealTimeQA training weeks (`retrieval/evaluatio
    a question from the sentences that only talk about its subject, exported to int8 ONNX). It reads
    "question [SEP] sentence | headline" as one input, so it can tell "X won best picture" from "the
    awards take place on Sunday": the score of a pair, not of a sentence alone;
-2. a logistic regression over that score, the sentence's cosine similarity to the question (the
-   bundled embedding model's: what a pair model of three layers misses of meaning, six layers
-   trained on a billion sentence pairs catch) and the cheap features every answerer measures
-   (`read/candidates.py`). Its output is the probability that the sentence holds the answer:
-   what the answerer ranks by and the refusal gate compares with the calibrated threshold.
+2. two logistic regressions over that score, the sentence's cosine similarity to the question (the
+   bundled embedding model's) and the cheap features every answerer measures (`read/candidates.py`).
+   One gives the probability that the sentence holds the answer, what the answerer ranks by; the
+   other is what the refusal gate compares with the calibrated threshold. The cosine tells whether
+   the articles speak of what was asked rather than which sentence answers it, so training gives it
+   weight in the gate alone (`training.RANKING_LEFT_OUT`).
 
 Reading a pair costs a pass of the model, and a cosine a pass of the embedder, so only the `pool`
 candidates that a cheap prior (the question's terms in the sentence and its passage, the kind of
@@ -37,7 +38,7 @@ from retrieval.read.candidates import Candidate, SentenceFeatures, candidates, s
 
 logger = logging.getLogger(__name__)
 
-_KEPT = 8192  # pair scores and sentence vectors remembered (re-ranking and answering read the same sentences)
+_KEPT = 8192  # pair scores and sentence vectors remembered (the gate and the answer read the same sentences)
 
 # The features the logistic regression weighs, in the order of its coefficients.
 FEATURES = ("pair", "pair_gap", "dense", "coverage", "context", "answer_type", "recency", "headline", "lead")
@@ -84,7 +85,8 @@ class ReaderWeights:
     Two regressions over the same features: `coef` orders the answering sentences (recency
     counts: of two reports, the one near the as-of date is quoted first); `gate_coef` is the
     probability the refusal threshold judges, and gives recency no weight (an old article can
-    answer; a recent one that does not answer is no evidence).
+    answer; a recent one that does not answer is no evidence). As trained, the cosine to the
+    question weighs in the gate alone.
     """
 
     coef: tuple[float, ...]
@@ -113,7 +115,7 @@ class ReaderWeights:
         return _logistic(rows, self.coef, self.intercept)
 
     def evidence(self, rows: np.ndarray) -> np.ndarray:
-        """The same probability without recency: what the refusal threshold judges."""
+        """P(some answer is here) by this sentence, the gate's regression: what the refusal threshold judges."""
         return _logistic(rows, self.gate_coef, self.gate_intercept)
 
 
@@ -138,7 +140,7 @@ class ReaderModel:
 
 
 class _Remembered:
-    """The last `kept` values computed for keys, thread-safe: what re-ranking read, answering need not read again."""
+    """The last `kept` values computed for keys, thread-safe: what one reading computed, the next need not."""
 
     def __init__(self, kept: int = _KEPT) -> None:
         self.kept = kept
@@ -187,14 +189,15 @@ class Reader:
         self.embedder = embedder
         self.threshold = model.weights.threshold if threshold is None else threshold
         self.pool = pool or model.weights.pool
-        # Re-ranking and answering read many of the same sentences: each pair is scored, each sentence embedded, once.
+        # The evidence gate and the answer (with the LLM backend), a follow-up and the same wire story in another
+        # outlet read many of the same sentences: each pair is scored, each sentence embedded, once.
         self._pairs = _Remembered()
         self._vectors = _Remembered()
 
     def read(self, query: Query, passages: list[Passage]) -> list[Candidate]:
         """The `pool` candidates of the passages that the prior puts first, best first.
 
-        `rank` = P(answers), `score` = the same without recency (what the refusal gate judges).
+        `rank` = P(answers), `score` = the gate's probability (what the refusal threshold judges).
         """
         found = candidates(passages)
         if not found:
