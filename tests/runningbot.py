@@ -34,15 +34,15 @@ class RunningBot:
         await job.run(self.application)
 
 
-async def start_bot(server: BotAPIServer, services: Services) -> RunningBot:
-    """What run_polling does, minus the signal handling and the blocking loop."""
+async def start_bot(server: BotAPIServer, services: Services, *, poll_timeout: int = 5) -> RunningBot:
+    """What run_polling does, minus the signal handling and the blocking loop (long polls of `poll_timeout` s)."""
     application = build_application(services.settings, server.token, base_url=server.base_url, services=services)
     await application.initialize()
     assert application.post_init is not None
     await application.post_init(application)
     await application.start()
     assert application.updater is not None
-    await application.updater.start_polling(poll_interval=0.0, timeout=5)
+    await application.updater.start_polling(poll_interval=0.0, timeout=poll_timeout)
     return RunningBot(server, application)
 
 

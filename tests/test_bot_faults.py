@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from bot.app import build_application
 from retrieval.service import Services
 from tests.botapi import BotAPIServer, Chat, Fault, Sent, User
+from tests.runningbot import start_bot, stop_bot
 
 TROOPS = "How many additional troops did Ash Carter announce for Iraq in July 2016?"
 SORTIES = "How much can coalition-supported sorties cost per day?"
@@ -26,19 +26,10 @@ async def server(seed_services: Services) -> AsyncIterator[BotAPIServer]:
     """The Bot API server with the real bot long-polling it (the sample articles, read only)."""
     server = BotAPIServer()
     await server.start()
-    application = build_application(seed_services.settings, server.token, base_url=server.base_url, services=seed_services)
-    await application.initialize()
-    assert application.post_init is not None
-    await application.post_init(application)
-    await application.start()
-    assert application.updater is not None
-    await application.updater.start_polling(poll_interval=0.0, timeout=2)
+    # Short long polls: a fault on getUpdates is met again within seconds.
+    bot = await start_bot(server, seed_services, poll_timeout=2)
     yield server
-    await application.updater.stop()
-    await application.stop()
-    assert application.post_shutdown is not None
-    await application.post_shutdown(application)
-    await application.shutdown()
+    await stop_bot(bot)
     await server.stop()
 
 
