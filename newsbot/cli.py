@@ -10,9 +10,12 @@ import sys
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from config import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:  # as every command's, training's module loads only when it runs
+    from retrieval.evaluation.training import TrainingConfig
 
 logger = logging.getLogger("newsbot")
 
@@ -90,6 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, required=True, metavar="DIR", help="model folder to write")
     train.add_argument("--dev", type=Path, metavar="DIR", help="RealTimeQA weeks for the selection figures (never trained on)")
     train.add_argument("--epochs", type=float, help="passes over the training groups (default: TrainingConfig's, 1.5)")
+    train.add_argument(
+        "--layers", type=int, metavar="N", help="MiniLM layers the pair model keeps (default: TrainingConfig's, 3)"
+    )
+    train.add_argument("--max-tokens", type=int, metavar="N", help="tokens a (question, sentence) pair is read to (default: 64)")
     train.add_argument("--limit", type=int, default=0, metavar="N", help="train on the first N questions only (a smoke run)")
     train.add_argument(
         "--model",
@@ -346,13 +353,21 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     return run(args, settings)
 
 
+def training_config(args: argparse.Namespace) -> TrainingConfig:
+    """The `TrainingConfig` that `train-reader`'s options ask for: its defaults where an option is not given."""
+    from retrieval.evaluation.training import TrainingConfig
+
+    chosen = {"epochs": args.epochs, "layers": args.layers, "max_tokens": args.max_tokens}
+    return TrainingConfig(limit=args.limit, **{name: value for name, value in chosen.items() if value is not None})
+
+
 def cmd_train_reader(args: argparse.Namespace, settings: Settings) -> int:
     """Train a reader and write its folder; point the `reader` setting at it to use it."""
-    from retrieval.evaluation.training import TrainingConfig, train_reader
+    from retrieval.evaluation.training import train_reader
     from retrieval.index.embedding import default_model_path
 
     base = Path(settings.embedding_model) if settings.embedding_model else default_model_path()
-    config = TrainingConfig(limit=args.limit) if args.epochs is None else TrainingConfig(epochs=args.epochs, limit=args.limit)
+    config = training_config(args)
     report = train_reader(
         args.data,
         args.out,

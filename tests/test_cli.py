@@ -87,3 +87,13 @@ def test_sources_and_stats(data_dir: Path, capsys: pytest.CaptureFixture[str]) -
     stats = json.loads(capsys.readouterr().out)
     assert stats["articles"] == 5 and stats["chunks"] >= 20
     assert stats["first_published"] == stats["last_published"] == "2016-07-11"
+
+
+def test_train_reader_options_choose_the_training_config() -> None:
+    from newsbot.cli import build_parser, training_config
+    from retrieval.evaluation.training import TrainingConfig
+
+    base = ["train-reader", "--data", "weeks", "--out", "model"]
+    assert training_config(build_parser().parse_args(base)) == TrainingConfig()
+    asked = build_parser().parse_args([*base, "--layers", "6", "--max-tokens", "96", "--epochs", "0.75", "--limit", "5"])
+    assert training_config(asked) == TrainingConfig(layers=6, max_tokens=96, epochs=0.75, limit=5)
