@@ -96,7 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--layers", type=int, metavar="N", help="MiniLM layers the pair model keeps (default: TrainingConfig's, 3)"
     )
-    train.add_argument("--max-tokens", type=int, metavar="N", help="tokens a (question, sentence) pair is read to (default: 64)")
+    train.add_argument(
+        "--max-tokens",
+        type=int,
+        metavar="N",
+        help="tokens a (question, sentence) pair is read to (default: TrainingConfig's, 64)",
+    )
     train.add_argument("--limit", type=int, default=0, metavar="N", help="train on the first N questions only (a smoke run)")
     train.add_argument(
         "--model",
