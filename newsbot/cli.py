@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from config import Settings, SettingsError, load_settings
 
-if TYPE_CHECKING:  # as every command's, training's module loads only when it runs
+if TYPE_CHECKING:  # training's module, like every command's, is imported only when its command runs
     from retrieval.evaluation.training import TrainingConfig
 
 logger = logging.getLogger("newsbot")
@@ -372,13 +372,12 @@ def cmd_train_reader(args: argparse.Namespace, settings: Settings) -> int:
     from retrieval.index.embedding import default_model_path
 
     base = Path(settings.embedding_model) if settings.embedding_model else default_model_path()
-    config = training_config(args)
     report = train_reader(
         args.data,
         args.out,
         base=base,
         dev=args.dev,
-        config=config,
+        config=training_config(args),
         model_from=args.model,
         progress=lambda m: print(m, flush=True),
     )
