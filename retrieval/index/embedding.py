@@ -1,7 +1,7 @@
 """Sentence embeddings from a local sentence-transformers model (never a model hub).
 
-Two runtimes for the same model: `OnnxEmbedder` (the default) exports it once to int8 ONNX in a
-local cache and runs it with ONNX Runtime, several questions at once; `SentenceTransformerEmbedder`
+Two runtimes for the same model: `OnnxEmbedder` (the default) exports it once to ONNX in a local
+cache and runs it with ONNX Runtime, several questions at once; `SentenceTransformerEmbedder`
 runs it with torch, as the model ships.
 """
 
@@ -118,7 +118,7 @@ class SentenceTransformerEmbedder:
 
 
 # Bumped when the export changes, so that a cached export of the old code is made again.
-EXPORT_FORMAT = 2
+EXPORT_FORMAT = 3
 
 
 def default_cache() -> Path:
@@ -130,14 +130,13 @@ def default_cache() -> Path:
 class OnnxEmbedder:
     """The sentence-transformers model of `model_path`, exported once to ONNX and run with ONNX Runtime.
 
-    The export (torch.onnx, then int8 dynamic quantization) is made on first use from the local
-    weights into `cache_dir`, under a name that hashes those weights, and reused by every later run
-    and process. Serving then needs no torch.
+    The export (torch.onnx, fp32) is made on first use from the local weights into `cache_dir`, under a
+    name that hashes those weights, and reused by every later run and process. Serving then needs no torch.
 
-    Two graphs of the one model: the index's chunks are embedded by the int8 graph (`embed_documents`,
-    2.4 times the torch model's speed here), questions and what is compared with them at answer time by
-    the fp32 graph (`embed`: a few texts, a few milliseconds). Measured on the six dev weeks, int8 on
-    both sides lost 0.013 of answer-recall@4 against torch; int8 chunks with fp32 questions lose 0.007.
+    One fp32 graph embeds both the index's chunks and the questions. The int8 graph that embedded chunks
+    until format 3 was 2.4 times as fast, but quantised each batch's activations with one scale, so a
+    chunk's vector depended on its batch and on the CPU (`bench/numerics.py`: the figures, and what fp32
+    costs at ingest). fp32 vectors are the same alone or in a batch, and on any x86-64 CPU, to 1e-6.
     Each run uses `threads` cores; long text lists (ingest) run `workers` batches side by side.
     """
 
@@ -161,7 +160,7 @@ class OnnxEmbedder:
         self.max_tokens = max_tokens
         self.name = self.path.name
         self._digest: str | None = None
-        self._encoders: dict[str, Any] = {}
+        self._encoder: Any = None
         self._lock = threading.Lock()
 
     @property
@@ -185,40 +184,39 @@ class OnnxEmbedder:
         """The exported model's folder in the cache."""
         return self.cache_dir / f"{self.name}-{self.digest}"
 
-    def _load(self, model_file: str = "model-fp32.onnx") -> Any:
+    def _load(self) -> Any:
         with self._lock:
-            if model_file not in self._encoders:
+            if self._encoder is None:
                 from retrieval.index.encoder import OnnxEncoder
 
                 self._export()
-                self._encoders[model_file] = OnnxEncoder(
+                self._encoder = OnnxEncoder(
                     self.folder,
                     threads=self.threads,
                     batch_size=self.batch_size,
                     workers=self.workers,
-                    model_file=model_file,
                     max_tokens=self.max_tokens,
                 )
-        return self._encoders[model_file]
+        return self._encoder
 
     def _export(self) -> None:
         """Export the model into the cache unless it is there; one process exports, the others wait."""
-        if (self.folder / "model-fp32.onnx").is_file():
+        if (self.folder / "model.onnx").is_file():
             return
         try:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             with open(self.cache_dir / f"{self.folder.name}.lock", "w") as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)
-                if (self.folder / "model-fp32.onnx").is_file():
+                if (self.folder / "model.onnx").is_file():
                     return
                 from retrieval.index.encoder import export_encoder
 
-                logger.info("exporting %s to int8 ONNX in %s (once)", self.path, self.folder)
+                logger.info("exporting %s to ONNX in %s (once)", self.path, self.folder)
                 work = Path(tempfile.mkdtemp(prefix=".export-", dir=self.cache_dir))
                 try:
                     os.environ.setdefault("HF_HUB_OFFLINE", "1")
                     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-                    export_encoder(self.path, work, _max_tokens(self.path), keep_fp32=True)
+                    export_encoder(self.path, work, _max_tokens(self.path))
                     work.rename(self.folder)
                 finally:
                     shutil.rmtree(work, ignore_errors=True)
@@ -233,7 +231,7 @@ class OnnxEmbedder:
         return np.asarray(self._load().embed(texts), dtype=np.float32)
 
     def embed_documents(self, texts: list[str]) -> np.ndarray:
-        return np.asarray(self._load("model.onnx").embed(texts), dtype=np.float32)
+        return np.asarray(self._load().embed(texts), dtype=np.float32)
 
 
 def _max_tokens(model_path: Path) -> int:

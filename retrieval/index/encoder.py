@@ -1,8 +1,10 @@
-"""Sentence encoders exported to ONNX (int8) and run with ONNX Runtime: no torch at answer time, no model hub.
+"""Sentence encoders exported to ONNX and run with ONNX Runtime: no torch at answer time, no model hub.
 
-Both of newsbot's encoders run this way: the chunk embedder (the bundled all-MiniLM-L6-v2, exported
-here on first use, `retrieval/index/embedding.py`) and the reader's fine-tuned encoder
-(`retrieval/read/`). `export_encoder` makes the files from a local sentence-transformers folder.
+Both of newsbot's encoders run this way: the embedder (the bundled all-MiniLM-L6-v2, exported here to
+fp32 on first use, `retrieval/index/embedding.py`) and the reader's fine-tuned pair model
+(`retrieval/read/`, int8 weights computed in float). `export_encoder` makes the embedder's files from a
+local sentence-transformers folder. Both compute in float, so a text's result does not depend on the
+other texts of its batch, and differs between x86-64 CPUs by float rounding only.
 """
 
 from __future__ import annotations
@@ -111,8 +113,13 @@ class OnnxEncoder:
                 options.inter_op_num_threads = 1
                 options.log_severity_level = 3
                 logger.info("loading encoder from %s", self.folder)
+                # ONNX Runtime would turn a dequantized weight and its float product back into an int8 kernel
+                # (MatMulNBits) whose integer arithmetic differs between CPUs: the float product is what is exported.
                 self._session = ort.InferenceSession(
-                    str(self.folder / self.model_file), options, providers=["CPUExecutionProvider"]
+                    str(self.folder / self.model_file),
+                    options,
+                    providers=["CPUExecutionProvider"],
+                    disabled_optimizers=["QDQSelectorActionTransformer"],
                 )
         return self._session
 
@@ -144,13 +151,12 @@ class OnnxEncoder:
         return np.asarray(session.run(None, feeds)[0], dtype=np.float32)
 
 
-def export_encoder(model_dir: Path, out: Path, max_tokens: int, *, keep_fp32: bool = False) -> None:
-    """`model.onnx` (int8), `tokenizer.json` and `encoder.json` for `OnnxEncoder`, from a sentence-transformers folder.
+def export_encoder(model_dir: Path, out: Path, max_tokens: int) -> None:
+    """`model.onnx` (fp32), `tokenizer.json` and `encoder.json` for `OnnxEncoder`, from a sentence-transformers folder.
 
-    With `keep_fp32`, the unquantised graph stays beside it as `model-fp32.onnx`.
-
-    torch.onnx traces the transformer with mean pooling and normalisation inside the graph;
-    `onnxruntime.quantization` makes the weights int8 (dynamic, per channel). No model hub, no `optimum`.
+    torch.onnx traces the transformer with mean pooling and normalisation inside the graph. No model hub,
+    no `optimum`. The graph stays fp32: int8 activations quantised per batch made a text's vector depend
+    on its batch and on the CPU's integer kernels (`bench/numerics.py` measures both, and the speed).
     """
     import torch
     import torch.nn.functional as F
@@ -172,7 +178,7 @@ def export_encoder(model_dir: Path, out: Path, max_tokens: int, *, keep_fp32: bo
     module = Pooled(transformer).eval()
     sample = model.tokenizer(["a sentence to trace the graph with", "another"], padding=True, return_tensors="pt")
     # The graph is checked by use: tests compare its vectors with the torch model's.
-    export_int8(module, dict(sample), out, "embedding", keep_fp32=keep_fp32)
+    export_fp32(module, dict(sample), out / "model.onnx", "embedding")
     model.tokenizer.backend_tokenizer.save(str(out / "tokenizer.json"))
     getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
     dimension = int(getter() or 384)
@@ -185,36 +191,50 @@ def mean_pool(hidden: Any, attention_mask: Any) -> Any:
     return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
 
 
-def export_int8(module: Any, sample: dict[str, Any], out: Path, output: str, *, keep_fp32: bool = False) -> None:
-    """`out/model.onnx`: a BERT-style torch module traced with torch.onnx, its weights made int8.
+def export_fp32(module: Any, sample: dict[str, Any], path: Path, output: str) -> None:
+    """`path`: a BERT-style torch module traced with torch.onnx, as it computes (fp32).
 
     The inputs are `input_ids`, `attention_mask` and `token_type_ids` (batch and length dynamic), taken
-    from `sample` to trace; `output` names the result. Quantization is dynamic and per channel
-    (`onnxruntime.quantization`). With `keep_fp32`, the unquantised graph stays as `model-fp32.onnx`.
+    from `sample` to trace; `output` names the result.
     """
     import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    out.mkdir(parents=True, exist_ok=True)
-    full = out / "model-fp32.onnx"
+    path.parent.mkdir(parents=True, exist_ok=True)
     inputs = ("input_ids", "attention_mask", "token_type_ids")
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the tracer warns about Python conditions in the attention code
         torch.onnx.export(
             module.eval(),
             tuple(sample[name] for name in inputs),
-            str(full),
+            str(path),
             input_names=list(inputs),
             output_names=[output],
             dynamic_axes={name: {0: "batch", 1: "tokens"} for name in inputs} | {output: {0: "batch"}},
             opset_version=17,
             dynamo=False,
         )
+
+
+def export_int8(module: Any, sample: dict[str, Any], out: Path, output: str) -> None:
+    """`out/model.onnx`: as `export_fp32`, with its weights stored int8 (per channel) and computed in float.
+
+    The weights are quantized by `onnxruntime.quantization` and then dequantized inside the graph
+    (`quantization.weight_only`): the file is a quarter of the fp32 one, and a result is the same alone
+    or in any batch, on any x86-64 CPU, to float rounding.
+    """
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from retrieval.index.quantization import weight_only
+
+    out.mkdir(parents=True, exist_ok=True)
+    full = out / "model-fp32.onnx"
+    export_fp32(module, sample, full, output)
     quiet = logging.getLogger().level
     logging.getLogger().setLevel(logging.ERROR)  # quantize_dynamic advises pre-processing on the root logger
     try:
         quantize_dynamic(str(full), str(out / "model.onnx"), weight_type=QuantType.QInt8, per_channel=True)
     finally:
         logging.getLogger().setLevel(quiet)
-    if not keep_fp32:
-        full.unlink()
+    onnx.save(weight_only(onnx.load(str(out / "model.onnx"))), str(out / "model.onnx"))
+    full.unlink()
