@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -278,6 +279,10 @@ def wait_for_telegram(
         wait = min(wait * 2, RETRY_MAX_SECONDS)
 
 
+def _stop(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
 def run(
     settings: Settings,
     *,
@@ -295,7 +300,13 @@ def run(
         return 2
     logging.getLogger("httpx").setLevel(logging.WARNING)  # it logs request URLs, which hold the token
     base_url = os.environ.get("TELEGRAM_API_BASE_URL") or None
-    token = wait_for_telegram(base_url)
+    # As a container's first process, Python has no default action for SIGTERM: `docker stop` would wait,
+    # then kill. Stop cleanly while waiting for Telegram; python-telegram-bot handles it once serving.
+    previous = signal.signal(signal.SIGTERM, _stop)
+    try:
+        token = wait_for_telegram(base_url)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if token is None:
         return 1
     redact = RedactToken(token)

@@ -19,7 +19,7 @@ timed() {  # timed LABEL COMMAND...: run it, print how long it took
     shift
     started=$EPOCHREALTIME
     "$@"
-    awk -v label="$label" -v a="$started" -v b="$EPOCHREALTIME" 'BEGIN { printf "check-install: %-30s %6.1f s\n", label, b - a }'
+    awk -v label="$label" -v a="$started" -v b="$EPOCHREALTIME" 'BEGIN { printf "check-install: %-30s %6.1f s\n", label, b - a }' >&2
 
 }
 

@@ -6,14 +6,15 @@
 set -eu
 
 articles="${NEWSBOT_ARTICLES_DIR:-/data/articles}"
-if ! mkdir -p "$articles" 2>/dev/null || [ ! -w "$articles" ]; then
-    echo "newsbot-entrypoint: cannot write to $articles as user $(id -u):$(id -g); mount a volume this user owns (the image's user is newsbot, uid 10001)" >&2
-    exit 1
-fi
-if [ -z "$(ls -A "$articles")" ]; then
+if [ -z "$(ls -A "$articles" 2>/dev/null)" ]; then
+    # Nothing there yet (a new volume): the samples, so that the bot answers something from the start.
+    if ! mkdir -p "$articles" 2>/dev/null || [ ! -w "$articles" ]; then
+        echo "newsbot-entrypoint: cannot write to $articles as user $(id -u):$(id -g); mount a volume this user owns (the image's user is newsbot, uid 10001)" >&2
+        exit 1
+    fi
     samples="$(python -c 'import pathlib, retrieval.ingest as m; print(pathlib.Path(m.__file__).parent / "samples")')"
     cp "$samples"/*.txt "$articles"/
-    echo "newsbot-entrypoint: $articles was empty; copied the $(ls "$samples" | wc -l) bundled sample articles into it" >&2
+    echo "newsbot-entrypoint: $articles was empty; copied the $(ls "$samples"/*.txt | wc -l) bundled sample articles into it" >&2
 fi
 
 if [ "${1:-}" = newsbot ] && [ "${2:-}" = serve ] && [ "${NEWSBOT_INGEST_ON_START:-1}" != 0 ]; then
