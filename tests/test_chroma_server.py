@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from importlib.metadata import distribution
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -46,8 +47,8 @@ def test_the_server_here_is_the_release_compose_runs_and_the_client_speaks_it(ch
     client = chromadb.HttpClient(host="127.0.0.1", port=chroma_server)
     assert client.get_version() == api and api.split(".")[0] == release.split(".")[0]
     collection = client.create_collection("handshake", metadata={"hnsw:space": "cosine"})
-    collection.add(ids=["a", "b"], embeddings=[[1.0, 0.0], [0.0, 1.0]], documents=["one", "two"])
-    assert collection.query(query_embeddings=[[0.9, 0.1]], n_results=1)["ids"] == [["a"]]
+    collection.add(ids=["a", "b"], embeddings=np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32), documents=["one", "two"])
+    assert collection.query(query_embeddings=np.array([[0.9, 0.1]], dtype=np.float32), n_results=1)["ids"] == [["a"]]
 
 
 def test_http_mode_serves_the_same_answers(chroma_server: int, tmp_path: Path, embedder: Embedder) -> None:
