@@ -47,8 +47,9 @@ assert all(c["quote"] and f"[{c['n']}]" in answer["answer"] for c in cited), f"a
 assert "samples" in cited[0]["path"], f"not a bundled sample article: {cited[0]['path']}"
 print(f"check-install: answer: {answer['answer']}")
 for c in cited:
-    print(f"check-install: [{c['n']}] {c['title']} ({c['source']}, {c['published']})")
+    details = ", ".join(part for part in (c["source"], c["published"]) if part)
+    print(f"check-install: [{c['n']}] {c['title']}" + (f" ({details})" if details else ""))
 PY
-extras=$("$work/venv/bin/pip" list --format=freeze 2>/dev/null | grep -i -E '^(scikit-learn|langchain|pytest|xllamacpp)=' || true)
+extras=$("$work/venv/bin/pip" list --format=freeze 2>/dev/null | grep -i -E '^(langchain|langchain-openai|pytest|xllamacpp|deptry)=' || true)
 [ -z "$extras" ] || { echo "check-install: an extra's package was installed: $extras" >&2; exit 1; }
 echo "check-install: ok"

@@ -81,6 +81,10 @@ def post(url: str, update: dict[str, object], secret: str) -> int:
         return 0
 
 
+def healthy(container: str) -> bool:
+    return subprocess.run(["podman", "healthcheck", "run", container], capture_output=True).returncode == 0
+
+
 def run_health_checks(project: str, stop: threading.Event) -> None:
     """Run the containers' health checks every 2 s: without systemd, podman runs them only when asked."""
     while not stop.wait(2):
@@ -143,7 +147,8 @@ async def main() -> int:
         if up.returncode:
             print(f"compose up failed (exit {up.returncode})")
             return 1
-        while (await asyncio.to_thread(sh, ["podman", "healthcheck", "run", f"{project}_chroma_1"], None, False)).returncode:
+        print(f"$ podman healthcheck run {project}_chroma_1   # until healthy")
+        while not await asyncio.to_thread(healthy, f"{project}_chroma_1"):
             if time.monotonic() - started > args.timeout:
                 raise SystemExit("the Chroma server never became healthy")
             await asyncio.sleep(1)
@@ -156,6 +161,12 @@ async def main() -> int:
         await server.wait_for(lambda: server.webhook is not None, timeout=args.timeout)
         registered = time.monotonic() - started
         print(f"webhook registered {registered:.1f} s after up: {server.webhook and server.webhook.get('url')}")
+        assert server.webhook is not None
+        print(f"webhook secret token as in the secret file: {server.webhook.get('secret_token') == webhook_secret}")
+        environment = await asyncio.to_thread(
+            subprocess.run, ["podman", "exec", f"{project}_bot_1", "env"], capture_output=True, text=True
+        )
+        print(f"bot token in the bot's environment: {server.token in environment.stdout}")
         chat = server.private(USER)
         update = {"update_id": 1, "message": server.new_message(chat, USER, QUESTION)}
         deadline = time.monotonic() + args.timeout
