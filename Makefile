@@ -8,7 +8,7 @@ export ANONYMIZED_TELEMETRY := False
 
 .PHONY: install demo test test-fast lint deps check-install bench clean
 
-TYPED := bot retrieval config newsbot prompts bench tests
+TYPED := bot retrieval config newsbot prompts bench tests deploy
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
