@@ -6,9 +6,9 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
 
-.PHONY: install demo test test-fast lint bench clean
+.PHONY: install demo test test-fast lint deps check-install bench clean
 
-TYPED := bot retrieval config newsbot prompts bench tests
+TYPED := bot retrieval config newsbot prompts bench tests deploy
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,14 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy $(TYPED)
+
+# Every import of the product is a declared dependency, and every dependency is used ([tool.deptry] in pyproject.toml).
+deps: install
+	$(BIN)/deptry .
+
+# A deployer's install: the wheel in a fresh venv with no extras ingests the samples and answers with a citation.
+check-install:
+	PYTHON=$(PYTHON) deploy/check-install.sh
 
 # The quick loop: everything but the tests that load the embedding model (seconds, not minutes).
 test-fast: install

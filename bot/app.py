@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import signal
 import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from telegram import BotCommand, BotCommandScopeChat, LinkPreviewOptions, Update
+from telegram import Bot, BotCommand, BotCommandScopeChat, LinkPreviewOptions, Update
 from telegram.constants import ParseMode
-from telegram.error import TelegramError
+from telegram.error import InvalidToken, NetworkError, TelegramError
 from telegram.ext import (
     Application,
     ApplicationBuilder,
@@ -43,6 +48,11 @@ NO_TOKEN = (
     "  export TELEGRAM_BOT_TOKEN=123456:ABC...\n"
     "  newsbot serve"
 )
+# A secret given as a file (compose and Kubernetes secrets): NAME_FILE names the file that holds NAME.
+TOKEN_VARIABLE = "TELEGRAM_BOT_TOKEN"
+# Waits between two tries to reach Telegram at start: doubling from the first to the last, then the last.
+RETRY_FIRST_SECONDS = 5.0
+RETRY_MAX_SECONDS = 300.0
 
 # What Telegram's command menu shows; admins also see ADMIN_COMMANDS in their private chat.
 COMMANDS = [
@@ -205,6 +215,74 @@ class RedactToken(logging.Filter):
         return True
 
 
+def secret(name: str) -> tuple[str, str]:
+    """The secret `name` from the environment, else from the file `name`_FILE names; and, when there is none, why."""
+    value = os.environ.get(name, "").strip()
+    if value:
+        return value, ""
+    path = os.environ.get(f"{name}_FILE", "").strip()
+    if not path:
+        return "", f"{name} is not set"
+    try:
+        value = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        return "", f"{name} is not set and its file {path} cannot be read ({exc.strerror or exc})"
+    return value, "" if value else f"{name} is not set and its file {path} is empty"
+
+
+def telegram_problem(token: str, base_url: str | None) -> str:
+    """Why Telegram cannot serve this token now (it is unreachable, or refuses the token); "" when it can (getMe answered)."""
+
+    async def get_me() -> None:
+        bot = Bot(token, base_url=base_url or "https://api.telegram.org/bot")
+        try:
+            await bot.initialize()  # getMe
+        finally:
+            with contextlib.suppress(TelegramError):
+                await bot.shutdown()
+
+    where = urlparse(base_url or "https://api.telegram.org").netloc
+    try:
+        asyncio.run(get_me())
+    except InvalidToken:
+        return f"Telegram ({where}) refused the bot token: check {TOKEN_VARIABLE} or its file"
+    except NetworkError as exc:  # TimedOut included
+        return f"Telegram ({where}) cannot be reached: {str(exc).replace(token, '<token>')}"
+    return ""
+
+
+def wait_for_telegram(
+    base_url: str | None, sleep: Callable[[float], object] = time.sleep, tries: int | None = None
+) -> str | None:
+    """The bot token, once Telegram answers for it; None when `tries` ran out.
+
+    Without a token (a secret not yet in place), with a token Telegram refuses, or with Telegram out of
+    reach, one line says so and it tries again, waiting longer each time (RETRY_FIRST_SECONDS doubling
+    to RETRY_MAX_SECONDS): a container keeps running, unhealthy, and says why, rather than restart in a loop.
+    """
+    wait = RETRY_FIRST_SECONDS
+    attempt = 0
+    while True:
+        attempt += 1
+        token, problem = secret(TOKEN_VARIABLE)
+        if token:
+            problem = telegram_problem(token, base_url)
+            if not problem:
+                return token
+        else:
+            problem = f"no Telegram bot token: {problem} (create a bot with @BotFather)"
+        if tries is not None and attempt >= tries:
+            logger.error("%s; giving up after %d tries", problem, attempt)
+            return None
+        logger.error("%s; trying again in %.0f s", problem, wait)
+        sleep(wait)
+        wait = min(wait * 2, RETRY_MAX_SECONDS)
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
 def run(
     settings: Settings,
     *,
@@ -213,22 +291,31 @@ def run(
     secret_token: str | None = None,
 ) -> int:
     """`newsbot serve`: long polling, or PTB's webhook server when `webhook_url` is given."""
-    token = os.environ.get("TELEGRAM_BOT_TOKEN", "").strip()
-    if not token:
-        print(NO_TOKEN, file=sys.stderr)
+    if not os.environ.get(TOKEN_VARIABLE, "").strip() and not os.environ.get(f"{TOKEN_VARIABLE}_FILE"):
+        print(NO_TOKEN, file=sys.stderr)  # at a terminal: say how to get one, and stop
         return 2
     host, _, port = listen.rpartition(":")
     if webhook_url and (not host or not port.isdigit()):
         print(f"newsbot serve: --listen must be HOST:PORT, got {listen!r}", file=sys.stderr)
         return 2
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # it logs request URLs, which hold the token
+    base_url = os.environ.get("TELEGRAM_API_BASE_URL") or None
+    # As a container's first process, Python has no default action for SIGTERM: `docker stop` would wait,
+    # then kill. Stop cleanly while waiting for Telegram; python-telegram-bot handles it once serving.
+    previous = signal.signal(signal.SIGTERM, _stop)
+    try:
+        token = wait_for_telegram(base_url)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if token is None:
+        return 1
     redact = RedactToken(token)
     for handler in logging.getLogger().handlers:
         handler.addFilter(redact)
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # it logs request URLs, which hold the token
     application = build_application(
         settings,
         token,
-        base_url=os.environ.get("TELEGRAM_API_BASE_URL") or None,
+        base_url=base_url,
         base_file_url=os.environ.get("TELEGRAM_API_FILE_URL") or None,
     )
     if webhook_url:

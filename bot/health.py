@@ -1,8 +1,11 @@
 """The running bot's heartbeat file, and the health check that reads it (`python -m bot.health`, the container's HEALTHCHECK).
 
-The bot writes `DATA_DIR/heartbeat` every HEARTBEAT_SECONDS while its event loop runs: the time
-and whether its index answered. The check is healthy while the file is fresh and the index
-answered. It imports nothing but the standard library, so a check every half minute costs little.
+The bot writes `DATA_DIR/heartbeat` every HEARTBEAT_SECONDS while its event loop runs: the time,
+whether its index answered and how many chunks the live collection holds. Two checks read it:
+readiness (the default) is healthy while the file is fresh, the index answered and the collection
+holds chunks, so a bot with an empty or unreachable index is not taken for one that can answer;
+liveness (`--live`) only while the file is fresh, i.e. the bot's event loop turns. It imports nothing
+but the standard library, so a check every half minute costs little.
 """
 
 from __future__ import annotations
@@ -33,12 +36,14 @@ class Heartbeat:
 
     async def beat(self) -> bool:
         """Probe the index and write the file once; True when the index answered."""
+        chunks: int | None = None
         try:
-            await asyncio.to_thread(self.probe)
+            counted = await asyncio.to_thread(self.probe)
+            chunks = counted if isinstance(counted, int) else None
             index_ok, problem = True, ""
         except Exception as exc:  # whatever the store raises, the check must report it, not die of it
             index_ok, problem = False, f"{type(exc).__name__}: {exc}"
-        status = {"time": time.time(), "pid": os.getpid(), "index_ok": index_ok, "problem": problem}
+        status = {"time": time.time(), "pid": os.getpid(), "index_ok": index_ok, "chunks": chunks, "problem": problem}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         partial = self.path.with_suffix(".tmp")
         partial.write_text(json.dumps(status))
@@ -55,8 +60,8 @@ class Heartbeat:
             await asyncio.sleep(self.interval)
 
 
-def check(path: Path, max_age: float, now: float | None = None) -> tuple[bool, str]:
-    """Healthy or not, and why."""
+def check(path: Path, max_age: float, now: float | None = None, *, live: bool = False) -> tuple[bool, str]:
+    """Ready (or with `live`, alive) or not, and why."""
     try:
         status = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
@@ -64,17 +69,23 @@ def check(path: Path, max_age: float, now: float | None = None) -> tuple[bool, s
     age = (now if now is not None else time.time()) - float(status.get("time", 0))
     if age > max_age:
         return False, f"the heartbeat is {age:.0f} s old (the bot's event loop is stuck or it has stopped)"
+    if live:
+        return True, f"alive ({age:.0f} s ago)"
     if not status.get("index_ok"):
         return False, f"the index does not answer: {status.get('problem') or 'unknown'}"
-    return True, f"ok ({age:.0f} s ago)"
+    if status.get("chunks") == 0:
+        return False, "the collection is empty: nothing is ingested (newsbot ingest, or /reload)"
+    chunks = status.get("chunks")
+    return True, f"ok ({age:.0f} s ago" + (f", {chunks} chunks)" if chunks is not None else ")")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bot.health", description="Is the running bot healthy?")
     parser.add_argument("--data-dir", default=os.environ.get("NEWSBOT_DATA_DIR", "var"))
     parser.add_argument("--max-age", type=float, default=3 * HEARTBEAT_SECONDS, help="seconds (default: 90)")
+    parser.add_argument("--live", action="store_true", help="only whether the bot runs, not whether it can answer")
     args = parser.parse_args(argv)
-    healthy, reason = check(Path(args.data_dir) / FILE_NAME, args.max_age)
+    healthy, reason = check(Path(args.data_dir) / FILE_NAME, args.max_age, live=args.live)
     print(reason)
     return 0 if healthy else 1
 

@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--secret-token",
         default=os.environ.get("TELEGRAM_WEBHOOK_SECRET"),
         metavar="TOKEN",
-        help="webhook secret token (or TELEGRAM_WEBHOOK_SECRET)",
+        help="webhook secret token (or TELEGRAM_WEBHOOK_SECRET, or the file TELEGRAM_WEBHOOK_SECRET_FILE names)",
     )
 
     evaluate = commands.add_parser("eval", help="measure retrieval and answers on a QA set")
@@ -347,9 +347,11 @@ def cmd_add(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.app import run
+    from bot.app import run, secret
 
-    return run(settings, webhook_url=args.webhook, listen=args.listen, secret_token=args.secret_token)
+    # The webhook's secret token: --secret-token, else TELEGRAM_WEBHOOK_SECRET, else the file TELEGRAM_WEBHOOK_SECRET_FILE names.
+    secret_token = args.secret_token or secret("TELEGRAM_WEBHOOK_SECRET")[0] or None
+    return run(settings, webhook_url=args.webhook, listen=args.listen, secret_token=secret_token)
 
 
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:

@@ -217,6 +217,10 @@ class OnnxEmbedder:
                     os.environ.setdefault("HF_HUB_OFFLINE", "1")
                     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
                     export_encoder(self.path, work, _max_tokens(self.path))
+                    # mkdtemp makes the folder 0700: readable by whoever exported it only. The cache is
+                    # shared (an image exports it at build time for the user that runs it), so open it as
+                    # any cache folder is.
+                    work.chmod(0o755)
                     work.rename(self.folder)
                 finally:
                     shutil.rmtree(work, ignore_errors=True)
