@@ -174,14 +174,14 @@ def test_the_exported_model_folder_is_readable_by_other_users(tmp_path: Path, mo
     from retrieval.index import encoder
     from retrieval.index.embedding import OnnxEmbedder
 
-    def export(model_dir: Path, out: Path, max_tokens: int, *, keep_fp32: bool = False) -> None:
+    def export(model_dir: Path, out: Path, max_tokens: int) -> None:
         # Only the folder is under test here; the real export is tests/test_embedding.py's.
-        (out / "model-fp32.onnx").write_bytes(b"graph")
+        (out / "model.onnx").write_bytes(b"graph")
 
     monkeypatch.setattr(encoder, "export_encoder", export)
     embedder = OnnxEmbedder(cache_dir=tmp_path)
     embedder._export()
-    assert (embedder.folder / "model-fp32.onnx").read_bytes() == b"graph"
+    assert (embedder.folder / "model.onnx").read_bytes() == b"graph"
     assert embedder.folder.stat().st_mode & 0o777 == 0o755
 
 

@@ -7,6 +7,7 @@ int8 quantization, the logistic regressions; only the data is tiny. CI never tra
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -182,3 +183,17 @@ def test_the_threshold_refuses_at_most_the_allowed_share_of_answerable_questions
         assert sum(p < threshold for p in present) == refused  # exactly the allowed number, not fewer
     assert calibrated(present, 0.1) == 0.05  # the second lowest: the lowest alone is refused
     assert calibrated([], 0.05) > 0.0
+
+
+def test_the_final_set_is_never_trained_on(tmp_path: Path) -> None:
+    """Questions of a final-set week (docs/selection.md) are left out of the training pools."""
+    from retrieval.evaluation.selection import FINAL_WEEKS
+    from retrieval.evaluation.training import question_pools
+
+    source = Path(__file__).resolve().parent / "data" / "realtimeqa"
+    final = sorted(FINAL_WEEKS)[0]
+    for name in ("qa", "gcs"):
+        shutil.copy(source / f"20990101_{name}.jsonl", tmp_path / f"20990101_{name}.jsonl")
+        shutil.copy(source / f"20990108_{name}.jsonl", tmp_path / f"{final}_{name}.jsonl")
+    weeks = {pool.week for pool in question_pools(tmp_path, TrainingConfig())}
+    assert weeks == {"20990101"}

@@ -45,6 +45,7 @@ import numpy as np
 
 from retrieval.evaluation.datasets import corpus_record, load_jsonl, realtimeqa_questions, realtimeqa_weeks
 from retrieval.evaluation.matching import normalise
+from retrieval.evaluation.selection import development_weeks
 from retrieval.index.embedding import Embedder, OnnxEmbedder
 from retrieval.index.encoder import OnnxEncoder, export_int8, mean_pool
 from retrieval.index.keywords import tokenize
@@ -119,8 +120,12 @@ def gold_pattern(gold: str) -> re.Pattern[str]:
 
 
 def question_pools(folder: Path, config: TrainingConfig) -> Iterator[TrainingQuestion]:
-    """Each question of every week in `folder`, with its candidates (see the module docstring)."""
-    for week in realtimeqa_weeks(folder):
+    """Each question of every week in `folder` but the final set's, with its candidates (see the module docstring)."""
+    weeks = realtimeqa_weeks(folder)
+    kept = development_weeks(weeks)
+    if len(kept) < len(weeks):
+        logger.info("%d weeks of the final set left out of training (docs/selection.md)", len(weeks) - len(kept))
+    for week in kept:
         results = {str(line["question_id"]): line.get("search_result") or [] for line in load_jsonl(folder / f"{week}_gcs.jsonl")}
         quiz = {str(line["question_id"]): line for line in load_jsonl(folder / f"{week}_qa.jsonl")}
         for question in realtimeqa_questions(folder, week):
