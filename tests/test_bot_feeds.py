@@ -21,7 +21,7 @@ import pytest
 from bot import jobs
 from retrieval.index.embedding import Embedder
 from retrieval.service import Services
-from tests.botapi import BotAPIServer, User
+from tests.botapi import BotAPIServer, Chat, User
 from tests.conftest import make_services
 from tests.runningbot import RunningBot, start_bot, stop_bot
 from tests.test_feeds import NewsSite, question
@@ -193,6 +193,23 @@ async def test_a_digest_is_made_by_a_group_admin_and_posted_when_its_job_runs(bo
     )
     [other] = await bot.ask(bot.server.group(-100901, "Elsewhere"), ADMIN, f"/digest stop {digest_id}")
     assert "This chat has no digest" in other.text  # another chat's digest cannot be stopped from here
+
+
+async def test_an_anonymous_group_admin_makes_and_stops_digests_and_a_channel_may_not(bot: RunningBot) -> None:
+    group = bot.server.group(-100902, "Anonymous desk")
+    channel = Chat(-100903, "channel", title="A linked channel")
+    # An anonymous admin's message is sent on behalf of the group (sender_chat is the group itself).
+    [made] = await bot.ask(group, MEMBER, "/digest Harbour lanterns at 06:15", sender_chat=group)
+    match = re.search(r"Digest (\d+): every day at 06:15 UTC", made.text)
+    assert match, made.text
+    digest = bot.runtime.digests.get(int(match.group(1)))
+    assert digest is not None and digest.chat_id == group.id and digest.created_by is None
+    # A message on behalf of another chat (a channel posting in its discussion group) is no admin's.
+    [refused] = await bot.ask(group, MEMBER, f"/digest stop {digest.id}", sender_chat=channel)
+    assert refused.text == "Sorry, only this group's admins (or the bot's) can do that."
+    [stopped] = await bot.ask(group, MEMBER, f"/digest stop {digest.id}", sender_chat=group)
+    assert stopped.text.startswith(f"Stopped digest {digest.id}")
+    assert bot.runtime.digests.get(digest.id) is None
 
 
 async def test_restart_keeps_feeds_and_digests_and_sends_a_missed_digest_once(
