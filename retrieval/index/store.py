@@ -36,6 +36,9 @@ RECOUNT_S = 1.0
 LEGACY_SENTENCE_VECTORS = "sentence_vectors"
 # Chunk metadata naming the embedding model (and runtime) that made the chunk's vector.
 EMBEDDER = "embedder"
+# Chunk metadata: when its article (this content of it) was first ingested, in whole seconds since 1970
+# (UTC). Kept when the article is only re-embedded; new when its content changes. Digests read it.
+INGESTED = "ingested_at"
 
 
 class ChunkStore(Protocol):
@@ -110,6 +113,8 @@ class StoredArticle:
     published: str | None = None
     # The version of the embedder that made its chunks' vectors (None: an index from before it was kept).
     embedder: str | None = None
+    # When this content of the article was ingested (`INGESTED`; None: an index from before it was kept).
+    ingested_at: int | None = None
 
 
 def make_client(settings: Settings) -> ClientAPI:
@@ -269,6 +274,7 @@ class ArticleStore:
                     url=_opt(meta.get("url")),
                     published=_opt(meta.get("published")),
                     embedder=_opt(meta.get(EMBEDDER)),
+                    ingested_at=_opt_int(meta.get(INGESTED)),
                 )
         return {
             doc_id: StoredArticle(**{**article.__dict__, "chunks": counts.get(doc_id, 0)}) for doc_id, article in found.items()
@@ -358,9 +364,10 @@ class ArticleStore:
         article: Article,
         chunks: list[Chunk],
         embeddings: np.ndarray,
-        extra: Sequence[dict[str, str]] | None = None,
+        extra: Sequence[dict[str, str | int]] | None = None,
     ) -> None:
-        """Write an article's chunks; `extra` adds fields to each chunk's metadata (the embedder's version)."""
+        """Write an article's chunks; `extra` adds fields to each chunk's metadata (the embedder's version,
+        when it was ingested)."""
         more = list(extra) if extra else [{} for _ in chunks]
         try:
             collection.add(
@@ -429,6 +436,10 @@ def _lean(meta: Any) -> dict[str, Any]:
 
 def _opt(value: Any) -> str | None:
     return None if value in (None, "") else str(value)
+
+
+def _opt_int(value: Any) -> int | None:
+    return None if value is None or isinstance(value, bool) else int(value)
 
 
 def day_number(value: date) -> int:

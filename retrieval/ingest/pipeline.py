@@ -14,7 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from retrieval.index.embedding import Embedder
-from retrieval.index.store import EMBEDDER, ArticleStore
+from retrieval.index.store import EMBEDDER, INGESTED, ArticleStore
 from retrieval.ingest.articles import COLLECTION_SUFFIXES, Article, ArticleError, iter_files, load_file
 from retrieval.ingest.chunking import Chunk, chunk_article
 
@@ -93,6 +93,7 @@ class Ingestor:
         self.chunk_size = chunk_size
         self.chunk_overlap = chunk_overlap
         self.max_file_bytes = max_file_bytes
+        self.clock: Callable[[], float] = time.time  # when an article arrives (seconds since 1970)
 
     def read(self, paths: list[Path]) -> tuple[list[Article], list[ArticleError], set[str], int]:
         """Articles under `paths`, the errors, the files read whole, and the duplicate count.
@@ -193,6 +194,9 @@ class Ingestor:
         stored = self.store.articles(target)
         todo: list[Article] = []
         embedder = self.embedder.version
+        # When each article's content arrived: now for new and changed content, as before when only re-embedded.
+        now = int(self.clock())
+        arrived: dict[str, int] = {}
         for article in articles:
             previous = stored.get(article.doc_id)
             if previous is None:
@@ -206,6 +210,7 @@ class Ingestor:
                 if previous.embedder != embedder:  # vectors of two models are not comparable
                     report.reembedded.append(article.doc_id)
                     todo.append(article)
+                    arrived[article.doc_id] = previous.ingested_at if previous.ingested_at is not None else now
 
         if prune:
             seen = {article.doc_id for article in articles}
@@ -220,10 +225,15 @@ class Ingestor:
         stale = report.updated + report.reembedded + report.removed
         if stale:
             self.store.delete(target, stale)
-        self._embed_and_add(target, todo, report, progress)
+        self._embed_and_add(target, todo, {d: arrived.get(d, now) for d in (a.doc_id for a in todo)}, report, progress)
 
     def _embed_and_add(
-        self, target: Collection, articles: list[Article], report: IngestReport, progress: ProgressCallback | None
+        self,
+        target: Collection,
+        articles: list[Article],
+        arrived: dict[str, int],
+        report: IngestReport,
+        progress: ProgressCallback | None,
     ) -> None:
         """Embed the articles' chunks a batch at a time, writing each batch while the next one is embedded.
 
@@ -240,7 +250,8 @@ class Ingestor:
             nonlocal done
             offset = 0
             for article, chunks in batch:
-                extra = [{EMBEDDER: self.embedder.version} for _ in chunks]
+                fields: dict[str, str | int] = {EMBEDDER: self.embedder.version, INGESTED: arrived[article.doc_id]}
+                extra = [fields for _ in chunks]
                 self.store.add(target, article, chunks, vectors[offset : offset + len(chunks)], extra)
                 offset += len(chunks)
             done += len(batch)

@@ -16,7 +16,7 @@ import numpy as np
 
 from retrieval.index.embedding import Embedder
 from retrieval.index.keywords import KeywordIndex, tokenize
-from retrieval.index.store import ChunkStore, day_number
+from retrieval.index.store import INGESTED, ChunkStore, day_number
 from retrieval.ingest.chunking import indexed_text
 from retrieval.ingest.text import split_sentences
 from retrieval.passages import Passage, Query
@@ -35,10 +35,12 @@ class _Article:
     published: str | None
     published_day: int | None
     path: str | None
+    ingested_at: int | None = None  # when this content of it was ingested (`store.INGESTED`)
 
     @classmethod
     def of(cls, meta: dict[str, Any]) -> _Article:
         day = meta.get("published_day")
+        ingested = meta.get(INGESTED)
         return cls(
             doc_id=str(meta.get("doc_id", "")),
             title=str(meta.get("title", "")),
@@ -47,6 +49,7 @@ class _Article:
             published=meta.get("published"),
             published_day=None if day is None else int(day),
             path=meta.get("path"),
+            ingested_at=None if ingested is None else int(ingested),
         )
 
 
@@ -318,13 +321,20 @@ class HybridRetriever:
 
     def _retrieve(self, query: Query, k: int) -> list[Passage]:
         vector = self.embedder.embed([query.text])[0]
-        dense = self.nearest(vector, query.since, query.until)
+        if query.arrived_after is None:
+            dense = self.nearest(vector, query.since, query.until)
+        else:  # what arrived since a time: few chunks of many, named to Chroma (the date range is applied below)
+            arrived = self._arrived(query.arrived_after)
+            dense = self.store.nearest_ids(vector, self.candidates, ids=arrived) if arrived else []
         missing = [cid for cid, _ in dense if cid not in self._chunks]
         if missing:  # written since the keyword index was built; it is rebuilt at the next question
             for cid, (text, meta) in self.store.chunks(missing).items():
                 self._chunks.setdefault(cid, _Chunk(text, _Article.of(meta)))
         dense_ids = [cid for cid, _ in dense if cid in self._chunks and self._in_range(cid, query)]
-        keyword_ids = [cid for cid, _ in self.keywords.search(query.text, self.candidates) if self._in_range(cid, query)]
+        # A range of arrival is narrow: the best keyword matches in it are looked for among all, not the best 150.
+        keywords = self.keywords
+        asked = self.candidates if query.arrived_after is None else keywords.size
+        keyword_ids = [cid for cid, _ in keywords.search(query.text, asked) if self._in_range(cid, query)][: self.candidates]
         fused: dict[str, float] = {}
         for weight, ranking in ((self.dense_weight, dense_ids), (self.keyword_weight, keyword_ids)):
             for rank, cid in enumerate(ranking):
@@ -498,9 +508,15 @@ class HybridRetriever:
         with self._new_terms_lock:
             return new_terms.setdefault(term, 2**31 + len(new_terms))
 
+    def _arrived(self, after: int) -> list[str]:
+        """The chunks whose articles were ingested at or after `after` (seconds since 1970)."""
+        return [cid for cid, chunk in self._chunks.items() if (chunk.article.ingested_at or -1) >= after]
+
     def _in_range(self, cid: str, query: Query) -> bool:
         chunk = self._chunks.get(cid)
         day = chunk.article.published_day if chunk else None
+        if query.arrived_after is not None and (chunk is None or (chunk.article.ingested_at or -1) < query.arrived_after):
+            return False
         if query.since is not None and (day is None or day < day_number(query.since)):
             return False
         if query.until is not None and (day is None or day > day_number(query.until)):
