@@ -454,7 +454,7 @@ def test_polls_ingest_new_and_edited_entries_and_an_unchanged_feed_costs_one_req
     assert third.report is not None
     assert third.report.added == [doc_id_of(feed_services, site.link(6))]
     assert third.report.updated == [doc_id_of(feed_services, site.link(2))]
-    assert feed_services.store.live_name != live  # one new collection, swapped in as a reload does
+    assert feed_services.store.live_name == live  # changed in place, not copied into a new collection
     fetched = sorted(r.path for r in website.since(mark))
     assert fetched == ["/feed.xml", "/news/2", "/news/6"]  # the unchanged entries' pages were not asked for
     stored = feed_services.store.articles()
@@ -466,7 +466,7 @@ def test_polls_ingest_new_and_edited_entries_and_an_unchanged_feed_costs_one_req
     assert polled.id == feed.id and polled.last_new == 2 and polled.articles == 6 and polled.last_error is None
 
 
-def test_retention_prunes_old_feed_articles_with_an_index_swap(website: Website, tmp_path: Path, embedder: Embedder) -> None:
+def test_retention_removes_old_feed_articles_in_place(website: Website, tmp_path: Path, embedder: Embedder) -> None:
     site = NewsSite(website, 2)
     site.add(3, day=TODAY - timedelta(days=90))  # an old story, still in the feed
     site.publish()
@@ -483,7 +483,7 @@ def test_retention_prunes_old_feed_articles_with_an_index_swap(website: Website,
     site.publish()
     result = services.refresh_feeds()
     assert result.report is not None and result.report.removed == [old]
-    assert services.store.live_name != live
+    assert services.store.live_name == live  # removed in place
     assert sorted(a.url or "" for a in services.store.articles().values()) == sorted([site.link(1), site.link(2)])
     # The expired entry is not fetched again while it stays in the feed.
     site.publish()

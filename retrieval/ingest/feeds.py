@@ -28,7 +28,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from retrieval.ingest.articles import Article, ArticleError, article_from_html
+from retrieval.ingest.articles import Article, ArticleError, article_from_html, doc_id_of
 from retrieval.ingest.fetch import Fetched, Fetcher, FetchError, check_url
 
 logger = logging.getLogger(__name__)
@@ -68,7 +68,15 @@ CREATE TABLE IF NOT EXISTS entries (
     attempts INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS entries_by_feed ON entries (feed_id);
+CREATE TABLE IF NOT EXISTS pending (
+    key TEXT PRIMARY KEY,
+    action TEXT NOT NULL,
+    since TEXT NOT NULL
+);
 """
+# `pending`: what the index still has to do, written with the change to the files and cleared when the index
+# did it (`Collector.settle`), so a crash between the two loses nothing: "ingest" a file written, "remove"
+# the article of an entry that expired.
 
 
 def _now() -> str:
@@ -143,8 +151,9 @@ class PollResult:
     """What one poll of the feeds did: the files to ingest, and whether retention removed any."""
 
     feeds: list[FeedPoll] = field(default_factory=list)
-    changed: list[Path] = field(default_factory=list)
-    expired: list[Path] = field(default_factory=list)
+    changed: list[Path] = field(default_factory=list)  # to ingest (with what an interrupted ingest left)
+    expired: list[Path] = field(default_factory=list)  # files retention removed at this poll
+    expired_ids: list[str] = field(default_factory=list)  # articles to remove from the index (and left before)
     requests: int = 0
     seconds: float = 0.0
 
@@ -308,6 +317,9 @@ class Collector:
             result.feeds.append(outcome)
             result.changed += outcome.new
         result.expired = self._expire()
+        left = self.pending()
+        result.changed = list(dict.fromkeys([*result.changed, *left[0]]))
+        result.expired_ids = left[1]
         result.requests = self.fetcher.requests - requests
         result.seconds = time.perf_counter() - started
         logger.info("feeds: %s", result.summary())
@@ -381,6 +393,7 @@ class Collector:
                 article = page_article(fetched, entry.link, path, entry)
                 if write_article(article, path, entry.link):
                     outcome.new.append(path)
+                    self._pend("ingest", str(path))
                 published = article.published
             else:
                 published = date.fromisoformat(known["published"]) if known["published"] else entry.published
@@ -465,9 +478,33 @@ class Collector:
                 removed.append(path)
                 # Kept as expired, so the feed's copy of the entry is not fetched again.
                 db.execute("UPDATE entries SET status = 'expired', file = NULL WHERE link = ?", (row["link"],))
+                db.execute(
+                    "INSERT OR REPLACE INTO pending (key, action, since) VALUES (?, 'remove', ?)",
+                    (doc_id_of(row["link"]), _now()),
+                )
         if removed:
             logger.info("feeds: %d articles older than %d days removed", len(removed), self.retention_days)
         return removed
+
+    # -- what the index has still to do ---------------------------------------------------------
+
+    def _pend(self, action: str, key: str) -> None:
+        with self.database.connect() as db:
+            db.execute("INSERT OR REPLACE INTO pending (key, action, since) VALUES (?, ?, ?)", (key, action, _now()))
+
+    def pending(self) -> tuple[list[Path], list[str]]:
+        """The article files to ingest and the article ids to remove that the index has not done yet."""
+        with self.database.connect() as db:
+            rows = db.execute("SELECT key, action FROM pending ORDER BY since, key").fetchall()
+            gone = [row["key"] for row in rows if row["action"] == "ingest" and not Path(row["key"]).exists()]
+            db.executemany("DELETE FROM pending WHERE key = ?", [(key,) for key in gone])  # expired meanwhile
+        files = [Path(row["key"]) for row in rows if row["action"] == "ingest" and row["key"] not in gone]
+        return files, [row["key"] for row in rows if row["action"] == "remove"]
+
+    def settle(self, files: list[Path], removed: list[str]) -> None:
+        """The index ingested `files` and removed the articles `removed`: nothing pends for them."""
+        with self.database.connect() as db:
+            db.executemany("DELETE FROM pending WHERE key = ?", [(str(key),) for key in [*files, *removed]])
 
     # -- links ------------------------------------------------------------------------------
 
@@ -478,6 +515,7 @@ class Collector:
         fetched = self.fetcher.get(url, accept=PAGE_ACCEPT)
         article = page_article(fetched, url, path)
         write_article(article, path, url)
+        self._pend("ingest", str(path))
         self._record(
             url,
             None,

@@ -163,27 +163,43 @@ class Ingestor:
     ) -> IngestReport:
         """Index the articles under `paths`.
 
+        In place by default: what changed is embedded first, then written to the live collection as one
+        journaled change (`ArticleStore.change`) that questions see whole or not at all, and that a crash
+        rolls back or forward; only the articles read are looked up, unless `prune` needs them all.
         With `rebuild`, the changes go into a copy of the live collection that replaces it in one
-        step when everything succeeded; on any error the live collection is left as it was.
+        step when everything succeeded (`/reload`); on any error the live collection is left as it was.
         """
         started = time.perf_counter()
         report = IngestReport()
         articles, report.skipped, read_ok, report.duplicates = self.read(paths)
-        target = self.store.stage() if rebuild else self.store.live()
-        try:
-            self._apply(target, articles, paths, read_ok, prune, report, progress)
-            if rebuild:
+        if rebuild:
+            target = self.store.stage()
+            try:
+                self._apply(target, articles, paths, read_ok, prune, report, progress)
                 self.store.publish(target)
-        except BaseException:
-            if rebuild:
+            except BaseException:
                 self.store.discard(target)
-            raise
+                raise
+        else:
+            self._apply(None, articles, paths, read_ok, prune, report, progress)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def remove(self, doc_ids: list[str]) -> IngestReport:
+        """Remove the articles `doc_ids` from the live collection in place (one journaled change)."""
+        started = time.perf_counter()
+        report = IngestReport()
+        self.store.recover()
+        stored = self.store.stored(doc_ids)
+        report.removed = [doc_id for doc_id in doc_ids if doc_id in stored]
+        if report.removed:
+            self.store.change([], self.store.chunk_ids(report.removed))
         report.seconds = time.perf_counter() - started
         return report
 
     def _apply(
         self,
-        target: Collection,
+        target: Collection | None,
         articles: list[Article],
         paths: list[Path],
         read_ok: set[str],
@@ -191,7 +207,13 @@ class Ingestor:
         report: IngestReport,
         progress: ProgressCallback | None,
     ) -> None:
-        stored = self.store.articles(target)
+        """Compare the articles with what `target` holds (None: the live collection, changed in place) and
+        write what is new, changed or gone."""
+        if target is None:
+            self.store.recover()  # a change a crash interrupted is finished before this one looks
+            stored = self.store.articles() if prune else self.store.stored([a.doc_id for a in articles])
+        else:
+            stored = self.store.articles(target)
         todo: list[Article] = []
         embedder = self.embedder.version
         # When each article's content arrived: now for new and changed content, as before when only re-embedded.
@@ -223,19 +245,32 @@ class Ingestor:
                     report.removed.append(doc_id)
 
         stale = report.updated + report.reembedded + report.removed
-        if stale:
-            self.store.delete(target, stale)
-        self._embed_and_add(target, todo, {d: arrived.get(d, now) for d in (a.doc_id for a in todo)}, report, progress)
+        when = {d: arrived.get(d, now) for d in (a.doc_id for a in todo)}
+        if target is not None:
+            if stale:
+                self.store.delete(target, stale)
+
+            def write(article: Article, chunks: list[Chunk], vectors: np.ndarray, extra: dict[str, str | int]) -> None:
+                self.store.add(target, article, chunks, vectors, [extra for _ in chunks])
+
+            self._embed_and_add(todo, when, report, progress, write)
+            return
+        upserts: list[tuple[Article, list[Chunk], np.ndarray, dict[str, str | int]]] = []
+        self._embed_and_add(todo, when, report, progress, lambda *item: upserts.append(item))
+        if upserts or stale:
+            # The old chunks of what changed or went (those the new content has too are kept: same ids).
+            self.store.change(upserts, self.store.chunk_ids(stale) if stale else [])
 
     def _embed_and_add(
         self,
-        target: Collection,
         articles: list[Article],
         arrived: dict[str, int],
         report: IngestReport,
         progress: ProgressCallback | None,
+        store: Callable[[Article, list[Chunk], np.ndarray, dict[str, str | int]], None],
     ) -> None:
-        """Embed the articles' chunks a batch at a time, writing each batch while the next one is embedded.
+        """Embed the articles' chunks a batch at a time, handing each article to `store` while the next
+        batch is embedded.
 
         The encoder and Chroma both work outside the GIL, so a writer thread stores batch n while this
         thread embeds batch n + 1. A
@@ -251,8 +286,7 @@ class Ingestor:
             offset = 0
             for article, chunks in batch:
                 fields: dict[str, str | int] = {EMBEDDER: self.embedder.version, INGESTED: arrived[article.doc_id]}
-                extra = [fields for _ in chunks]
-                self.store.add(target, article, chunks, vectors[offset : offset + len(chunks)], extra)
+                store(article, chunks, vectors[offset : offset + len(chunks)], fields)
                 offset += len(chunks)
             done += len(batch)
             bar.update(len(batch))
