@@ -466,6 +466,31 @@ def test_polls_ingest_new_and_edited_entries_and_an_unchanged_feed_costs_one_req
     assert polled.id == feed.id and polled.last_new == 2 and polled.articles == 6 and polled.last_error is None
 
 
+def test_articles_a_failed_ingest_left_are_ingested_by_the_next_poll(
+    website: Website, feed_services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The poll wrote its files, then the ingest failed (the process could as well have died): the next poll,
+    though the feed is unchanged (304), ingests them; nothing is lost, nothing fetched twice."""
+    site = NewsSite(website, 2)
+    feed_services.collector.add_feed(site.feed_url)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(feed_services.ingestor, "ingest", broken)
+    with pytest.raises(RuntimeError):
+        feed_services.refresh_feeds()
+    assert feed_services.store.articles() == {}
+    monkeypatch.undo()
+    mark = website.mark()
+    again = feed_services.refresh_feeds()
+    assert [r.status for r in website.since(mark)] == [304]
+    assert again.report is not None and len(again.report.added) == 2
+    assert sorted(a.url or "" for a in feed_services.store.articles().values()) == sorted([site.link(1), site.link(2)])
+    assert feed_services.collector.pending() == ([], [])
+    assert feed_services.refresh_feeds().report is None  # done: nothing pends any more
+
+
 def test_retention_removes_old_feed_articles_in_place(website: Website, tmp_path: Path, embedder: Embedder) -> None:
     site = NewsSite(website, 2)
     site.add(3, day=TODAY - timedelta(days=90))  # an old story, still in the feed
