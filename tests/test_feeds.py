@@ -23,10 +23,10 @@ import pytest
 from retrieval.index.embedding import Embedder
 from retrieval.ingest.articles import Article, ArticleError
 from retrieval.ingest.feeds import Collector, Database, parse_feed
-from retrieval.ingest.fetch import Fetcher, FetchError, FetchPolicy
+from retrieval.ingest.fetch import Fetcher, FetchError, FetchPolicy, system_resolver
 from retrieval.service import Services
 from tests.conftest import make_services
-from tests.websites import Website, article_page, rss
+from tests.websites import ForwardProxy, Website, article_page, rss
 
 LOOPBACK = frozenset({"127.0.0.1"})
 TODAY = datetime.now(UTC).date()
@@ -156,6 +156,60 @@ def fetcher(**policy: Any) -> Fetcher:
 
 def collector(tmp_path: Path, **policy: Any) -> Collector:
     return Collector(Database(tmp_path / "state.sqlite3"), fetcher(**policy), tmp_path / "fetched")
+
+
+# -- fetching side by side, and through a proxy ----------------------------------------------
+
+
+def test_feeds_of_two_hosts_are_fetched_side_by_side_and_each_host_one_request_at_a_time(tmp_path: Path) -> None:
+    """Host A answers only once host B has been asked something: a poll that fetched one feed after the other
+    would get A's 503 after 30 s. Two feeds on host A still get one request at a time (fetch_per_host = 1)."""
+    a, b = Website().start(address="127.0.0.1"), Website().start(address="127.0.0.2")
+    try:
+        for site, name, gate in ((a, "a1", b.arrived), (a, "a2", b.arrived), (b, "b1", None)):
+            items = []
+            for n in (1, 2):
+                title, paragraphs = story(n)
+                site.put(f"/{name}/{n}", article_page(f"{title} ({name})", paragraphs, site=name), gate=gate)
+                items.append({"title": f"{title} ({name})", "link": site.url(f"/{name}/{n}")})
+            site.put(f"/{name}.xml", rss(name, items), "application/rss+xml", gate=gate)
+        policy = FetchPolicy(host_pause=0.0, timeout=60.0, allowed_hosts=frozenset({"127.0.0.1", "127.0.0.2"}))
+        assert policy.concurrency > 1 and policy.per_host == 1  # the defaults
+        collector = Collector(Database(tmp_path / "state.sqlite3"), Fetcher(policy), tmp_path / "fetched")
+        for site, name in ((a, "a1"), (a, "a2"), (b, "b1")):
+            collector.add_feed(site.url(f"/{name}.xml"))
+        result = collector.poll()
+        assert [f.error for f in result.feeds] == [None, None, None] and [len(f.new) for f in result.feeds] == [2, 2, 2]
+        assert a.most_in_flight == 1  # the two feeds of host A and their pages: one request at a time
+        assert all(r.status in (200, 404) for r in a.requests + b.requests)  # 404: no robots.txt
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_requests_go_through_the_proxy_to_the_checked_address_and_refused_targets_never_reach_it(
+    website: Website,
+) -> None:
+    proxy = ForwardProxy().start()
+    try:
+        website.put("/page", article_page(*story(1)))
+        names = {"news.test": ["127.0.0.1"], "intranet.test": ["10.0.0.5"]}
+        through = Fetcher(
+            FetchPolicy(host_pause=0.0, timeout=5.0, allowed_hosts=frozenset({"news.test"}), proxy=proxy.url),
+            resolver=lambda host, port: names.get(host) or system_resolver(host, port),
+        )
+        fetched = through.get(website.url("/page", host="news.test"))
+        assert fetched.status == 200 and b"Port Ellery" in fetched.content
+        # The proxy was asked for the address newsbot resolved and checked, with the name only in Host.
+        assert [url for url, _ in proxy.asked] == [website.url("/robots.txt"), website.url("/page")]
+        assert {host for _, host in proxy.asked} == {f"news.test:{website.port}"}
+        assert [r.path for r in website.requests] == ["/robots.txt", "/page"]
+        for refused in ("http://intranet.test/feed.xml", "http://169.254.169.254/latest/meta-data/", "http://10.1.2.3/"):
+            with pytest.raises(FetchError, match="not a public address"):
+                through.get(refused)
+        assert len(proxy.asked) == 2  # nothing refused was sent to the proxy
+    finally:
+        proxy.stop()
 
 
 # -- the fetcher: safety ------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Articles from the web: RSS and Atom feeds polled on a schedule, and single links an admin sends.
 
-Each new entry's page is fetched (`retrieval/ingest/fetch.py`) and its text extracted as `.html`
+Feeds are polled side by side (`fetch_concurrency`), each host getting `fetch_per_host` requests at once
+with its pause between two. Each new entry's page is fetched (`retrieval/ingest/fetch.py`) and its text extracted as `.html`
 files are; the article is written as a JSON record under one folder (`data_dir/fetched/`, named
 after its link), which the ordinary ingest then reads: the stable id comes from the link, the content
 hash from the text, so an unchanged page embeds nothing and an edited one replaces its article. The
@@ -22,6 +23,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -310,12 +312,14 @@ class Collector:
         started = time.perf_counter()
         requests = self.fetcher.requests
         result = PollResult()
-        for feed in self.feeds():
-            if feed_id is not None and feed.id != feed_id:
-                continue
-            outcome = self._poll_feed(feed)
-            result.feeds.append(outcome)
-            result.changed += outcome.new
+        chosen = [feed for feed in self.feeds() if feed_id is None or feed.id == feed_id]
+        # Feeds side by side (`fetch_concurrency` at once); the fetcher keeps each host to `fetch_per_host`
+        # requests at once and its pause between two, however many feeds it serves.
+        workers = max(1, min(self.fetcher.policy.concurrency, len(chosen)))
+        with ThreadPoolExecutor(workers, thread_name_prefix="poll") as pool:
+            for outcome in pool.map(self._poll_feed, chosen):
+                result.feeds.append(outcome)
+                result.changed += outcome.new
         result.expired = self._expire()
         left = self.pending()
         result.changed = list(dict.fromkeys([*result.changed, *left[0]]))

@@ -57,6 +57,9 @@ class FetchPolicy:
     max_redirects: int = 5
     host_pause: float = 1.0
     allowed_hosts: frozenset[str] = frozenset()
+    concurrency: int = 8  # hosts fetched from at once (`Collector.poll`)
+    per_host: int = 1  # requests one host gets at once
+    proxy: str = ""  # an HTTP proxy for every request ("" for none)
 
     @classmethod
     def from_settings(cls, settings: Any) -> FetchPolicy:
@@ -67,6 +70,9 @@ class FetchPolicy:
             max_redirects=settings.fetch_max_redirects,
             host_pause=settings.fetch_host_pause_seconds,
             allowed_hosts=frozenset(host.lower() for host in settings.fetch_allowed_hosts),
+            concurrency=settings.fetch_concurrency,
+            per_host=settings.fetch_per_host,
+            proxy=settings.fetch_proxy,
         )
 
 
@@ -164,6 +170,8 @@ class Fetcher:
         self._clients: dict[str, httpx.Client] = {}
         self._robots: dict[str, _Robots] = {}
         self._last: dict[str, float] = {}
+        self._slots: dict[str, threading.BoundedSemaphore] = {}  # `policy.per_host` requests to a host at once
+        self._robots_locks: dict[str, threading.Lock] = {}  # one robots.txt fetch a host, however many threads ask
         self._lock = threading.Lock()
         self.requests = 0  # requests sent (robots.txt included): what a poll cost
 
@@ -224,11 +232,26 @@ class Fetcher:
         if last_modified:
             headers["If-Modified-Since"] = last_modified
         extensions = {"sni_hostname": host} if parsed.scheme == "https" else {}
-        self._pause(host)
+        with self._slot(host):
+            self._pause(host)
+            return self._send(parsed, pinned, headers, extensions, original)
+
+    def _slot(self, host: str) -> threading.BoundedSemaphore:
+        with self._lock:
+            slot = self._slots.get(host)
+            if slot is None:
+                slot = self._slots[host] = threading.BoundedSemaphore(self.policy.per_host)
+            return slot
+
+    def _send(
+        self, parsed: httpx.URL, pinned: httpx.URL, headers: dict[str, str], extensions: dict[str, Any], original: str
+    ) -> Fetched | str:
+        host = parsed.host.lower()
         deadline = time.monotonic() + self.policy.timeout
         client = self._client(host)
         try:
-            self.requests += 1
+            with self._lock:
+                self.requests += 1
             with client.stream("GET", pinned, headers=headers, extensions=extensions) as response:
                 if response.status_code in _REDIRECTS:
                     location = response.headers.get("location")
@@ -236,7 +259,9 @@ class Fetcher:
                         raise FetchError(original, f"redirect ({response.status_code}) without a Location")
                     return location
                 if response.status_code == 304:
-                    return Fetched(str(parsed), 304, etag=etag, last_modified=last_modified)
+                    return Fetched(
+                        str(parsed), 304, etag=headers.get("If-None-Match"), last_modified=headers.get("If-Modified-Since")
+                    )
                 if response.status_code != 200:
                     raise FetchError(
                         original,
@@ -278,13 +303,15 @@ class Fetcher:
                 if len(self._clients) >= _MAX_CLIENTS:
                     oldest = next(iter(self._clients))
                     self._clients.pop(oldest).close()
-                # trust_env off: a proxy from the environment would connect to the name, not the checked address.
+                # trust_env off: a proxy from the environment is never used. The proxy of the settings is
+                # asked for the checked address (the URL it is sent is pinned to it), never for the name.
                 client = httpx.Client(
                     timeout=httpx.Timeout(self.policy.timeout),
                     follow_redirects=False,
                     headers={"User-Agent": self.policy.user_agent},
                     trust_env=False,
                     verify=self.verify,
+                    proxy=self.policy.proxy or None,
                 )
                 self._clients[host] = client
             return client
@@ -309,10 +336,13 @@ class Fetcher:
     def _check_robots(self, parsed: httpx.URL, original: str) -> None:
         host = parsed.host.lower()
         origin = f"{parsed.scheme}://{parsed.netloc.decode('ascii')}"
-        robots = self._robots.get(host)
-        if robots is None or time.monotonic() - robots.fetched > _ROBOTS_TTL_S:
-            robots = self._load_robots(origin)
-            self._robots[host] = robots
+        with self._lock:
+            loading = self._robots_locks.setdefault(host, threading.Lock())
+        with loading:
+            robots = self._robots.get(host)
+            if robots is None or time.monotonic() - robots.fetched > _ROBOTS_TTL_S:
+                robots = self._load_robots(origin)
+                self._robots[host] = robots
         if robots.parser is None:
             raise FetchError(original, f"{origin}/robots.txt cannot be read ({robots.reason}), so nothing there is fetched")
         if not robots.parser.can_fetch(ROBOTS_AGENT, str(parsed)):
