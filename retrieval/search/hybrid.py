@@ -384,8 +384,17 @@ class HybridRetriever:
         ordered += kept[start:]
         matrix = self._vectors
         if matrix.shape[0] == len(self._ordered) and vectors.size:
-            base = matrix[keep] if matrix.size else np.zeros((0, vectors.shape[1]), dtype=np.float32)
-            matrix = np.insert(base, positions, vectors[order].astype(base.dtype), axis=0)
+            dtype = matrix.dtype if matrix.size else np.dtype(np.float32)
+            out = np.empty((len(ordered), vectors.shape[1]), dtype=dtype)
+            # Rows are copied a block at a time into the one new matrix: the old one and the new are the
+            # only two whole copies in memory (at 100k chunks, 154 MB each).
+            source = np.flatnonzero(keep)
+            destination = np.arange(len(source)) + np.searchsorted(positions, np.arange(len(source)), side="right")
+            for start in range(0, len(source), _EXACT_BLOCK):
+                block = slice(start, start + _EXACT_BLOCK)
+                out[destination[block]] = matrix[source[block]]
+            out[positions + np.arange(len(positions))] = vectors[order].astype(dtype)
+            matrix = out
         else:  # no vectors kept in memory (search asks Chroma): none to add
             matrix = np.zeros((0, 0), dtype=np.float32)
         return days, ordered, matrix
