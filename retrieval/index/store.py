@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, Protocol, TypeVar
 
 import httpx
@@ -188,9 +192,12 @@ class ArticleStore:
     live one and `publish()` switches the alias to it in one write.
     """
 
-    def __init__(self, client: ClientAPI, name: str) -> None:
+    def __init__(self, client: ClientAPI, name: str, lock_path: Path | None = None) -> None:
         self._client = client
         self.name = name
+        # Writers of one embedded Chroma (`newsbot ingest` beside `newsbot serve`) take turns on this file.
+        self._lock_path = lock_path
+        self._thread_lock = threading.RLock()
         self._collections: dict[str, Collection] = {}  # by name; a name is never reused (`_new_name`)
         self._writes = 0  # writes to the live collection outside the journal, through this store (`version`)
         self._registry = client.get_or_create_collection(
@@ -204,7 +211,25 @@ class ArticleStore:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ArticleStore:
-        return cls(make_client(settings), settings.collection)
+        lock = settings.chroma_path / f"{settings.collection}.lock" if settings.chroma_mode != "http" else None
+        return cls(make_client(settings), settings.collection, lock)
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """One writer at a time of the journal and the alias: threads of this process, and processes sharing
+        the embedded Chroma's folder (a lock file). Several machines on one Chroma server must see to it
+        that one of them writes at a time (docs/bot.md)."""
+        with self._thread_lock:
+            if self._lock_path is None:
+                yield
+                return
+            self._lock_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self._lock_path, "a") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(handle, fcntl.LOCK_UN)
 
     # -- the alias --------------------------------------------------------------------------
 
@@ -267,6 +292,10 @@ class ArticleStore:
     @_server_call
     def publish(self, staged: Collection) -> None:
         """Make `staged` the live collection in one step, then drop the old one."""
+        with self.writing():
+            self._publish(staged)
+
+    def _publish(self, staged: Collection) -> None:
         old = self.live_name
         self._set_live(staged.name)
         logger.info("collection %s is live (was %s)", staged.name, old)
@@ -448,7 +477,13 @@ class ArticleStore:
         A crash at any point leaves a change that the next one rolls back (pending) or forward
         (committed): `recover`.
         """
-        self.recover()
+        with self.writing():
+            return self._change(upserts, removed)
+
+    def _change(
+        self, upserts: Sequence[tuple[Article, list[Chunk], np.ndarray, dict[str, str | int]]], removed: Sequence[str]
+    ) -> int:
+        self._recover()
         live = self.live()
         added = [chunk.chunk_id for _, chunks, _, _ in upserts for chunk in chunks]
         kept = set(added)
@@ -499,6 +534,10 @@ class ArticleStore:
     def recover(self) -> list[int]:
         """Finish what a crash interrupted: a pending change is rolled back (its new chunks deleted), a
         committed one rolled forward (its old chunks deleted). The numbers of the changes recovered."""
+        with self.writing():
+            return self._recover()
+
+    def _recover(self) -> list[int]:
         live_name, seq = self._state()
         unfinished: Any = {"state": {"$in": [PENDING, COMMITTED]}}
         found = self._journal.get(where=unfinished, include=["metadatas", "documents"])
