@@ -7,9 +7,12 @@ stays in the Host header and TLS's server name), so a second DNS answer cannot p
 A host named in `allowed_hosts` may resolve anywhere (an intranet feed; tests on loopback).
 
 Politely: a user agent naming newsbot, robots.txt respected (RFC 9309: a missing one allows
-everything, an unreachable one nothing), a pause between two requests to one host (or the host's
-Crawl-delay), conditional requests, and on every response a timeout, a size cap and a bounded
-number of redirects.
+everything, an unreachable one nothing), at most `per_host` requests to one host at once and a pause
+between two (or the host's Crawl-delay), conditional requests, and on every response a timeout, a size
+cap and a bounded number of redirects. The fetcher is shared by the threads of a poll.
+
+Through a proxy (`proxy`, setting fetch_proxy) the same holds: the proxy is sent the URL pinned to the
+checked address (an absolute-form request, or a CONNECT for https), never a name it would resolve itself.
 """
 
 from __future__ import annotations
