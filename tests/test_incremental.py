@@ -151,6 +151,37 @@ def test_the_index_changed_in_place_is_the_index_read_whole(indexed: tuple[Servi
     assert "Erbil" in shown(services, "Where did Carter meet Kurdish leaders?")
 
 
+def test_a_large_ingest_is_written_as_several_changes_of_whole_articles(
+    tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ingest is written a few thousand chunks at a time (here 3), each change of whole articles: after each,
+    search holds every article it holds whole."""
+    from collections import Counter
+
+    from retrieval.ingest import pipeline
+
+    monkeypatch.setattr(pipeline, "_CHANGE_CHUNKS", 3)
+    services = make_services(tmp_path / "var", embedder)
+    services.retriever.refresh()
+    seen: list[tuple[int, Counter[str]]] = []  # after each change: its number, and the chunks of each article searched
+    change = services.store.change
+
+    def change_and_look(*args: Any) -> int:
+        number = change(*args)
+        services.retriever.refresh()
+        seen.append((number, Counter(cid.rsplit(":", 2)[0] for cid in services.retriever._chunks)))
+        return number
+
+    services.store.change = change_and_look  # type: ignore[method-assign,assignment]
+    report = services.ingestor.ingest([ARTICLES])
+    assert len(report.added) == 5 and len(seen) > 1  # several changes, numbered one after the other
+    assert [n for n, _ in seen] == list(range(seen[0][0], seen[0][0] + len(seen)))
+    stored = services.store.articles()
+    for _, counts in seen:
+        assert all(count == stored[doc_id].chunks for doc_id, count in counts.items())  # whole articles only
+    assert set(seen[-1][1]) == set(stored) and services.store.count() == sum(a.chunks for a in stored.values())
+
+
 CHILD = """
 import sys, time
 from pathlib import Path

@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 ProgressCallback = Callable[[int, int], None]
 _EMBED_BATCH = 256  # chunks embedded at a time (whole articles)
 _REMEMBERED = 20_000  # chunk vectors kept in a run to find repeated texts (1.5 KB each)
+_CHANGE_CHUNKS = 5000  # chunks written to the live collection as one change (at most about this many)
 
 
 @dataclass
@@ -255,11 +256,26 @@ class Ingestor:
 
             self._embed_and_add(todo, when, report, progress, write)
             return
-        upserts: list[tuple[Article, list[Chunk], np.ndarray, dict[str, str | int]]] = []
-        self._embed_and_add(todo, when, report, progress, lambda *item: upserts.append(item))
-        if upserts or stale:
+        # Written a change at a time, of `_CHANGE_CHUNKS` chunks or so, each of whole articles with the old
+        # chunks of those it replaces: a large ingest never holds all its vectors, and each article is seen
+        # old or new. Removed articles go with the last change.
+        replaced = set(report.updated + report.reembedded)
+        batch: list[tuple[Article, list[Chunk], np.ndarray, dict[str, str | int]]] = []
+
+        def write_change(gone: list[str]) -> None:
+            docs = [article.doc_id for article, *_ in batch if article.doc_id in replaced] + gone
             # The old chunks of what changed or went (those the new content has too are kept: same ids).
-            self.store.change(upserts, self.store.chunk_ids(stale) if stale else [])
+            self.store.change(list(batch), self.store.chunk_ids(docs) if docs else [])
+            batch.clear()
+
+        def collect(article: Article, chunks: list[Chunk], vectors: np.ndarray, extra: dict[str, str | int]) -> None:
+            batch.append((article, chunks, vectors, extra))
+            if sum(len(item[1]) for item in batch) >= _CHANGE_CHUNKS:
+                write_change([])
+
+        self._embed_and_add(todo, when, report, progress, collect)
+        if batch or report.removed:
+            write_change(report.removed)
 
     def _embed_and_add(
         self,
