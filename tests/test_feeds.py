@@ -284,6 +284,18 @@ def test_https_connects_to_the_checked_address_and_verifies_the_host_name(tmp_pa
         fetched = by_name.get(website.url("/page", host="localhost"))
         assert fetched.status == 200 and b"Port Ellery 1" in fetched.content
         assert website.hits("/page")[0].headers["host"] == f"localhost:{website.port}"
+        # Through a proxy: a tunnel to the checked host name (TLS names and verifies it), robots.txt too.
+        proxy = ForwardProxy().start()
+        try:
+            policy = FetchPolicy(host_pause=0.0, allowed_hosts=frozenset({"localhost"}), proxy=proxy.url)
+            tunnelled = Fetcher(policy, verify=trusted).get(website.url("/page", host="localhost"))
+            assert tunnelled.status == 200 and b"Port Ellery 1" in tunnelled.content
+            assert {asked for asked, _ in proxy.asked} == {f"CONNECT localhost:{website.port}"}
+            with pytest.raises(FetchError, match="not a public address"):  # checked before the proxy is asked
+                Fetcher(policy, verify=trusted).get("https://192.168.1.10/feed.xml")
+            assert {asked for asked, _ in proxy.asked} == {f"CONNECT localhost:{website.port}"}
+        finally:
+            proxy.stop()
         # The same server by its address: the certificate does not name 127.0.0.1, so it is refused.
         by_address = Fetcher(FetchPolicy(host_pause=0.0, allowed_hosts=LOOPBACK), verify=trusted)
         with pytest.raises(FetchError, match="CERTIFICATE_VERIFY_FAILED|certificate verify failed"):

@@ -198,7 +198,8 @@ class Website:
 @dataclass
 class ForwardProxy:
     """A plain HTTP forward proxy on loopback (an egress proxy stand-in): it answers absolute-form GETs by
-    fetching the URL itself, and records each URL and Host header it was asked for."""
+    fetching the URL itself, tunnels CONNECT (https), and records each URL (or CONNECT target) and Host
+    header it was asked for."""
 
     asked: list[tuple[str, str]] = field(default_factory=list)
 
@@ -225,6 +226,35 @@ class ForwardProxy:
                 passed = {k: v for k, v in answer.getheaders() if k.lower() in ("etag", "last-modified", "location")}
                 Website._send(self, answer.status, body, answer.getheader("Content-Type"), passed)
                 upstream.close()
+
+            def do_CONNECT(self) -> None:  # noqa: N802 (https: a tunnel to the address asked for)
+                import select
+                import socket
+
+                proxy.asked.append((f"CONNECT {self.path}", self.headers.get("Host", "")))
+                host, _, port = self.path.rpartition(":")
+                if host not in ("127.0.0.1", "localhost"):
+                    Website._send(self, 502, b"not a loopback target", "text/plain")
+                    return
+                upstream = socket.create_connection((host, int(port)), timeout=10)
+                self.send_response(200, "Connection established")
+                self.end_headers()
+                self.close_connection = True
+                ends = [self.connection, upstream]
+                try:
+                    while True:
+                        ready, _, _ = select.select(ends, [], [], 10)
+                        if not ready:
+                            return
+                        for end in ready:
+                            data = end.recv(65536)
+                            if not data:
+                                return
+                            (upstream if end is self.connection else self.connection).sendall(data)
+                except OSError:
+                    return
+                finally:
+                    upstream.close()
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass

@@ -11,8 +11,9 @@ everything, an unreachable one nothing), at most `per_host` requests to one host
 between two (or the host's Crawl-delay), conditional requests, and on every response a timeout, a size
 cap and a bounded number of redirects. The fetcher is shared by the threads of a poll.
 
-Through a proxy (`proxy`, setting fetch_proxy) the same holds: the proxy is sent the URL pinned to the
-checked address (an absolute-form request, or a CONNECT for https), never a name it would resolve itself.
+Through a proxy (`proxy`, setting fetch_proxy) every target is checked the same way before anything is
+sent. An http request is sent to the proxy pinned to the checked address, so it never resolves a name;
+an https one is a tunnel (CONNECT) to the checked host name, as TLS must name it, which the proxy resolves.
 """
 
 from __future__ import annotations
@@ -229,6 +230,10 @@ class Fetcher:
         address = self._address(parsed, original)
         host = parsed.host.lower()
         pinned = parsed.copy_with(host=address)
+        if self.policy.proxy and parsed.scheme == "https":
+            # A tunnel (CONNECT) cannot be asked for an address while TLS names the host (httpx names the
+            # tunnel's host to TLS): it is asked for the name, which was checked here first.
+            pinned = parsed
         headers = {"Host": parsed.netloc.decode("ascii"), "Accept": accept, "Accept-Encoding": "gzip, deflate"}
         if etag:
             headers["If-None-Match"] = etag
@@ -306,8 +311,8 @@ class Fetcher:
                 if len(self._clients) >= _MAX_CLIENTS:
                     oldest = next(iter(self._clients))
                     self._clients.pop(oldest).close()
-                # trust_env off: a proxy from the environment is never used. The proxy of the settings is
-                # asked for the checked address (the URL it is sent is pinned to it), never for the name.
+                # trust_env off: a proxy from the environment is never used; the one of the settings is
+                # asked only for targets checked here (the module's docstring).
                 client = httpx.Client(
                     timeout=httpx.Timeout(self.policy.timeout),
                     follow_redirects=False,
