@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+import numpy as np
+
 from retrieval.ingest.feeds import Database
 
 SCHEMA = """
@@ -31,6 +33,7 @@ CREATE INDEX IF NOT EXISTS digests_by_chat ON digests (chat_id);
 CREATE TABLE IF NOT EXISTS digest_quotes (
     digest_id INTEGER NOT NULL,
     quote_key TEXT NOT NULL,
+    vector BLOB,
     sent_at TEXT NOT NULL,
     PRIMARY KEY (digest_id, quote_key)
 );
@@ -127,24 +130,31 @@ class DigestBook:
             db.execute("DELETE FROM digest_quotes WHERE digest_id = ?", (digest_id,))
         return digest
 
-    def mark_sent(self, digest_id: int, when: datetime, quotes: Iterable[str] = ()) -> None:
-        """The digest was posted (or stayed silent) for the time `when`, quoting `quotes` (`sentence_key`s)."""
+    def mark_sent(self, digest_id: int, when: datetime, quotes: Iterable[tuple[str, np.ndarray | None]] = ()) -> None:
+        """The digest was posted (or stayed silent) for the time `when`, quoting `quotes`: each sentence's
+        `sentence_key` and its embedding."""
         with self.database.connect() as db:
             db.execute("UPDATE digests SET last_sent = ? WHERE id = ?", (_stamp(when), digest_id))
             db.executemany(
-                "INSERT OR REPLACE INTO digest_quotes (digest_id, quote_key, sent_at) VALUES (?, ?, ?)",
-                [(digest_id, key, _stamp(when)) for key in set(quotes)],
+                "INSERT OR REPLACE INTO digest_quotes (digest_id, quote_key, vector, sent_at) VALUES (?, ?, ?, ?)",
+                [
+                    (digest_id, key, None if vector is None else np.asarray(vector, dtype=np.float16).tobytes(), _stamp(when))
+                    for key, vector in dict(quotes).items()
+                ],
             )
             db.execute(
                 "DELETE FROM digest_quotes WHERE digest_id = ? AND sent_at < ?",
                 (digest_id, _stamp(when - timedelta(days=QUOTES_KEPT_DAYS))),
             )
 
-    def sent_quotes(self, digest_id: int) -> frozenset[str]:
-        """The sentences (`sentence_key`s) this digest posted in the last `QUOTES_KEPT_DAYS` days."""
+    def sent_quotes(self, digest_id: int) -> tuple[frozenset[str], np.ndarray]:
+        """The sentences this digest posted in the last `QUOTES_KEPT_DAYS` days: their `sentence_key`s, and
+        their embeddings (one row each, those known)."""
         with self.database.connect() as db:
-            rows = db.execute("SELECT quote_key FROM digest_quotes WHERE digest_id = ?", (digest_id,)).fetchall()
-        return frozenset(row["quote_key"] for row in rows)
+            rows = db.execute("SELECT quote_key, vector FROM digest_quotes WHERE digest_id = ?", (digest_id,)).fetchall()
+        vectors = [np.frombuffer(row["vector"], dtype=np.float16) for row in rows if row["vector"]]
+        matrix = np.stack(vectors).astype(np.float32) if vectors else np.zeros((0, 0), dtype=np.float32)
+        return frozenset(row["quote_key"] for row in rows), matrix
 
     def _select(self, where: str, params: tuple[object, ...]) -> list[Digest]:
         with self.database.connect() as db:

@@ -13,6 +13,7 @@ from html import escape
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
 from telegram.error import TelegramError
 from telegram.ext import Application, JobQueue
 
@@ -96,8 +97,9 @@ async def deliver(context: BotContext, runtime: Runtime, digest: Digest) -> str 
     since = digest.since()
     # What arrived since the last post; `now` is taken before the briefing, so an article ingested while it
     # is made is in the next post too (and left out there if this one quoted it: `sent_quotes`).
+    sent, sent_vectors = runtime.digests.sent_quotes(digest.id)
     briefing = await runtime.briefer.abrief(
-        digest.topic, arrived_after=int(since.timestamp()), sent=runtime.digests.sent_quotes(digest.id)
+        digest.topic, arrived_after=int(since.timestamp()), sent=sent, sent_vectors=sent_vectors
     )
     runtime.usage.briefings += 1
     shown = since.astimezone(zone).strftime(SINCE_FORMAT)
@@ -116,6 +118,10 @@ async def deliver(context: BotContext, runtime: Runtime, digest: Digest) -> str 
     except TelegramError as exc:  # removed from the group, say: logged, and tried again tomorrow
         logger.warning("digest %s could not be posted to chat id %s: %s", digest.id, digest.chat_id, exc)
         return None
-    runtime.digests.mark_sent(digest.id, now, (sentence_key(source.quote) for source in briefing.sources))
+    vectors: list[np.ndarray | None] = list(briefing.quote_vectors)
+    if len(vectors) != len(briefing.sources):  # a briefer that keeps none: the words alone are remembered
+        vectors = [None] * len(briefing.sources)
+    quoted = zip(briefing.sources, vectors, strict=True)
+    runtime.digests.mark_sent(digest.id, now, ((sentence_key(source.quote), vector) for source, vector in quoted))
     logger.info("digest %s posted to chat id %s", digest.id, digest.chat_id)
     return text

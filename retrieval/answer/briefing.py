@@ -63,6 +63,8 @@ class Briefing:
     sources: list[Citation] = field(default_factory=list)  # the numbered articles behind the bullets
     message: str = ""
     repeats: int = 0  # stories left out because every sentence they would quote was sent before (`sent`)
+    # The embedding of each source's quoted sentence, in the order of `sources` (a digest remembers them).
+    quote_vectors: list[np.ndarray] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
@@ -146,12 +148,15 @@ class Briefer:
         until: date | None = None,
         arrived_after: int | None = None,
         sent: frozenset[str] = frozenset(),
+        sent_vectors: np.ndarray | None = None,
     ) -> Briefing:
         """Up to `max_points` bullets from distinct stories about `topic`, newest first.
 
         `since` and `until` bound the publication dates; `arrived_after` (seconds since 1970) keeps only
         articles ingested from then (a digest's "new since the last one"). A story every sentence of
-        which was sent before (`sent`: their `sentence_key`s) is left out: it has no news.
+        which was sent before is left out, as it has no news: the same words (`sent`: `sentence_key`s), or
+        the same thing said otherwise (a cosine of at least `SAME_SENTENCE_COSINE` to one of `sent_vectors`,
+        the embeddings of the sentences sent).
         """
         topic = clean_topic(topic) or topic.strip()
         query = Query(topic, since=since, until=until, arrived_after=arrived_after)
@@ -163,7 +168,14 @@ class Briefer:
             when = f" since {since.isoformat()}" if since else ""
             return Briefing(topic, message=NOTHING_FOUND.replace("on that", f"on that{when}"))
         stories = self._stories(picks, linked)
-        fresh = [story for story in stories if not all(sentence_key(pick.sentence) in sent for pick in story)]
+        said = sent_vectors if sent_vectors is not None and len(sent_vectors) else None
+
+        def told(pick: _Pick) -> bool:
+            if sentence_key(pick.sentence) in sent:
+                return True
+            return said is not None and float(np.max(said @ pick.vector)) >= SAME_SENTENCE_COSINE
+
+        fresh = [story for story in stories if not all(told(pick) for pick in story)]
         if not fresh:
             return Briefing(topic, message=NOTHING_FOUND, repeats=len(stories))
         repeats = len(stories) - len(fresh)
@@ -176,6 +188,7 @@ class Briefer:
             for pick in story:
                 n = len(briefing.sources) + 1
                 briefing.sources.append(Citation.of(n, pick.passage, pick.sentence))
+                briefing.quote_vectors.append(pick.vector)
                 numbers.append(n)
                 # Each outlet's own sentence, unless it says what an earlier one already said.
                 if len(parts) < 2 and all(
@@ -196,9 +209,12 @@ class Briefer:
         until: date | None = None,
         arrived_after: int | None = None,
         sent: frozenset[str] = frozenset(),
+        sent_vectors: np.ndarray | None = None,
     ) -> Briefing:
         """`brief` off the event loop."""
-        return await asyncio.to_thread(self.brief, topic, since=since, until=until, arrived_after=arrived_after, sent=sent)
+        return await asyncio.to_thread(
+            self.brief, topic, since=since, until=until, arrived_after=arrived_after, sent=sent, sent_vectors=sent_vectors
+        )
 
     def _best_per_article(self, topic: str, passages: list[Passage], linked: set[frozenset[str]]) -> list[_Pick]:
         """Each article's sentence that best fits the topic, preferring sentences that state figures."""
