@@ -64,7 +64,7 @@ class Briefing:
     message: str = ""
     repeats: int = 0  # stories left out because every sentence they would quote was sent before (`sent`)
     # The embedding of each source's quoted sentence, in the order of `sources` (a digest remembers them).
-    quote_vectors: list[np.ndarray] = field(default_factory=list)
+    quote_vectors: list[np.ndarray] = field(default_factory=list, compare=False, repr=False)
 
     @property
     def empty(self) -> bool:
