@@ -37,19 +37,29 @@ async def require_admin(update: Update, context: BotContext) -> bool:
 NOT_CHAT_ADMIN = "Sorry, only this group's admins (or the bot's) can do that."
 
 
+def sent_by_the_group(message: Message | None) -> bool:
+    """A message an anonymous admin sent on behalf of the group (`sender_chat` is the group itself).
+
+    Telegram then names its GroupAnonymousBot as the sender, which is no member: only a group's admins
+    can post as the group. A channel posting in its discussion group has another `sender_chat`.
+    """
+    return message is not None and message.sender_chat is not None and message.sender_chat.id == message.chat.id
+
+
 async def require_chat_admin(update: Update, context: BotContext) -> bool:
-    """True for the bot's admins, anyone in their own private chat, and a group's admins; otherwise
-    reply politely and log who tried."""
+    """True for the bot's admins, anyone in their own private chat, a group's admins and its anonymous
+    admins (`sent_by_the_group`); otherwise reply politely and log who tried."""
     user, chat, message = update.effective_user, update.effective_chat, update.effective_message
     if user is None or chat is None:
         return False
-    if user.id in context.settings.admin_ids or chat.type == ChatType.PRIVATE:
+    if user.id in context.settings.admin_ids or chat.type == ChatType.PRIVATE or sent_by_the_group(message):
         return True
     member = await context.bot.get_chat_member(chat.id, user.id)
     if member.status in (ChatMember.OWNER, ChatMember.ADMINISTRATOR):
         return True
     command = (message.text or "?").split()[0] if message else "?"
-    logger.warning("group-admin-only %s refused for user id %s in chat id %s", command, user.id, chat.id)
+    on_behalf = f" (sent as chat id {message.sender_chat.id})" if message is not None and message.sender_chat else ""
+    logger.warning("group-admin-only %s refused for user id %s%s in chat id %s", command, user.id, on_behalf, chat.id)
     if message is not None:
         await message.reply_text(NOT_CHAT_ADMIN)
     return False

@@ -1,16 +1,20 @@
 """Scheduled briefings: which chat gets which topic at what time, kept in the SQLite file beside the index.
 
-A digest posts, every day at its time, what `/brief TOPIC since <the last digest>` would give. When
-it was due while the bot was down, it is sent once when the bot comes back (`missed`), however many
-days it missed.
+A digest posts, every day at its time, the briefing on its topic of the articles that arrived (were
+ingested) since its last post, one bullet a story; a story whose every quoted sentence it posted before
+is left out (`digest_quotes` remembers them for `QUOTES_KEPT_DAYS`). When it was due while the bot was
+down, it is sent once when the bot comes back (`missed`), however many days it missed.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
+
+import numpy as np
 
 from retrieval.ingest.feeds import Database
 
@@ -26,7 +30,18 @@ CREATE TABLE IF NOT EXISTS digests (
     last_sent TEXT
 );
 CREATE INDEX IF NOT EXISTS digests_by_chat ON digests (chat_id);
+CREATE TABLE IF NOT EXISTS digest_quotes (
+    digest_id INTEGER NOT NULL,
+    quote_key TEXT NOT NULL,
+    vector BLOB,
+    sent_at TEXT NOT NULL,
+    PRIMARY KEY (digest_id, quote_key)
+);
 """
+# How long a digest remembers the sentences it posted (a story told again after that is posted again).
+QUOTES_KEPT_DAYS = 30
+# What the first digest covers: the articles that arrived this long before it was made, and since.
+FIRST_DIGEST_COVERS = timedelta(days=1)
 
 _REQUEST = re.compile(r"^(?P<topic>.+?)\s+at\s+(?P<hour>\d{1,2})[:.h](?P<minute>\d{2})\s*$", re.I | re.S)
 
@@ -58,9 +73,10 @@ class Digest:
         """Due since it was last sent (or made) and not sent: the bot was down at that time."""
         return self.last_due(zone, now) > (self.last_sent or self.created_at)
 
-    def since(self, zone: ZoneInfo) -> date:
-        """The day of the last digest (or of the one that made it): the briefing covers articles from then."""
-        return (self.last_sent or self.created_at).astimezone(zone).date()
+    def since(self) -> datetime:
+        """When the articles the next post covers began to arrive: the last post's time (the first post:
+        a day before the digest was made). UTC."""
+        return self.last_sent or self.created_at - FIRST_DIGEST_COVERS
 
 
 def parse_request(text: str) -> tuple[str, time]:
@@ -111,11 +127,34 @@ class DigestBook:
             return None
         with self.database.connect() as db:
             db.execute("DELETE FROM digests WHERE id = ?", (digest_id,))
+            db.execute("DELETE FROM digest_quotes WHERE digest_id = ?", (digest_id,))
         return digest
 
-    def mark_sent(self, digest_id: int, when: datetime) -> None:
+    def mark_sent(self, digest_id: int, when: datetime, quotes: Iterable[tuple[str, np.ndarray | None]] = ()) -> None:
+        """The digest was posted (or stayed silent) for the time `when`, quoting `quotes`: each sentence's
+        `sentence_key` and its embedding."""
         with self.database.connect() as db:
             db.execute("UPDATE digests SET last_sent = ? WHERE id = ?", (_stamp(when), digest_id))
+            db.executemany(
+                "INSERT OR REPLACE INTO digest_quotes (digest_id, quote_key, vector, sent_at) VALUES (?, ?, ?, ?)",
+                [
+                    (digest_id, key, None if vector is None else np.asarray(vector, dtype=np.float16).tobytes(), _stamp(when))
+                    for key, vector in dict(quotes).items()
+                ],
+            )
+            db.execute(
+                "DELETE FROM digest_quotes WHERE digest_id = ? AND sent_at < ?",
+                (digest_id, _stamp(when - timedelta(days=QUOTES_KEPT_DAYS))),
+            )
+
+    def sent_quotes(self, digest_id: int) -> tuple[frozenset[str], np.ndarray]:
+        """The sentences this digest posted in the last `QUOTES_KEPT_DAYS` days: their `sentence_key`s, and
+        their embeddings (one row each, those known)."""
+        with self.database.connect() as db:
+            rows = db.execute("SELECT quote_key, vector FROM digest_quotes WHERE digest_id = ?", (digest_id,)).fetchall()
+        vectors = [np.frombuffer(row["vector"], dtype=np.float16) for row in rows if row["vector"]]
+        matrix = np.stack(vectors).astype(np.float32) if vectors else np.zeros((0, 0), dtype=np.float32)
+        return frozenset(row["quote_key"] for row in rows), matrix
 
     def _select(self, where: str, params: tuple[object, ...]) -> list[Digest]:
         with self.database.connect() as db:

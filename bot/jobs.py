@@ -13,12 +13,14 @@ from html import escape
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
 from telegram.error import TelegramError
 from telegram.ext import Application, JobQueue
 
 from bot.digests import Digest
 from bot.formatting import format_digest, split_message
 from bot.runtime import RUNTIME_KEY, BotContext, Runtime
+from retrieval.answer.briefing import sentence_key
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +28,7 @@ FEEDS_JOB = "feeds"
 FIRST_POLL_S = 10.0  # after start, so the bot answers before it fetches
 
 NOTHING_NEW = "Nothing new on <b>{topic}</b> since {since}."
+SINCE_FORMAT = "%Y-%m-%d %H:%M %Z"  # in the timezone setting
 
 
 def digest_job_name(digest_id: int) -> str:
@@ -91,22 +94,34 @@ async def deliver(context: BotContext, runtime: Runtime, digest: Digest) -> str 
     now = datetime.now(UTC)
     if digest.last_sent is not None and digest.last_sent >= digest.last_due(zone, now):
         return None  # a catch-up and the daily run for the same time: one message
-    since = digest.since(zone)
-    briefing = await runtime.briefer.abrief(digest.topic, since=since)
+    since = digest.since()
+    # What arrived since the last post; `now` is taken before the briefing, so an article ingested while it
+    # is made is in the next post too (and left out there if this one quoted it: `sent_quotes`).
+    sent, sent_vectors = runtime.digests.sent_quotes(digest.id)
+    briefing = await runtime.briefer.abrief(
+        digest.topic, arrived_after=int(since.timestamp()), sent=sent, sent_vectors=sent_vectors
+    )
     runtime.usage.briefings += 1
+    shown = since.astimezone(zone).strftime(SINCE_FORMAT)
+    if briefing.repeats:
+        logger.info("digest %s: %d stories left out, posted before", digest.id, briefing.repeats)
     if briefing.empty:
         if runtime.settings.digest_when_empty == "silent":
             runtime.digests.mark_sent(digest.id, now)
             return None
-        text = NOTHING_NEW.format(topic=escape(digest.topic, quote=False), since=since.isoformat())
+        text = NOTHING_NEW.format(topic=escape(digest.topic, quote=False), since=escape(shown))
     else:
-        text = format_digest(digest.topic, since.isoformat(), briefing)
+        text = format_digest(digest.topic, shown, briefing)
     try:
         for piece in split_message(text):
             await context.bot.send_message(digest.chat_id, piece, message_thread_id=digest.thread_id)
     except TelegramError as exc:  # removed from the group, say: logged, and tried again tomorrow
         logger.warning("digest %s could not be posted to chat id %s: %s", digest.id, digest.chat_id, exc)
         return None
-    runtime.digests.mark_sent(digest.id, now)
+    vectors: list[np.ndarray | None] = list(briefing.quote_vectors)
+    if len(vectors) != len(briefing.sources):  # a briefer that keeps none: the words alone are remembered
+        vectors = [None] * len(briefing.sources)
+    quoted = zip(briefing.sources, vectors, strict=True)
+    runtime.digests.mark_sent(digest.id, now, ((sentence_key(source.quote), vector) for source, vector in quoted))
     logger.info("digest %s posted to chat id %s", digest.id, digest.chat_id)
     return text

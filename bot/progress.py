@@ -42,9 +42,10 @@ class ProgressMessage:
 
 
 async def ingest_with_progress(
-    runtime: Runtime, paths: list[Path], progress: ProgressMessage, *, prune: bool = False
+    runtime: Runtime, paths: list[Path], progress: ProgressMessage, *, prune: bool = False, rebuild: bool = False
 ) -> IngestReport:
-    """Ingest `paths` into a new collection that goes live when done, editing `progress` as articles are embedded."""
+    """Ingest `paths`, editing `progress` as articles are embedded: into the live collection in place, or with
+    `rebuild` (`/reload`) into a new collection that goes live when done."""
     loop = asyncio.get_running_loop()
     edits: list[Future[None]] = []
 
@@ -52,11 +53,11 @@ async def ingest_with_progress(
         text = f"Embedding articles: {done} of {total}…"
         edits.append(asyncio.run_coroutine_threadsafe(progress.show(text, force=done == total), loop))
 
-    result = await asyncio.to_thread(runtime.services.ingestor.ingest, paths, rebuild=True, prune=prune, progress=report)
+    result = await asyncio.to_thread(runtime.services.ingestor.ingest, paths, rebuild=rebuild, prune=prune, progress=report)
     for edit in edits:
         await asyncio.wrap_future(edit)
-    # The new collection's keyword index, built now rather than by the next question (questions asked
-    # meanwhile are answered from the old one).
+    # The index in memory brought up to date now rather than by the next question (questions asked
+    # meanwhile are answered from the one in use).
     await runtime.refresh()
     runtime.last_reload = datetime.now()
     return result

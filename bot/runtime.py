@@ -73,7 +73,7 @@ class Runtime:
         reloads and uploads free, the ingest takes its turn with them; questions are answered throughout."""
         async with self.poll_lock:
             poll = await asyncio.to_thread(self.services.collector.poll, feed_id)
-            if not (poll.changed or poll.expired):
+            if not (poll.changed or poll.expired_ids):
                 return self.services.ingest_poll(poll)  # nothing new: nothing to ingest, no lock needed
             async with self.ingest_lock:
                 result = await asyncio.to_thread(self.services.ingest_poll, poll)

@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     fetch_host_pause_seconds: float = Field(ge=0, le=60)
     # Comma-separated in the environment: NEWSBOT_FETCH_ALLOWED_HOSTS=intranet.example,127.0.0.1
     fetch_allowed_hosts: Annotated[list[str], NoDecode]
+    fetch_concurrency: int = Field(ge=1, le=64)
+    fetch_per_host: int = Field(ge=1, le=16)
+    fetch_proxy: str = Field(pattern=r"^(|https?://\S+)$")
     timezone: str
     digest_when_empty: Literal["say", "silent"]
     max_digests_per_chat: int = Field(ge=1, le=100)

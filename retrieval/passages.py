@@ -61,8 +61,11 @@ class Query:
 
     text: str
     as_of: date | None = None
-    since: date | None = None
-    until: date | None = None
+    since: date | None = None  # published from this day
+    until: date | None = None  # published up to this day
+    # Only articles whose content was ingested at or after this time (seconds since 1970, UTC): what a
+    # digest has not seen yet.
+    arrived_after: int | None = None
 
     def recency(self, published: date | None, half_life: float = 30.0) -> float:
         """How close to the as-of date an article was published: 1.0 on the day, halving every `half_life` days.

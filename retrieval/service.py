@@ -213,13 +213,19 @@ class Services:
         return self.ingest_poll(self.collector.poll(feed_id))
 
     def ingest_poll(self, poll: PollResult) -> FeedRefresh:
-        """Ingest what a poll found into a new collection that goes live when done, as a reload does; when
-        retention removed articles, the whole fetched folder is read and pruned. Nothing new: nothing done."""
+        """Change the live collection in place by what a poll found (and what an interrupted one left):
+        new and changed articles added, expired ones removed, each as one journaled change questions
+        see whole (`Ingestor.ingest`, `Ingestor.remove`). Nothing new: nothing done."""
         refresh = FeedRefresh(poll)
-        if poll.expired:
-            refresh.report = self.ingestor.ingest([self.settings.fetched_dir], rebuild=True, prune=True)
-        elif poll.changed:
-            refresh.report = self.ingestor.ingest(poll.changed, rebuild=True)
+        removal = self.ingestor.remove(poll.expired_ids) if poll.expired_ids else None
+        if poll.changed:
+            refresh.report = self.ingestor.ingest(poll.changed)
+            if removal is not None:
+                refresh.report.removed += removal.removed
+                refresh.report.seconds += removal.seconds
+        else:
+            refresh.report = removal
+        self.collector.settle(poll.changed, poll.expired_ids)
         if refresh.report is not None:
             logger.info("feeds ingested: %s", refresh.report.summary())
         return refresh
@@ -230,8 +236,10 @@ class Services:
         return self.ingest_link(article, path)
 
     def ingest_link(self, article: Article, path: Path) -> LinkResult:
-        """Ingest the article file `fetch_link` wrote, into a new collection that goes live when done."""
-        return LinkResult(article, self.ingestor.ingest([path], rebuild=True))
+        """Ingest the article file `fetch_link` wrote into the live collection, in place."""
+        result = LinkResult(article, self.ingestor.ingest([path]))
+        self.collector.settle([path], [])
+        return result
 
     def close(self) -> None:
         """Close what holds connections (the fetcher's)."""

@@ -168,6 +168,11 @@ class Chat:
         return data
 
 
+# Who `from` names in a message sent on behalf of a chat (Telegram's own placeholder accounts).
+GROUP_ANONYMOUS_BOT = {"id": 1087968824, "is_bot": True, "first_name": "Group", "username": "GroupAnonymousBot"}
+CHANNEL_BOT = {"id": 136817688, "is_bot": True, "first_name": "Channel", "username": "Channel_Bot"}
+
+
 @dataclass
 class Sent:
     """A message the bot sent (and its later edits)."""
@@ -294,10 +299,18 @@ class BotAPIServer:
         *,
         reply_to: Sent | dict[str, Any] | None = None,
         thread_id: int | None = None,
+        sender_chat: Chat | None = None,
     ) -> dict[str, Any]:
-        """A text message from `user` (commands and @mentions get their entities, as Telegram adds them)."""
+        """A text message from `user` (commands and @mentions get their entities, as Telegram adds them).
+
+        With `sender_chat`, the message is sent on behalf of that chat, as Telegram delivers it: the group
+        itself for an anonymous admin (`from` is then Telegram's GroupAnonymousBot), or a channel.
+        """
         message = self._new_message(chat, user, thread_id)
         message["text"] = text
+        if sender_chat is not None:
+            message["sender_chat"] = sender_chat.to_dict()
+            message["from"] = GROUP_ANONYMOUS_BOT if sender_chat.id == chat.id else CHANNEL_BOT
         entities = []
         command = re.match(r"/[A-Za-z0-9_]+(@[A-Za-z0-9_]+)?", text)
         if command:

@@ -15,13 +15,14 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from bot import jobs
 from retrieval.index.embedding import Embedder
 from retrieval.service import Services
-from tests.botapi import BotAPIServer, User
+from tests.botapi import BotAPIServer, Chat, User
 from tests.conftest import make_services
 from tests.runningbot import RunningBot, start_bot, stop_bot
 from tests.test_feeds import NewsSite, question
@@ -162,9 +163,13 @@ async def test_a_digest_is_made_by_a_group_admin_and_posted_when_its_job_runs(bo
     await bot.run_job(jobs.digest_job_name(digest_id))
     [posted] = bot.server.sent_since(mark, group.id)
     today = datetime.now(UTC).date().isoformat()
-    assert posted.text.startswith(f"Daily digest: {TOPIC}, new since {today}")
+    made_at = bot.runtime.digests.get(digest_id).created_at  # type: ignore[union-attr]
+    since = (made_at - timedelta(days=1)).strftime("%Y-%m-%d %H:%M UTC")  # the first: a day before it was made
+    assert posted.text.startswith(f"Daily digest: {TOPIC}, new since {since}")
     bullets = [line for line in posted.text.split("\n") if line.startswith("• ")]
-    assert bullets and all(b.startswith(f"• {today}") for b in bullets)
+    assert bullets and all(b.startswith((f"• {today}", "• 2026-11-29")) for b in bullets)
+    # The lantern page, dated a week ago, arrived today (an earlier test added it): new to the chat.
+    assert any(b.startswith("• 2026-11-29") and "4,200 paper lanterns" in b for b in bullets)
     assert "Port Ellery" in posted.text and "Ellery Gazette" in posted.text
     print(f"digest posted in the test group:\n{posted.text}")
     await bot.run_job(jobs.digest_job_name(digest_id))  # the same time again: not sent twice
@@ -173,7 +178,7 @@ async def test_a_digest_is_made_by_a_group_admin_and_posted_when_its_job_runs(bo
     mark = bot.server.mark()
     await bot.run_job(jobs.digest_job_name(quiet_id))
     [quiet] = bot.server.sent_since(mark, group.id)
-    assert quiet.text == f"Nothing new on Lunar mining treaty negotiations since {today}."
+    assert re.fullmatch(r"Nothing new on Lunar mining treaty negotiations since \d{4}-\d\d-\d\d \d\d:\d\d UTC\.", quiet.text)
     # With digest_when_empty = "silent", nothing is posted when nothing is new.
     bot.runtime.settings.digest_when_empty = "silent"
     try:
@@ -195,6 +200,96 @@ async def test_a_digest_is_made_by_a_group_admin_and_posted_when_its_job_runs(bo
     assert "This chat has no digest" in other.text  # another chat's digest cannot be stopped from here
 
 
+FERRY = "the Port Ellery ferry strike"
+WIRE = "Ferry crews in Port Ellery walked out on Monday over pay, halting all 46 daily crossings to the islands."
+
+
+def ferry_page(title: str, outlet: str, lines: list[str]) -> str:
+    return article_page(title, lines, site=outlet, published=datetime.now(UTC).date().isoformat())
+
+
+async def test_a_digest_posts_what_arrived_since_its_last_post_one_bullet_a_story_never_twice(
+    bot: RunningBot, website: Website
+) -> None:
+    """Arrival, not publication date, decides what is new; the same story from two outlets is one bullet;
+    a story posted before is not posted again (a third outlet's copy of it), unless it has news."""
+    group = bot.server.group(-100904, "Ferry desk")
+    admin = bot.server.private(ADMIN)
+    book = bot.runtime.digests
+    at = (datetime.now(UTC) - timedelta(hours=1)).strftime("%H:%M")
+    [made] = await bot.ask(group, ADMIN, f"/digest {FERRY} at {at}")
+    digest_id = int(re.search(r"Digest (\d+)", made.text).group(1))  # type: ignore[union-attr]
+
+    async def post() -> str:
+        """The digest's next post: the one due an hour ago, as if the last one were the day before's."""
+        digest = book.get(digest_id)
+        assert digest is not None
+        due = digest.last_due(ZoneInfo("UTC"), datetime.now(UTC))
+        if digest.last_sent is not None:  # the last post was a day earlier: what came since is new
+            book.mark_sent(digest_id, due - timedelta(days=1))
+        mark = bot.server.mark()
+        await bot.run_job(jobs.digest_job_name(digest_id))
+        [posted] = bot.server.sent_since(mark, group.id)
+        return posted.text
+
+    first_lines = [WIRE, "The ferry company said talks with the crews' union would resume on Thursday."]
+    for path, title, outlet in (
+        ("/ferry/weekly", "Ferry crews strike in Port Ellery", "Harbour Weekly"),
+        ("/ferry/gazette", "Port Ellery ferries halted by strike", "Ellery Gazette"),
+    ):
+        website.put(path, ferry_page(title, outlet, first_lines))
+        [added] = await bot.ask(admin, ADMIN, f"/add {website.url(path)}")
+        assert added.text.startswith("Added"), added.text
+    first = await post()
+    print(f"first post:\n{first}")
+    ferry = [line for line in first.split("\n") if line.startswith("• ") and "46 daily crossings" in line]
+    assert len(ferry) == 1 and re.search(r"islands \[\d+\]\[\d+\]\.$", ferry[0])  # one bullet, both outlets
+    assert "Harbour Weekly" in first and "Ellery Gazette" in first
+
+    # A day on: what arrived tells the story posted in other words (another outlet): no news.
+    retold = "Port Ellery ferry workers walked out over pay on Monday, halting the 46 daily island crossings."
+    website.put("/ferry/retold", ferry_page("Island crossings halted", "Coast Radio", [retold]))
+    [added] = await bot.ask(admin, ADMIN, f"/add {website.url('/ferry/retold')}")
+    assert added.text.startswith("Added"), added.text
+    second = await post()
+    assert second.startswith(f"Nothing new on {FERRY} since"), second
+
+    # A third outlet's copy of the same story is no news; the strike's end is.
+    website.put("/ferry/post", ferry_page("Strike stops Port Ellery ferries", "Island Post", first_lines))
+    news = (
+        "The Port Ellery ferry strike ended on Wednesday when crews accepted a 6 percent pay rise, and all 46 crossings resumed."
+    )
+    website.put("/ferry/end", ferry_page("Port Ellery ferry strike ends with pay deal", "Harbour Weekly", [news, WIRE]))
+    for path in ("/ferry/post", "/ferry/end"):
+        [added] = await bot.ask(admin, ADMIN, f"/add {website.url(path)}")
+        assert added.text.startswith("Added"), added.text
+    third = await post()
+    print(f"third post:\n{third}")
+    bullets = [line for line in third.split("\n") if line.startswith("• ")]
+    assert any("6 percent" in line for line in bullets)
+    assert not any("walked out" in line and "6 percent" not in line for line in bullets)  # the old story alone
+    # And that news, once posted, is not posted again either.
+    fourth = await post()
+    assert fourth.startswith(f"Nothing new on {FERRY} since"), fourth
+
+
+async def test_an_anonymous_group_admin_makes_and_stops_digests_and_a_channel_may_not(bot: RunningBot) -> None:
+    group = bot.server.group(-100902, "Anonymous desk")
+    channel = Chat(-100903, "channel", title="A linked channel")
+    # An anonymous admin's message is sent on behalf of the group (sender_chat is the group itself).
+    [made] = await bot.ask(group, MEMBER, "/digest Harbour lanterns at 06:15", sender_chat=group)
+    match = re.search(r"Digest (\d+): every day at 06:15 UTC", made.text)
+    assert match, made.text
+    digest = bot.runtime.digests.get(int(match.group(1)))
+    assert digest is not None and digest.chat_id == group.id and digest.created_by is None
+    # A message on behalf of another chat (a channel posting in its discussion group) is no admin's.
+    [refused] = await bot.ask(group, MEMBER, f"/digest stop {digest.id}", sender_chat=channel)
+    assert refused.text == "Sorry, only this group's admins (or the bot's) can do that."
+    [stopped] = await bot.ask(group, MEMBER, f"/digest stop {digest.id}", sender_chat=group)
+    assert stopped.text.startswith(f"Stopped digest {digest.id}")
+    assert bot.runtime.digests.get(digest.id) is None
+
+
 async def test_restart_keeps_feeds_and_digests_and_sends_a_missed_digest_once(
     bot: RunningBot, server: BotAPIServer, data_dir: Path, embedder: Embedder, site: NewsSite
 ) -> None:
@@ -210,10 +305,11 @@ async def test_restart_keeps_feeds_and_digests_and_sends_a_missed_digest_once(
     restarted = await start_bot(server, bot_services(data_dir, embedder, feed_poll_minutes=30))
     try:
         [caught_up] = await server.replies(mark, group.id, timeout=120)
-        assert caught_up.text.startswith(f"Daily digest: {TOPIC}, new since")
+        assert caught_up.text.startswith((f"Daily digest: {TOPIC}, new since", f"Nothing new on {TOPIC} since"))
         [listing] = await restarted.ask(group, GROUP_ADMIN, "/digest")
         assert f"{digest.id}. {TOPIC} at 07:30 UTC" in listing.text
-        assert sum(s.text.startswith("Daily digest") for s in server.sent_since(mark, group.id)) == 1  # once, not three times
+        posts = [s for s in server.sent_since(mark, group.id) if s.text.startswith(("Daily digest", "Nothing new"))]
+        assert len(posts) == 1  # once, not three times
         [feeds] = await restarted.ask(server.private(ADMIN), ADMIN, "/feeds")
         assert "1. Ellery Gazette" in feeds.text
         # The scheduled poll, every 30 minutes; run now rather than waited for.

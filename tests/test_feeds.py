@@ -23,10 +23,10 @@ import pytest
 from retrieval.index.embedding import Embedder
 from retrieval.ingest.articles import Article, ArticleError
 from retrieval.ingest.feeds import Collector, Database, parse_feed
-from retrieval.ingest.fetch import Fetcher, FetchError, FetchPolicy
+from retrieval.ingest.fetch import Fetcher, FetchError, FetchPolicy, system_resolver
 from retrieval.service import Services
 from tests.conftest import make_services
-from tests.websites import Website, article_page, rss
+from tests.websites import ForwardProxy, Website, article_page, rss
 
 LOOPBACK = frozenset({"127.0.0.1"})
 TODAY = datetime.now(UTC).date()
@@ -158,6 +158,60 @@ def collector(tmp_path: Path, **policy: Any) -> Collector:
     return Collector(Database(tmp_path / "state.sqlite3"), fetcher(**policy), tmp_path / "fetched")
 
 
+# -- fetching side by side, and through a proxy ----------------------------------------------
+
+
+def test_feeds_of_two_hosts_are_fetched_side_by_side_and_each_host_one_request_at_a_time(tmp_path: Path) -> None:
+    """Host A answers only once host B has been asked something: a poll that fetched one feed after the other
+    would get A's 503 after 30 s. Two feeds on host A still get one request at a time (fetch_per_host = 1)."""
+    a, b = Website().start(address="127.0.0.1"), Website().start(address="127.0.0.2")
+    try:
+        for site, name, gate in ((a, "a1", b.arrived), (a, "a2", b.arrived), (b, "b1", None)):
+            items = []
+            for n in (1, 2):
+                title, paragraphs = story(n)
+                site.put(f"/{name}/{n}", article_page(f"{title} ({name})", paragraphs, site=name), gate=gate)
+                items.append({"title": f"{title} ({name})", "link": site.url(f"/{name}/{n}")})
+            site.put(f"/{name}.xml", rss(name, items), "application/rss+xml", gate=gate)
+        policy = FetchPolicy(host_pause=0.0, timeout=60.0, allowed_hosts=frozenset({"127.0.0.1", "127.0.0.2"}))
+        assert policy.concurrency > 1 and policy.per_host == 1  # the defaults
+        collector = Collector(Database(tmp_path / "state.sqlite3"), Fetcher(policy), tmp_path / "fetched")
+        for site, name in ((a, "a1"), (a, "a2"), (b, "b1")):
+            collector.add_feed(site.url(f"/{name}.xml"))
+        result = collector.poll()
+        assert [f.error for f in result.feeds] == [None, None, None] and [len(f.new) for f in result.feeds] == [2, 2, 2]
+        assert a.most_in_flight == 1  # the two feeds of host A and their pages: one request at a time
+        assert all(r.status in (200, 404) for r in a.requests + b.requests)  # 404: no robots.txt
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_requests_go_through_the_proxy_to_the_checked_address_and_refused_targets_never_reach_it(
+    website: Website,
+) -> None:
+    proxy = ForwardProxy().start()
+    try:
+        website.put("/page", article_page(*story(1)))
+        names = {"news.test": ["127.0.0.1"], "intranet.test": ["10.0.0.5"]}
+        through = Fetcher(
+            FetchPolicy(host_pause=0.0, timeout=5.0, allowed_hosts=frozenset({"news.test"}), proxy=proxy.url),
+            resolver=lambda host, port: names.get(host) or system_resolver(host, port),
+        )
+        fetched = through.get(website.url("/page", host="news.test"))
+        assert fetched.status == 200 and b"Port Ellery" in fetched.content
+        # The proxy was asked for the address newsbot resolved and checked, with the name only in Host.
+        assert [url for url, _ in proxy.asked] == [website.url("/robots.txt"), website.url("/page")]
+        assert {host for _, host in proxy.asked} == {f"news.test:{website.port}"}
+        assert [r.path for r in website.requests] == ["/robots.txt", "/page"]
+        for refused in ("http://intranet.test/feed.xml", "http://169.254.169.254/latest/meta-data/", "http://10.1.2.3/"):
+            with pytest.raises(FetchError, match="not a public address"):
+                through.get(refused)
+        assert len(proxy.asked) == 2  # nothing refused was sent to the proxy
+    finally:
+        proxy.stop()
+
+
 # -- the fetcher: safety ------------------------------------------------------------------
 
 
@@ -230,6 +284,18 @@ def test_https_connects_to_the_checked_address_and_verifies_the_host_name(tmp_pa
         fetched = by_name.get(website.url("/page", host="localhost"))
         assert fetched.status == 200 and b"Port Ellery 1" in fetched.content
         assert website.hits("/page")[0].headers["host"] == f"localhost:{website.port}"
+        # Through a proxy: a tunnel to the checked host name (TLS names and verifies it), robots.txt too.
+        proxy = ForwardProxy().start()
+        try:
+            policy = FetchPolicy(host_pause=0.0, allowed_hosts=frozenset({"localhost"}), proxy=proxy.url)
+            tunnelled = Fetcher(policy, verify=trusted).get(website.url("/page", host="localhost"))
+            assert tunnelled.status == 200 and b"Port Ellery 1" in tunnelled.content
+            assert {asked for asked, _ in proxy.asked} == {f"CONNECT localhost:{website.port}"}
+            with pytest.raises(FetchError, match="not a public address"):  # checked before the proxy is asked
+                Fetcher(policy, verify=trusted).get("https://192.168.1.10/feed.xml")
+            assert {asked for asked, _ in proxy.asked} == {f"CONNECT localhost:{website.port}"}
+        finally:
+            proxy.stop()
         # The same server by its address: the certificate does not name 127.0.0.1, so it is refused.
         by_address = Fetcher(FetchPolicy(host_pause=0.0, allowed_hosts=LOOPBACK), verify=trusted)
         with pytest.raises(FetchError, match="CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
@@ -454,7 +520,7 @@ def test_polls_ingest_new_and_edited_entries_and_an_unchanged_feed_costs_one_req
     assert third.report is not None
     assert third.report.added == [doc_id_of(feed_services, site.link(6))]
     assert third.report.updated == [doc_id_of(feed_services, site.link(2))]
-    assert feed_services.store.live_name != live  # one new collection, swapped in as a reload does
+    assert feed_services.store.live_name == live  # changed in place, not copied into a new collection
     fetched = sorted(r.path for r in website.since(mark))
     assert fetched == ["/feed.xml", "/news/2", "/news/6"]  # the unchanged entries' pages were not asked for
     stored = feed_services.store.articles()
@@ -466,7 +532,32 @@ def test_polls_ingest_new_and_edited_entries_and_an_unchanged_feed_costs_one_req
     assert polled.id == feed.id and polled.last_new == 2 and polled.articles == 6 and polled.last_error is None
 
 
-def test_retention_prunes_old_feed_articles_with_an_index_swap(website: Website, tmp_path: Path, embedder: Embedder) -> None:
+def test_articles_a_failed_ingest_left_are_ingested_by_the_next_poll(
+    website: Website, feed_services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The poll wrote its files, then the ingest failed (the process could as well have died): the next poll,
+    though the feed is unchanged (304), ingests them; nothing is lost, nothing fetched twice."""
+    site = NewsSite(website, 2)
+    feed_services.collector.add_feed(site.feed_url)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(feed_services.ingestor, "ingest", broken)
+    with pytest.raises(RuntimeError):
+        feed_services.refresh_feeds()
+    assert feed_services.store.articles() == {}
+    monkeypatch.undo()
+    mark = website.mark()
+    again = feed_services.refresh_feeds()
+    assert [r.status for r in website.since(mark)] == [304]
+    assert again.report is not None and len(again.report.added) == 2
+    assert sorted(a.url or "" for a in feed_services.store.articles().values()) == sorted([site.link(1), site.link(2)])
+    assert feed_services.collector.pending() == ([], [])
+    assert feed_services.refresh_feeds().report is None  # done: nothing pends any more
+
+
+def test_retention_removes_old_feed_articles_in_place(website: Website, tmp_path: Path, embedder: Embedder) -> None:
     site = NewsSite(website, 2)
     site.add(3, day=TODAY - timedelta(days=90))  # an old story, still in the feed
     site.publish()
@@ -483,7 +574,7 @@ def test_retention_prunes_old_feed_articles_with_an_index_swap(website: Website,
     site.publish()
     result = services.refresh_feeds()
     assert result.report is not None and result.report.removed == [old]
-    assert services.store.live_name != live
+    assert services.store.live_name == live  # removed in place
     assert sorted(a.url or "" for a in services.store.articles().values()) == sorted([site.link(1), site.link(2)])
     # The expired entry is not fetched again while it stays in the feed.
     site.publish()

@@ -60,14 +60,21 @@ def test_reingest_embeds_nothing_unchanged(counted: tuple[Services, CountingEmbe
 
 def test_changed_article_is_replaced_not_duplicated(counted: tuple[Services, CountingEmbedder, Path]) -> None:
     services, counter, articles = counted
+    services.ingestor.clock = lambda: 1_800_000_000.5
     services.ingestor.ingest([articles])
+    assert {a.ingested_at for a in services.store.articles().values()} == {1_800_000_000}
     path = articles / "001_646d790daebf6fdf.txt"
     path.write_text(path.read_text() + "\nCarter also met Kurdish leaders in Erbil on Thursday.\n")
     before = counter.texts
+    services.ingestor.clock = lambda: 1_800_000_600.0
     report = services.ingestor.ingest([articles])
     assert (len(report.added), len(report.updated), len(report.unchanged)) == (0, 1, 4)
     stored = services.store.articles()
     assert len(stored) == 5
+    # The changed content arrived now; the rest keeps when it arrived.
+    assert {d: a.ingested_at for d, a in stored.items()} == {
+        d: 1_800_000_600 if d in report.updated else 1_800_000_000 for d in stored
+    }
     assert counter.texts - before == stored[report.updated[0]].chunks  # only that article re-embedded
     answer = services.answerer.answer("Where did Carter meet Kurdish leaders?")
     assert "Erbil" in answer.text
@@ -144,11 +151,15 @@ def test_another_embedding_model_re_embeds_what_it_did_not_make(
 ) -> None:
     """Vectors of two models cannot be compared: an index made by another one is embedded again, once."""
     services, counter, articles = counted
+    services.ingestor.clock = lambda: 1_800_000_000.0
     services.ingestor.ingest([articles])
     chunks = services.store.count()
     other = CountingEmbedder(embedder, version="another-model")
     switched = make_services(services.settings.data_dir, other)
+    switched.ingestor.clock = lambda: 1_800_009_000.0
     report = switched.ingestor.ingest([articles])
+    # Embedded again, not arrived again: a digest does not post them as new.
+    assert {a.ingested_at for a in switched.store.articles().values()} == {1_800_000_000}
     assert len(report.reembedded) == len(report.unchanged) == 5 and not report.added and not report.updated
     assert other.texts == chunks == switched.store.count()  # replaced, not duplicated
     assert {a.embedder for a in switched.store.articles().values()} == {"another-model"}

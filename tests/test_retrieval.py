@@ -178,7 +178,8 @@ def test_the_seed_questions_find_the_pinned_passages(seed_services: Services, mo
     names = {article.doc_id: Path(article.path).name for article in seed_services.store.articles().values()}
 
     def label(cid: str) -> str:
-        doc_id, _, index = cid.rpartition(":")
+        version, _, index = cid.rpartition(":")
+        doc_id = version.rpartition(":")[0]  # DOC_ID:HASH:NNNN (`chunk_id`)
         return f"{names[doc_id]}:{index}"
 
     questions = [json.loads(line)["question"] for line in SEED_QA.read_text().splitlines() if line.strip()]
@@ -374,7 +375,7 @@ def test_questions_are_answered_from_the_old_keyword_index_while_a_new_one_is_bu
     known = retriever.keywords.size
     for path in rest:
         shutil.copy(path, folder)
-    services.ingestor.ingest([folder])
+    services.ingestor.ingest([folder], rebuild=True)  # a reload: a new collection, read whole
 
     building, release = threading.Event(), threading.Event()
     fetch = retriever.store.all_chunks

@@ -30,6 +30,7 @@ class Page:
     location: str | None = None  # for a redirect
     delay: float = 0.0  # seconds to wait before answering
     stream_bytes: int = 0  # send this many bytes with no Content-Length instead of `body`
+    gate: threading.Event | None = None  # answered only once it is set (at most 30 s later: then 503)
 
 
 @dataclass
@@ -52,9 +53,14 @@ class Website:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.scheme = "http"
+        self.address = "127.0.0.1"
+        self.in_flight = 0  # requests being answered now
+        self.most_in_flight = 0  # the most answered at once
+        self.arrived = threading.Event()  # set at each request
 
-    def start(self, tls: ssl.SSLContext | None = None) -> Website:
-        """Serve on a free port of 127.0.0.1; over HTTPS with `tls` (a server context with its certificate)."""
+    def start(self, tls: ssl.SSLContext | None = None, address: str = "127.0.0.1") -> Website:
+        """Serve on a free port of `address` (a loopback one: 127.0.0.1, 127.0.0.2, ... are all this machine's);
+        over HTTPS with `tls` (a server context with its certificate)."""
         site = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -66,7 +72,8 @@ class Website:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = _Server(("127.0.0.1", 0), Handler)
+        self.address = address
+        self._server = _Server((address, 0), Handler)
         if tls is not None:
             self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
         self.scheme = "https" if tls is not None else "http"
@@ -86,8 +93,8 @@ class Website:
         assert self._server is not None
         return int(self._server.server_address[1])
 
-    def url(self, path: str, host: str = "127.0.0.1") -> str:
-        return f"{self.scheme}://{host}:{self.port}{path}"
+    def url(self, path: str, host: str | None = None) -> str:
+        return f"{self.scheme}://{host or self.address}:{self.port}{path}"
 
     def put(self, path: str, body: bytes | str, content_type: str = "text/html; charset=utf-8", **options: Any) -> Page:
         page = Page(body.encode() if isinstance(body, str) else body, content_type, **options)
@@ -114,6 +121,17 @@ class Website:
     # -- the server side ------------------------------------------------------------------
 
     def _answer(self, handler: BaseHTTPRequestHandler) -> None:
+        with self._lock:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        self.arrived.set()
+        try:
+            self._answer_one(handler)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _answer_one(self, handler: BaseHTTPRequestHandler) -> None:
         request = Request(handler.path, {k.lower(): v for k, v in handler.headers.items()})
         with self._lock:
             self.requests.append(request)
@@ -123,6 +141,10 @@ class Website:
             self._send(handler, 404, b"not found", "text/plain")
             return
         if page.delay and self._released.wait(page.delay):
+            return
+        if page.gate is not None and not page.gate.wait(30):
+            request.status = 503
+            self._send(handler, 503, b"the gate was never opened", "text/plain")
             return
         if page.location is not None:
             request.status = page.status or 302
@@ -171,6 +193,84 @@ class Website:
                 handler.wfile.write(body)
         except (BrokenPipeError, ConnectionResetError):
             pass
+
+
+@dataclass
+class ForwardProxy:
+    """A plain HTTP forward proxy on loopback (an egress proxy stand-in): it answers absolute-form GETs by
+    fetching the URL itself, tunnels CONNECT (https), and records each URL (or CONNECT target) and Host
+    header it was asked for."""
+
+    asked: list[tuple[str, str]] = field(default_factory=list)
+
+    def start(self) -> ForwardProxy:
+        import http.client
+        from urllib.parse import urlsplit
+
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:  # noqa: N802
+                proxy.asked.append((self.path, self.headers.get("Host", "")))
+                target = urlsplit(self.path)
+                if target.hostname not in ("127.0.0.1", "localhost"):  # this stand-in reaches loopback only
+                    Website._send(self, 502, b"not a loopback target", "text/plain")
+                    return
+                upstream = http.client.HTTPConnection(target.hostname, target.port or 80, timeout=10)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("proxy-connection", "connection")}
+                upstream.request("GET", target.path + (f"?{target.query}" if target.query else ""), headers=headers)
+                answer = upstream.getresponse()
+                body = answer.read()
+                passed = {k: v for k, v in answer.getheaders() if k.lower() in ("etag", "last-modified", "location")}
+                Website._send(self, answer.status, body, answer.getheader("Content-Type"), passed)
+                upstream.close()
+
+            def do_CONNECT(self) -> None:  # noqa: N802 (https: a tunnel to the address asked for)
+                import select
+                import socket
+
+                proxy.asked.append((f"CONNECT {self.path}", self.headers.get("Host", "")))
+                host, _, port = self.path.rpartition(":")
+                if host not in ("127.0.0.1", "localhost"):
+                    Website._send(self, 502, b"not a loopback target", "text/plain")
+                    return
+                upstream = socket.create_connection((host, int(port)), timeout=10)
+                self.send_response(200, "Connection established")
+                self.end_headers()
+                self.close_connection = True
+                ends = [self.connection, upstream]
+                try:
+                    while True:
+                        ready, _, _ = select.select(ends, [], [], 10)
+                        if not ready:
+                            return
+                        for end in ready:
+                            data = end.recv(65536)
+                            if not data:
+                                return
+                            (upstream if end is self.connection else self.connection).sendall(data)
+                except OSError:
+                    return
+                finally:
+                    upstream.close()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = _Server(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, name="proxy", daemon=True).start()
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
 
 
 class _Server(ThreadingHTTPServer):

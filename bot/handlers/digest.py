@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from telegram import Update
 
 from bot import jobs
-from bot.access import require_chat_admin
+from bot.access import require_chat_admin, sent_by_the_group
 from bot.digests import DigestRequestError, parse_request
 from bot.runtime import BotContext
 
@@ -33,7 +33,8 @@ async def digest(update: Update, context: BotContext) -> None:
         return
     if not await require_chat_admin(update, context):
         return
-    user_id = update.effective_user.id if update.effective_user else None
+    # An anonymous admin is known only as the group (Telegram names a placeholder account as the sender).
+    user_id = update.effective_user.id if update.effective_user and not sent_by_the_group(message) else None
     queue = context.job_queue
     assert queue is not None
     if args[0].lower() == "stop" and len(args) == 2:

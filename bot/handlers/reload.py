@@ -31,7 +31,7 @@ async def reload(update: Update, context: BotContext) -> None:
         user_id = update.effective_user.id if update.effective_user else None
         logger.info("reload of %s started by user id %s", directory, user_id)
         try:
-            report = await ingest_with_progress(runtime, [directory], progress, prune=True)
+            report = await ingest_with_progress(runtime, [directory], progress, prune=True, rebuild=True)
         except (StoreError, OSError) as exc:
             logger.error("reload failed", exc_info=exc)
             await progress.show("The reload failed, so I'm still answering from the articles I had before.", force=True)

@@ -62,6 +62,9 @@ class Briefing:
     points: list[BriefPoint] = field(default_factory=list)
     sources: list[Citation] = field(default_factory=list)  # the numbered articles behind the bullets
     message: str = ""
+    repeats: int = 0  # stories left out because every sentence they would quote was sent before (`sent`)
+    # The embedding of each source's quoted sentence, in the order of `sources` (a digest remembers them).
+    quote_vectors: list[np.ndarray] = field(default_factory=list, compare=False, repr=False)
 
     @property
     def empty(self) -> bool:
@@ -137,39 +140,81 @@ class Briefer:
         self.same_title = same_title
         self.same_days = same_days
 
-    def brief(self, topic: str, *, since: date | None = None, until: date | None = None) -> Briefing:
-        """Up to `max_points` bullets from distinct stories about `topic`, newest first."""
+    def brief(
+        self,
+        topic: str,
+        *,
+        since: date | None = None,
+        until: date | None = None,
+        arrived_after: int | None = None,
+        sent: frozenset[str] = frozenset(),
+        sent_vectors: np.ndarray | None = None,
+    ) -> Briefing:
+        """Up to `max_points` bullets from distinct stories about `topic`, newest first.
+
+        `since` and `until` bound the publication dates; `arrived_after` (seconds since 1970) keeps only
+        articles ingested from then (a digest's "new since the last one"). A story every sentence of
+        which was sent before is left out, as it has no news: the same words (`sent`: `sentence_key`s), or
+        the same thing said otherwise (a cosine of at least `SAME_SENTENCE_COSINE` to one of `sent_vectors`,
+        the embeddings of the sentences sent).
+        """
         topic = clean_topic(topic) or topic.strip()
-        passages = self.retriever.retrieve(Query(topic, since=since, until=until), self.candidates)
+        query = Query(topic, since=since, until=until, arrived_after=arrived_after)
+        passages = self.retriever.retrieve(query, self.candidates)
         linked: set[frozenset[str]] = set()  # articles the retriever already folded into one story
         picks = [p for p in self._best_per_article(topic, passages, linked) if p.score >= self.threshold]
         logger.debug("brief %r: %d relevant articles", topic, len(picks))
         if not picks:
             when = f" since {since.isoformat()}" if since else ""
             return Briefing(topic, message=NOTHING_FOUND.replace("on that", f"on that{when}"))
-        stories = self._stories(picks, linked)[: self.max_points]
+        stories = self._stories(picks, linked)
+        said = sent_vectors if sent_vectors is not None and len(sent_vectors) else None
+
+        def told(pick: _Pick) -> bool:
+            if sentence_key(pick.sentence) in sent:
+                return True
+            return said is not None and float(np.max(said @ pick.vector)) >= SAME_SENTENCE_COSINE
+
+        fresh = [story for story in stories if not all(told(pick) for pick in story)]
+        if not fresh:
+            return Briefing(topic, message=NOTHING_FOUND, repeats=len(stories))
+        repeats = len(stories) - len(fresh)
+        stories = fresh[: self.max_points]
         stories.sort(key=_story_date, reverse=True)
-        briefing = Briefing(topic)
+        briefing = Briefing(topic, repeats=repeats)
         for story in stories:
             numbers: list[int] = []
-            parts: list[str] = []
+            parts: list[tuple[str, list[int]]] = []  # a sentence shown and the sources it stands for
             for pick in story:
                 n = len(briefing.sources) + 1
                 briefing.sources.append(Citation.of(n, pick.passage, pick.sentence))
+                briefing.quote_vectors.append(pick.vector)
                 numbers.append(n)
                 # Each outlet's own sentence, unless it says what an earlier one already said.
                 if len(parts) < 2 and all(
                     float(np.dot(pick.vector, o.vector)) < SAME_SENTENCE_COSINE for o in story[: len(parts)]
                 ):
-                    parts.append(mark(pick.sentence, [n]))
+                    parts.append((pick.sentence, [n]))
                 else:
-                    parts[-1] = parts[-1] + f"[{n}]"
-            briefing.points.append(BriefPoint(_story_date(story) or None, " ".join(parts), numbers))
+                    parts[-1][1].append(n)
+            text = " ".join(mark(sentence, cited) for sentence, cited in parts)
+            briefing.points.append(BriefPoint(_story_date(story) or None, text, numbers))
         return briefing
 
-    async def abrief(self, topic: str, *, since: date | None = None, until: date | None = None) -> Briefing:
+    async def abrief(
+        self,
+        topic: str,
+        *,
+        since: date | None = None,
+        until: date | None = None,
+        arrived_after: int | None = None,
+        sent: frozenset[str] = frozenset(),
+        sent_vectors: np.ndarray | None = None,
+    ) -> Briefing:
         """`brief` off the event loop."""
-        return await asyncio.to_thread(self.brief, topic, since=since, until=until)
+        return await asyncio.to_thread(
+            self.brief, topic, since=since, until=until, arrived_after=arrived_after, sent=sent, sent_vectors=sent_vectors
+        )
 
     def _best_per_article(self, topic: str, passages: list[Passage], linked: set[frozenset[str]]) -> list[_Pick]:
         """Each article's sentence that best fits the topic, preferring sentences that state figures."""
@@ -236,6 +281,12 @@ class Briefer:
             else:
                 stories.append([pick])
         return stories
+
+
+def sentence_key(sentence: str) -> str:
+    """What identifies a quoted sentence across outlets and edits: its words, lower-cased, without
+    punctuation or spacing (a wire story's sentence under two outlets has one key)."""
+    return " ".join(re.findall(r"\w+", sentence.lower()))
 
 
 def _with_duplicates(passages: list[Passage], linked: set[frozenset[str]]) -> list[Passage]:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import fcntl
 import functools
+import json
 import logging
+import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, Protocol, TypeVar
 
 import httpx
@@ -27,8 +32,6 @@ logger = logging.getLogger(__name__)
 # Rows of `nearest`: chunk id, text, metadata, cosine similarity.
 Hit = tuple[str, str, dict[str, Any], float]
 _DELETE_BATCH = 500
-# Seconds a chunk count stands for `ArticleStore.version`, when nothing was written through the store.
-RECOUNT_S = 1.0
 
 # Chunk metadata that an earlier reader wrote at ingest (packed sentence vectors, tens of KB a chunk).
 # Nothing reads it now; the bulk reads below leave it out of what search keeps in memory, so an index
@@ -36,6 +39,27 @@ RECOUNT_S = 1.0
 LEGACY_SENTENCE_VECTORS = "sentence_vectors"
 # Chunk metadata naming the embedding model (and runtime) that made the chunk's vector.
 EMBEDDER = "embedder"
+# Chunk metadata: when its article (this content of it) was first ingested, in whole seconds since 1970
+# (UTC). Kept when the article is only re-embedded; new when its content changes. Digests read it.
+INGESTED = "ingested_at"
+
+
+# The journal of in-place changes to the live collection (`ArticleStore.change`): a change is written as
+# pending, its new chunks are upserted, it is committed (readers then see it whole), its old chunks are
+# deleted and it is done. A change found pending is rolled back, one found committed rolled forward.
+PENDING, COMMITTED, DONE = "pending", "committed", "done"
+_CHANGES_KEPT = 1000  # done changes kept for readers that catch up by applying them (more: a full read)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One in-place change of the live collection: the chunks it adds and those it removes, by id."""
+
+    seq: int
+    live: str
+    added: list[str]
+    removed: list[str]
+    state: str
 
 
 class ChunkStore(Protocol):
@@ -68,6 +92,15 @@ class ChunkStore(Protocol):
 
     def chunks(self, ids: Sequence[str]) -> dict[str, tuple[str, dict[str, Any]]]:
         """Text and full metadata of the live chunks `ids` (those that exist)."""
+        ...
+
+    def changes(self, live: str, after: int) -> list[Change] | None:
+        """The committed in-place changes of collection `live` after number `after`, in order (None: not all are kept)."""
+        ...
+
+    def uncommitted(self, live: str) -> set[str]:
+        """Chunk ids in `live` that its committed state does not hold (a change's new chunks before it is
+        committed, its old ones after)."""
         ...
 
 
@@ -110,6 +143,8 @@ class StoredArticle:
     published: str | None = None
     # The version of the embedder that made its chunks' vectors (None: an index from before it was kept).
     embedder: str | None = None
+    # When this content of the article was ingested (`INGESTED`; None: an index from before it was kept).
+    ingested_at: int | None = None
 
 
 def make_client(settings: Settings) -> ClientAPI:
@@ -157,33 +192,65 @@ class ArticleStore:
     live one and `publish()` switches the alias to it in one write.
     """
 
-    def __init__(self, client: ClientAPI, name: str) -> None:
+    def __init__(self, client: ClientAPI, name: str, lock_path: Path | None = None) -> None:
         self._client = client
         self.name = name
+        # Writers of one embedded Chroma (`newsbot ingest` beside `newsbot serve`) take turns on this file.
+        self._lock_path = lock_path
+        self._thread_lock = threading.RLock()
         self._collections: dict[str, Collection] = {}  # by name; a name is never reused (`_new_name`)
-        self._writes = 0  # writes through this store, so `version` counts again after one
-        self._counted: tuple[str | None, int, int, float] = (None, 0, -1, 0.0)  # live name, count, writes, when
+        self._writes = 0  # writes to the live collection outside the journal, through this store (`version`)
         self._registry = client.get_or_create_collection(
             f"{name}-registry", embedding_function=None, metadata={"kind": "newsbot-registry"}
+        )
+        self._journal = client.get_or_create_collection(
+            f"{name}-journal", embedding_function=None, metadata={"kind": "newsbot-journal"}
         )
         if not self.live_name:
             self._set_live(self._create(self._new_name()).name)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ArticleStore:
-        return cls(make_client(settings), settings.collection)
+        lock = settings.chroma_path / f"{settings.collection}.lock" if settings.chroma_mode != "http" else None
+        return cls(make_client(settings), settings.collection, lock)
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """One writer at a time of the journal and the alias: threads of this process, and processes sharing
+        the embedded Chroma's folder (a lock file). Several machines on one Chroma server must see to it
+        that one of them writes at a time (docs/bot.md)."""
+        with self._thread_lock:
+            if self._lock_path is None:
+                yield
+                return
+            self._lock_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self._lock_path, "a") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(handle, fcntl.LOCK_UN)
 
     # -- the alias --------------------------------------------------------------------------
 
-    @property
     @_server_call
-    def live_name(self) -> str | None:
+    def _state(self) -> tuple[str | None, int]:
+        """The live collection's name and the number of the last change committed in place (one read)."""
         self._registry = self._client.get_collection(f"{self.name}-registry", embedding_function=None)
-        value = (self._registry.metadata or {}).get("live")
-        return str(value) if value else None
+        meta = self._registry.metadata or {}
+        value = meta.get("live")
+        return (str(value) if value else None), int(meta.get("seq") or 0)
+
+    @property
+    def live_name(self) -> str | None:
+        return self._state()[0]
 
     def _set_live(self, collection_name: str) -> None:
-        self._registry.modify(metadata={"kind": "newsbot-registry", "live": collection_name})
+        self._registry.modify(metadata={"kind": "newsbot-registry", "live": collection_name, "seq": self._state()[1]})
+
+    def _set_seq(self, live: str, seq: int) -> None:
+        """Readers see change `seq` from now (one write, the same one that names the live collection)."""
+        self._registry.modify(metadata={"kind": "newsbot-registry", "live": live, "seq": seq})
 
     def _new_name(self) -> str:
         return f"{self.name}-v{time.time_ns() // 1000}"
@@ -225,6 +292,10 @@ class ArticleStore:
     @_server_call
     def publish(self, staged: Collection) -> None:
         """Make `staged` the live collection in one step, then drop the old one."""
+        with self.writing():
+            self._publish(staged)
+
+    def _publish(self, staged: Collection) -> None:
         old = self.live_name
         self._set_live(staged.name)
         logger.info("collection %s is live (was %s)", staged.name, old)
@@ -253,30 +324,12 @@ class ArticleStore:
     def articles(self, collection: Collection | None = None) -> dict[str, StoredArticle]:
         """Every indexed article, by id."""
         collection = collection or self.live()
-        found: dict[str, StoredArticle] = {}
-        counts: dict[str, int] = {}
-        for meta in self._iter_metadatas(collection):
-            doc_id = str(meta["doc_id"])
-            counts[doc_id] = counts.get(doc_id, 0) + 1
-            if meta.get("chunk_index") == 0:
-                found[doc_id] = StoredArticle(
-                    doc_id=doc_id,
-                    title=str(meta.get("title", "")),
-                    path=str(meta.get("path", "")),
-                    content_hash=str(meta.get("content_hash", "")),
-                    chunks=0,
-                    source=_opt(meta.get("source")),
-                    url=_opt(meta.get("url")),
-                    published=_opt(meta.get("published")),
-                    embedder=_opt(meta.get(EMBEDDER)),
-                )
-        return {
-            doc_id: StoredArticle(**{**article.__dict__, "chunks": counts.get(doc_id, 0)}) for doc_id, article in found.items()
-        }
+        hidden = self.uncommitted(collection.name)
+        return _articles(meta for cid, meta in self._iter_metadatas(collection) if cid not in hidden)
 
-    def _iter_metadatas(self, collection: Collection) -> Iterator[dict[str, Any]]:
+    def _iter_metadatas(self, collection: Collection) -> Iterator[tuple[str, dict[str, Any]]]:
         for page in pages(collection, ["metadatas"], batch=self.max_batch):
-            yield from (dict(meta) for meta in page["metadatas"] or [])
+            yield from ((cid, dict(meta)) for cid, meta in zip(page["ids"], page["metadatas"] or [], strict=True))
 
     @_server_call
     def all_chunks(self) -> tuple[list[str], list[str], list[dict[str, Any]]]:
@@ -295,26 +348,23 @@ class ArticleStore:
         """Text and full metadata of the live chunks `ids` (those that exist)."""
         if not ids:
             return {}
-        page = self.live().get(ids=list(ids), include=["documents", "metadatas"])
-        documents, metadatas = page["documents"] or [], page["metadatas"] or []
-        return {cid: (text, dict(meta)) for cid, text, meta in zip(page["ids"], documents, metadatas, strict=True)}
+        found: dict[str, tuple[str, dict[str, Any]]] = {}
+        for start in range(0, len(ids), self.max_batch):
+            page = self.live().get(ids=list(ids[start : start + self.max_batch]), include=["documents", "metadatas"])
+            documents, metadatas = page["documents"] or [], page["metadatas"] or []
+            found.update({cid: (text, dict(meta)) for cid, text, meta in zip(page["ids"], documents, metadatas, strict=True)})
+        return found
 
     @_server_call
     def count(self) -> int:
         return int(self.live().count())
 
     def version(self) -> str:
-        """The live collection's name and size. The name is read every time; the size (counting takes
-        milliseconds a question at 100k chunks) again after a write through this store, or after
-        `RECOUNT_S` seconds for writes by other processes (`newsbot ingest` beside `newsbot serve`)."""
-        name = self.live_name
-        counted_name, counted, writes, when = self._counted
-        now = time.monotonic()
-        if name != counted_name or writes != self._writes or now - when > RECOUNT_S:
-            writes = self._writes
-            counted = self.count()
-            self._counted = (name, counted, writes, now)
-        return f"{name}:{counted}"
+        """`LIVE:SEQ:N`: the live collection's name, the number of the last change committed in place
+        (`change`: read with the name, every time, so another process's change shows at once) and the
+        writes made outside the journal through this store (`add`, `delete` on the live collection)."""
+        name, seq = self._state()
+        return f"{name}:{seq}:{self._writes}"
 
     @_server_call
     def nearest_ids(self, embedding: np.ndarray, n: int, ids: Sequence[str] | None = None) -> list[tuple[str, float]]:
@@ -358,9 +408,10 @@ class ArticleStore:
         article: Article,
         chunks: list[Chunk],
         embeddings: np.ndarray,
-        extra: Sequence[dict[str, str]] | None = None,
+        extra: Sequence[dict[str, str | int]] | None = None,
     ) -> None:
-        """Write an article's chunks; `extra` adds fields to each chunk's metadata (the embedder's version)."""
+        """Write an article's chunks; `extra` adds fields to each chunk's metadata (the embedder's version,
+        when it was ingested)."""
         more = list(extra) if extra else [{} for _ in chunks]
         try:
             collection.add(
@@ -369,15 +420,180 @@ class ArticleStore:
                 documents=[chunk.text for chunk in chunks],
                 metadatas=[{**chunk_metadata(article, chunk), **fields} for chunk, fields in zip(chunks, more, strict=True)],
             )
-        finally:  # after the write: a `version` that counted before it must count again
-            self._writes += 1
+        finally:  # after the write: a reader of the live collection must read it again
+            self._wrote(collection)
 
     @_server_call
     def delete(self, collection: Collection, doc_ids: Sequence[str]) -> None:
         try:
             delete_articles(collection, doc_ids)
         finally:
+            self._wrote(collection)
+
+    def _wrote(self, collection: Collection) -> None:
+        if collection.name == self.live_name:
             self._writes += 1
+
+    # -- changing the live collection in place -------------------------------------------------
+
+    @_server_call
+    def chunk_ids(self, doc_ids: Sequence[str], collection: Collection | None = None) -> list[str]:
+        """The ids of every chunk of the articles `doc_ids` (in the live collection by default)."""
+        collection = collection or self.live()
+        found: list[str] = []
+        for start in range(0, len(doc_ids), _DELETE_BATCH):
+            members: dict[Literal["$in", "$nin"], list[str | int | float | bool]] = {
+                "$in": list(doc_ids[start : start + _DELETE_BATCH])
+            }
+            found += collection.get(where={"doc_id": members}, include=[])["ids"]
+        return found
+
+    @_server_call
+    def stored(self, doc_ids: Sequence[str]) -> dict[str, StoredArticle]:
+        """What the live collection holds of the articles `doc_ids` (only those), committed state only."""
+        if not doc_ids:
+            return {}
+        live = self.live()
+        hidden = self.uncommitted(live.name)
+        metas: list[dict[str, Any]] = []
+        for start in range(0, len(doc_ids), _DELETE_BATCH):
+            members: dict[Literal["$in", "$nin"], list[str | int | float | bool]] = {
+                "$in": list(doc_ids[start : start + _DELETE_BATCH])
+            }
+            page = live.get(where={"doc_id": members}, include=["metadatas"])
+            metas += [dict(m) for cid, m in zip(page["ids"], page["metadatas"] or [], strict=True) if cid not in hidden]
+        return _articles(metas)
+
+    @_server_call
+    def change(
+        self, upserts: Sequence[tuple[Article, list[Chunk], np.ndarray, dict[str, str | int]]], removed: Sequence[str]
+    ) -> int:
+        """Apply one change to the live collection in place, whole or not at all; its number.
+
+        `upserts`: articles with their chunks, vectors and extra metadata; `removed`: chunk ids to drop (an
+        updated article's old chunks: chunk ids hold the content hash, so old and new never share one).
+        The change is journaled as pending before anything is written, committed once every new chunk
+        is in (readers switch to it in one step: `changes`), and done once the old chunks are deleted.
+        A crash at any point leaves a change that the next one rolls back (pending) or forward
+        (committed): `recover`.
+        """
+        with self.writing():
+            return self._change(upserts, removed)
+
+    def _change(
+        self, upserts: Sequence[tuple[Article, list[Chunk], np.ndarray, dict[str, str | int]]], removed: Sequence[str]
+    ) -> int:
+        self._recover()
+        live = self.live()
+        added = [chunk.chunk_id for _, chunks, _, _ in upserts for chunk in chunks]
+        kept = set(added)
+        removed = [cid for cid in dict.fromkeys(removed) if cid not in kept]
+        seq = max(self._state()[1], self._last_journaled()) + 1
+        self._journal.upsert(
+            ids=[_change_id(seq)],
+            embeddings=np.ones((1, 1), dtype=np.float32),  # Chroma wants one; nothing searches the journal
+            documents=[json.dumps({"added": added, "removed": removed})],
+            metadatas=[{"live": live.name, "seq": seq, "state": PENDING}],
+        )
+        batch: tuple[list[str], list[Any], list[str], list[Any]] = ([], [], [], [])
+        for article, chunks, vectors, extra in upserts:
+            for chunk, vector in zip(chunks, vectors, strict=True):
+                batch[0].append(chunk.chunk_id)
+                batch[1].append(vector)
+                batch[2].append(chunk.text)
+                batch[3].append({**chunk_metadata(article, chunk), **extra})
+            if len(batch[0]) >= self.max_batch:
+                live.upsert(
+                    ids=batch[0], embeddings=np.asarray(batch[1], dtype=np.float32), documents=batch[2], metadatas=batch[3]
+                )
+                batch = ([], [], [], [])
+        if batch[0]:
+            live.upsert(ids=batch[0], embeddings=np.asarray(batch[1], dtype=np.float32), documents=batch[2], metadatas=batch[3])
+        self._commit(live.name, seq)
+        self._finish(live, seq, removed)
+        return seq
+
+    def _commit(self, live: str, seq: int) -> None:
+        self._journal.update(ids=[_change_id(seq)], metadatas=[{"live": live, "seq": seq, "state": COMMITTED}])
+        self._set_seq(live, seq)
+        logger.info("change %d of %s committed", seq, live)
+
+    def _finish(self, live: Collection, seq: int, removed: Sequence[str]) -> None:
+        for start in range(0, len(removed), self.max_batch):
+            live.delete(ids=list(removed[start : start + self.max_batch]))
+        self._journal.update(ids=[_change_id(seq)], metadatas=[{"live": live.name, "seq": seq, "state": DONE}])
+        old = [_change_id(n) for n in range(max(1, seq - _CHANGES_KEPT - 50), seq - _CHANGES_KEPT + 1)]
+        if old:
+            self._journal.delete(ids=old)
+
+    def _last_journaled(self) -> int:
+        seqs = [_int(m["seq"]) for m in self._journal.get(include=["metadatas"])["metadatas"] or []]
+        return max(seqs, default=0)
+
+    @_server_call
+    def recover(self) -> list[int]:
+        """Finish what a crash interrupted: a pending change is rolled back (its new chunks deleted), a
+        committed one rolled forward (its old chunks deleted). The numbers of the changes recovered."""
+        with self.writing():
+            return self._recover()
+
+    def _recover(self) -> list[int]:
+        live_name, seq = self._state()
+        unfinished: Any = {"state": {"$in": [PENDING, COMMITTED]}}
+        found = self._journal.get(where=unfinished, include=["metadatas", "documents"])
+        recovered: list[int] = []
+        for meta, document in zip(found["metadatas"] or [], found["documents"] or [], strict=True):
+            number, body = _int(meta["seq"]), json.loads(document)
+            try:
+                collection = self._client.get_collection(str(meta["live"]), embedding_function=None)
+            except Exception:  # its collection was replaced by a reload since: nothing to finish
+                self._journal.delete(ids=[_change_id(number)])
+                continue
+            if meta["state"] == PENDING:
+                for start in range(0, len(body["added"]), self.max_batch):
+                    collection.delete(ids=body["added"][start : start + self.max_batch])
+                self._journal.delete(ids=[_change_id(number)])
+                logger.warning("change %d of %s was interrupted before it was committed: rolled back", number, meta["live"])
+            else:
+                if meta["live"] == live_name and number > seq:  # committed, but readers were not told yet
+                    self._set_seq(str(live_name), number)
+                self._finish(collection, number, body["removed"])
+                logger.warning("change %d of %s was interrupted after it was committed: finished", number, meta["live"])
+            recovered.append(number)
+        return recovered
+
+    @_server_call
+    def changes(self, live: str, after: int) -> list[Change] | None:
+        """The committed in-place changes of collection `live` numbered after `after`, up to the last committed,
+        in order; None when one of them is no longer kept (the reader then reads the collection again)."""
+        _, last = self._state()
+        if last <= after:
+            return []
+        wanted = [_change_id(n) for n in range(after + 1, last + 1)]
+        found: dict[int, Change] = {}
+        for start in range(0, len(wanted), 500):
+            page = self._journal.get(ids=wanted[start : start + 500], include=["metadatas", "documents"])
+            for meta, document in zip(page["metadatas"] or [], page["documents"] or [], strict=True):
+                body = json.loads(document)
+                number = _int(meta["seq"])
+                found[number] = Change(number, str(meta["live"]), body["added"], body["removed"], str(meta["state"]))
+        ordered = [found.get(n) for n in range(after + 1, last + 1)]
+        if any(c is None or c.state == PENDING for c in ordered):
+            return None
+        return [c for c in ordered if c is not None and c.live == live]
+
+    @_server_call
+    def uncommitted(self, live: str) -> set[str]:
+        """Chunk ids in `live` that its committed state does not hold: those a pending change added, and the
+        old chunks a committed change has not finished deleting (a crash, or being deleted now)."""
+        unfinished: Any = {"state": {"$in": [PENDING, COMMITTED]}}
+        found = self._journal.get(where=unfinished, include=["metadatas", "documents"])
+        hidden: set[str] = set()
+        for meta, document in zip(found["metadatas"] or [], found["documents"] or [], strict=True):
+            if meta["live"] == live:
+                body = json.loads(document)
+                hidden.update(body["added"] if meta["state"] == PENDING else body["removed"])
+        return hidden
 
 
 # -- Chroma helpers shared with the naive peer ----------------------------------------------------
@@ -427,8 +643,49 @@ def _lean(meta: Any) -> dict[str, Any]:
     return {key: value for key, value in dict(meta).items() if key != LEGACY_SENTENCE_VECTORS}
 
 
+def parse_version(version: str) -> tuple[str, int, int]:
+    """`ArticleStore.version`'s parts: (live collection, last change committed in place, writes outside the journal)."""
+    live, seq, writes = version.rsplit(":", 2)
+    return live, int(seq), int(writes)
+
+
+def _articles(metas: Iterable[dict[str, Any]]) -> dict[str, StoredArticle]:
+    """The articles whose chunks' metadata are `metas` (from each one's first chunk), with their chunk counts."""
+    found: dict[str, StoredArticle] = {}
+    counts: dict[str, int] = {}
+    for meta in metas:
+        doc_id = str(meta["doc_id"])
+        counts[doc_id] = counts.get(doc_id, 0) + 1
+        if meta.get("chunk_index") == 0:
+            found[doc_id] = StoredArticle(
+                doc_id=doc_id,
+                title=str(meta.get("title", "")),
+                path=str(meta.get("path", "")),
+                content_hash=str(meta.get("content_hash", "")),
+                chunks=0,
+                source=_opt(meta.get("source")),
+                url=_opt(meta.get("url")),
+                published=_opt(meta.get("published")),
+                embedder=_opt(meta.get(EMBEDDER)),
+                ingested_at=_opt_int(meta.get(INGESTED)),
+            )
+    return {doc_id: StoredArticle(**{**article.__dict__, "chunks": counts.get(doc_id, 0)}) for doc_id, article in found.items()}
+
+
+def _int(value: Any) -> int:
+    return int(value)
+
+
+def _change_id(seq: int) -> str:
+    return f"change-{seq:012d}"
+
+
 def _opt(value: Any) -> str | None:
     return None if value in (None, "") else str(value)
+
+
+def _opt_int(value: Any) -> int | None:
+    return None if value is None or isinstance(value, bool) else int(value)
 
 
 def day_number(value: date) -> int:

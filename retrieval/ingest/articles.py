@@ -71,8 +71,13 @@ class Article:
         digest = hashlib.sha256(
             "\x1f".join([title, text, source or "", url or "", published.isoformat() if published else ""]).encode()
         ).hexdigest()
-        doc_id = hashlib.sha1(key.encode()).hexdigest()[:16]
+        doc_id = doc_id_of(key)
         return cls(doc_id, title, text, str(path), source, url, published, digest[:32])
+
+
+def doc_id_of(key: str) -> str:
+    """The stable id of the article found under `key` (its own id, else its URL, else its path)."""
+    return hashlib.sha1(key.encode()).hexdigest()[:16]
 
 
 def domain(url: str | None) -> str | None:

@@ -68,9 +68,14 @@ def chunk_article(article: Article, chunk_size: int, chunk_overlap: int) -> list
     if current and (not chunks or current != chunks[-1][-len(current) :]):
         chunks.append(current)
 
-    return [
-        Chunk(f"{article.doc_id}:{index:04d}", article.doc_id, index, _join(sentences)) for index, sentences in enumerate(chunks)
-    ]
+    # The id names the content (`chunk_id`): a changed article's new chunks never overwrite its old ones.
+    return [Chunk(chunk_id(article, index), article.doc_id, index, _join(sentences)) for index, sentences in enumerate(chunks)]
+
+
+def chunk_id(article: Article, index: int) -> str:
+    """`DOC_ID:HASH:NNNN`: the article, its content hash's first 12 digits and the chunk's place (search finds a
+    chunk's neighbours by the part before the last colon)."""
+    return f"{article.doc_id}:{article.content_hash[:12]}:{index:04d}"
 
 
 def _bounded(sentence: str, limit: int) -> list[str]:

@@ -1,6 +1,7 @@
 """Articles from the web: RSS and Atom feeds polled on a schedule, and single links an admin sends.
 
-Each new entry's page is fetched (`retrieval/ingest/fetch.py`) and its text extracted as `.html`
+Feeds are polled side by side (`fetch_concurrency`), each host getting `fetch_per_host` requests at once
+with its pause between two. Each new entry's page is fetched (`retrieval/ingest/fetch.py`) and its text extracted as `.html`
 files are; the article is written as a JSON record under one folder (`data_dir/fetched/`, named
 after its link), which the ordinary ingest then reads: the stable id comes from the link, the content
 hash from the text, so an unchanged page embeds nothing and an edited one replaces its article. The
@@ -22,13 +23,14 @@ import logging
 import sqlite3
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from retrieval.ingest.articles import Article, ArticleError, article_from_html
+from retrieval.ingest.articles import Article, ArticleError, article_from_html, doc_id_of
 from retrieval.ingest.fetch import Fetched, Fetcher, FetchError, check_url
 
 logger = logging.getLogger(__name__)
@@ -68,7 +70,15 @@ CREATE TABLE IF NOT EXISTS entries (
     attempts INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS entries_by_feed ON entries (feed_id);
+CREATE TABLE IF NOT EXISTS pending (
+    key TEXT PRIMARY KEY,
+    action TEXT NOT NULL,
+    since TEXT NOT NULL
+);
 """
+# `pending`: what the index still has to do, written with the change to the files and cleared when the index
+# did it (`Collector.settle`), so a crash between the two loses nothing: "ingest" a file written, "remove"
+# the article of an entry that expired.
 
 
 def _now() -> str:
@@ -143,8 +153,9 @@ class PollResult:
     """What one poll of the feeds did: the files to ingest, and whether retention removed any."""
 
     feeds: list[FeedPoll] = field(default_factory=list)
-    changed: list[Path] = field(default_factory=list)
-    expired: list[Path] = field(default_factory=list)
+    changed: list[Path] = field(default_factory=list)  # to ingest (with what an interrupted ingest left)
+    expired: list[Path] = field(default_factory=list)  # files retention removed at this poll
+    expired_ids: list[str] = field(default_factory=list)  # articles to remove from the index (and left before)
     requests: int = 0
     seconds: float = 0.0
 
@@ -301,13 +312,18 @@ class Collector:
         started = time.perf_counter()
         requests = self.fetcher.requests
         result = PollResult()
-        for feed in self.feeds():
-            if feed_id is not None and feed.id != feed_id:
-                continue
-            outcome = self._poll_feed(feed)
-            result.feeds.append(outcome)
-            result.changed += outcome.new
+        chosen = [feed for feed in self.feeds() if feed_id is None or feed.id == feed_id]
+        # Feeds side by side (`fetch_concurrency` at once); the fetcher keeps each host to `fetch_per_host`
+        # requests at once and its pause between two, however many feeds it serves.
+        workers = max(1, min(self.fetcher.policy.concurrency, len(chosen)))
+        with ThreadPoolExecutor(workers, thread_name_prefix="poll") as pool:
+            for outcome in pool.map(self._poll_feed, chosen):
+                result.feeds.append(outcome)
+                result.changed += outcome.new
         result.expired = self._expire()
+        left = self.pending()
+        result.changed = list(dict.fromkeys([*result.changed, *left[0]]))
+        result.expired_ids = left[1]
         result.requests = self.fetcher.requests - requests
         result.seconds = time.perf_counter() - started
         logger.info("feeds: %s", result.summary())
@@ -381,6 +397,7 @@ class Collector:
                 article = page_article(fetched, entry.link, path, entry)
                 if write_article(article, path, entry.link):
                     outcome.new.append(path)
+                    self._pend("ingest", str(path))
                 published = article.published
             else:
                 published = date.fromisoformat(known["published"]) if known["published"] else entry.published
@@ -465,9 +482,33 @@ class Collector:
                 removed.append(path)
                 # Kept as expired, so the feed's copy of the entry is not fetched again.
                 db.execute("UPDATE entries SET status = 'expired', file = NULL WHERE link = ?", (row["link"],))
+                db.execute(
+                    "INSERT OR REPLACE INTO pending (key, action, since) VALUES (?, 'remove', ?)",
+                    (doc_id_of(row["link"]), _now()),
+                )
         if removed:
             logger.info("feeds: %d articles older than %d days removed", len(removed), self.retention_days)
         return removed
+
+    # -- what the index has still to do ---------------------------------------------------------
+
+    def _pend(self, action: str, key: str) -> None:
+        with self.database.connect() as db:
+            db.execute("INSERT OR REPLACE INTO pending (key, action, since) VALUES (?, ?, ?)", (key, action, _now()))
+
+    def pending(self) -> tuple[list[Path], list[str]]:
+        """The article files to ingest and the article ids to remove that the index has not done yet."""
+        with self.database.connect() as db:
+            rows = db.execute("SELECT key, action FROM pending ORDER BY since, key").fetchall()
+            gone = [row["key"] for row in rows if row["action"] == "ingest" and not Path(row["key"]).exists()]
+            db.executemany("DELETE FROM pending WHERE key = ?", [(key,) for key in gone])  # expired meanwhile
+        files = [Path(row["key"]) for row in rows if row["action"] == "ingest" and row["key"] not in gone]
+        return files, [row["key"] for row in rows if row["action"] == "remove"]
+
+    def settle(self, files: list[Path], removed: list[str]) -> None:
+        """The index ingested `files` and removed the articles `removed`: nothing pends for them."""
+        with self.database.connect() as db:
+            db.executemany("DELETE FROM pending WHERE key = ?", [(str(key),) for key in [*files, *removed]])
 
     # -- links ------------------------------------------------------------------------------
 
@@ -478,6 +519,7 @@ class Collector:
         fetched = self.fetcher.get(url, accept=PAGE_ACCEPT)
         article = page_article(fetched, url, path)
         write_article(article, path, url)
+        self._pend("ingest", str(path))
         self._record(
             url,
             None,

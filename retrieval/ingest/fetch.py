@@ -7,9 +7,13 @@ stays in the Host header and TLS's server name), so a second DNS answer cannot p
 A host named in `allowed_hosts` may resolve anywhere (an intranet feed; tests on loopback).
 
 Politely: a user agent naming newsbot, robots.txt respected (RFC 9309: a missing one allows
-everything, an unreachable one nothing), a pause between two requests to one host (or the host's
-Crawl-delay), conditional requests, and on every response a timeout, a size cap and a bounded
-number of redirects.
+everything, an unreachable one nothing), at most `per_host` requests to one host at once and a pause
+between two (or the host's Crawl-delay), conditional requests, and on every response a timeout, a size
+cap and a bounded number of redirects. The fetcher is shared by the threads of a poll.
+
+Through a proxy (`proxy`, setting fetch_proxy) every target is checked the same way before anything is
+sent. An http request is sent to the proxy pinned to the checked address, so it never resolves a name;
+an https one is a tunnel (CONNECT) to the checked host name, as TLS must name it, which the proxy resolves.
 """
 
 from __future__ import annotations
@@ -57,6 +61,9 @@ class FetchPolicy:
     max_redirects: int = 5
     host_pause: float = 1.0
     allowed_hosts: frozenset[str] = frozenset()
+    concurrency: int = 8  # hosts fetched from at once (`Collector.poll`)
+    per_host: int = 1  # requests one host gets at once
+    proxy: str = ""  # an HTTP proxy for every request ("" for none)
 
     @classmethod
     def from_settings(cls, settings: Any) -> FetchPolicy:
@@ -67,6 +74,9 @@ class FetchPolicy:
             max_redirects=settings.fetch_max_redirects,
             host_pause=settings.fetch_host_pause_seconds,
             allowed_hosts=frozenset(host.lower() for host in settings.fetch_allowed_hosts),
+            concurrency=settings.fetch_concurrency,
+            per_host=settings.fetch_per_host,
+            proxy=settings.fetch_proxy,
         )
 
 
@@ -164,6 +174,8 @@ class Fetcher:
         self._clients: dict[str, httpx.Client] = {}
         self._robots: dict[str, _Robots] = {}
         self._last: dict[str, float] = {}
+        self._slots: dict[str, threading.BoundedSemaphore] = {}  # `policy.per_host` requests to a host at once
+        self._robots_locks: dict[str, threading.Lock] = {}  # one robots.txt fetch a host, however many threads ask
         self._lock = threading.Lock()
         self.requests = 0  # requests sent (robots.txt included): what a poll cost
 
@@ -218,17 +230,36 @@ class Fetcher:
         address = self._address(parsed, original)
         host = parsed.host.lower()
         pinned = parsed.copy_with(host=address)
+        if self.policy.proxy and parsed.scheme == "https":
+            # A tunnel (CONNECT) cannot be asked for an address while TLS names the host (httpx names the
+            # tunnel's host to TLS): it is asked for the name, which was checked here first.
+            pinned = parsed
         headers = {"Host": parsed.netloc.decode("ascii"), "Accept": accept, "Accept-Encoding": "gzip, deflate"}
         if etag:
             headers["If-None-Match"] = etag
         if last_modified:
             headers["If-Modified-Since"] = last_modified
         extensions = {"sni_hostname": host} if parsed.scheme == "https" else {}
-        self._pause(host)
+        with self._slot(host):
+            self._pause(host)
+            return self._send(parsed, pinned, headers, extensions, original)
+
+    def _slot(self, host: str) -> threading.BoundedSemaphore:
+        with self._lock:
+            slot = self._slots.get(host)
+            if slot is None:
+                slot = self._slots[host] = threading.BoundedSemaphore(self.policy.per_host)
+            return slot
+
+    def _send(
+        self, parsed: httpx.URL, pinned: httpx.URL, headers: dict[str, str], extensions: dict[str, Any], original: str
+    ) -> Fetched | str:
+        host = parsed.host.lower()
         deadline = time.monotonic() + self.policy.timeout
         client = self._client(host)
         try:
-            self.requests += 1
+            with self._lock:
+                self.requests += 1
             with client.stream("GET", pinned, headers=headers, extensions=extensions) as response:
                 if response.status_code in _REDIRECTS:
                     location = response.headers.get("location")
@@ -236,7 +267,9 @@ class Fetcher:
                         raise FetchError(original, f"redirect ({response.status_code}) without a Location")
                     return location
                 if response.status_code == 304:
-                    return Fetched(str(parsed), 304, etag=etag, last_modified=last_modified)
+                    return Fetched(
+                        str(parsed), 304, etag=headers.get("If-None-Match"), last_modified=headers.get("If-Modified-Since")
+                    )
                 if response.status_code != 200:
                     raise FetchError(
                         original,
@@ -278,13 +311,15 @@ class Fetcher:
                 if len(self._clients) >= _MAX_CLIENTS:
                     oldest = next(iter(self._clients))
                     self._clients.pop(oldest).close()
-                # trust_env off: a proxy from the environment would connect to the name, not the checked address.
+                # trust_env off: a proxy from the environment is never used; the one of the settings is
+                # asked only for targets checked here (the module's docstring).
                 client = httpx.Client(
                     timeout=httpx.Timeout(self.policy.timeout),
                     follow_redirects=False,
                     headers={"User-Agent": self.policy.user_agent},
                     trust_env=False,
                     verify=self.verify,
+                    proxy=self.policy.proxy or None,
                 )
                 self._clients[host] = client
             return client
@@ -309,10 +344,13 @@ class Fetcher:
     def _check_robots(self, parsed: httpx.URL, original: str) -> None:
         host = parsed.host.lower()
         origin = f"{parsed.scheme}://{parsed.netloc.decode('ascii')}"
-        robots = self._robots.get(host)
-        if robots is None or time.monotonic() - robots.fetched > _ROBOTS_TTL_S:
-            robots = self._load_robots(origin)
-            self._robots[host] = robots
+        with self._lock:
+            loading = self._robots_locks.setdefault(host, threading.Lock())
+        with loading:
+            robots = self._robots.get(host)
+            if robots is None or time.monotonic() - robots.fetched > _ROBOTS_TTL_S:
+                robots = self._load_robots(origin)
+                self._robots[host] = robots
         if robots.parser is None:
             raise FetchError(original, f"{origin}/robots.txt cannot be read ({robots.reason}), so nothing there is fetched")
         if not robots.parser.can_fetch(ROBOTS_AGENT, str(parsed)):

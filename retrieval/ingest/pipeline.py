@@ -14,7 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from retrieval.index.embedding import Embedder
-from retrieval.index.store import EMBEDDER, ArticleStore
+from retrieval.index.store import EMBEDDER, INGESTED, ArticleStore
 from retrieval.ingest.articles import COLLECTION_SUFFIXES, Article, ArticleError, iter_files, load_file
 from retrieval.ingest.chunking import Chunk, chunk_article
 
@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 ProgressCallback = Callable[[int, int], None]
 _EMBED_BATCH = 256  # chunks embedded at a time (whole articles)
 _REMEMBERED = 20_000  # chunk vectors kept in a run to find repeated texts (1.5 KB each)
+_CHANGE_CHUNKS = 5000  # chunks written to the live collection as one change (at most about this many)
 
 
 @dataclass
@@ -93,6 +94,7 @@ class Ingestor:
         self.chunk_size = chunk_size
         self.chunk_overlap = chunk_overlap
         self.max_file_bytes = max_file_bytes
+        self.clock: Callable[[], float] = time.time  # when an article arrives (seconds since 1970)
 
     def read(self, paths: list[Path]) -> tuple[list[Article], list[ArticleError], set[str], int]:
         """Articles under `paths`, the errors, the files read whole, and the duplicate count.
@@ -162,27 +164,43 @@ class Ingestor:
     ) -> IngestReport:
         """Index the articles under `paths`.
 
+        In place by default: what changed is embedded first, then written to the live collection as one
+        journaled change (`ArticleStore.change`) that questions see whole or not at all, and that a crash
+        rolls back or forward; only the articles read are looked up, unless `prune` needs them all.
         With `rebuild`, the changes go into a copy of the live collection that replaces it in one
-        step when everything succeeded; on any error the live collection is left as it was.
+        step when everything succeeded (`/reload`); on any error the live collection is left as it was.
         """
         started = time.perf_counter()
         report = IngestReport()
         articles, report.skipped, read_ok, report.duplicates = self.read(paths)
-        target = self.store.stage() if rebuild else self.store.live()
-        try:
-            self._apply(target, articles, paths, read_ok, prune, report, progress)
-            if rebuild:
+        if rebuild:
+            target = self.store.stage()
+            try:
+                self._apply(target, articles, paths, read_ok, prune, report, progress)
                 self.store.publish(target)
-        except BaseException:
-            if rebuild:
+            except BaseException:
                 self.store.discard(target)
-            raise
+                raise
+        else:
+            self._apply(None, articles, paths, read_ok, prune, report, progress)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def remove(self, doc_ids: list[str]) -> IngestReport:
+        """Remove the articles `doc_ids` from the live collection in place (one journaled change)."""
+        started = time.perf_counter()
+        report = IngestReport()
+        self.store.recover()
+        stored = self.store.stored(doc_ids)
+        report.removed = [doc_id for doc_id in doc_ids if doc_id in stored]
+        if report.removed:
+            self.store.change([], self.store.chunk_ids(report.removed))
         report.seconds = time.perf_counter() - started
         return report
 
     def _apply(
         self,
-        target: Collection,
+        target: Collection | None,
         articles: list[Article],
         paths: list[Path],
         read_ok: set[str],
@@ -190,9 +208,18 @@ class Ingestor:
         report: IngestReport,
         progress: ProgressCallback | None,
     ) -> None:
-        stored = self.store.articles(target)
+        """Compare the articles with what `target` holds (None: the live collection, changed in place) and
+        write what is new, changed or gone."""
+        if target is None:
+            self.store.recover()  # a change a crash interrupted is finished before this one looks
+            stored = self.store.articles() if prune else self.store.stored([a.doc_id for a in articles])
+        else:
+            stored = self.store.articles(target)
         todo: list[Article] = []
         embedder = self.embedder.version
+        # When each article's content arrived: now for new and changed content, as before when only re-embedded.
+        now = int(self.clock())
+        arrived: dict[str, int] = {}
         for article in articles:
             previous = stored.get(article.doc_id)
             if previous is None:
@@ -206,6 +233,7 @@ class Ingestor:
                 if previous.embedder != embedder:  # vectors of two models are not comparable
                     report.reembedded.append(article.doc_id)
                     todo.append(article)
+                    arrived[article.doc_id] = previous.ingested_at if previous.ingested_at is not None else now
 
         if prune:
             seen = {article.doc_id for article in articles}
@@ -218,14 +246,47 @@ class Ingestor:
                     report.removed.append(doc_id)
 
         stale = report.updated + report.reembedded + report.removed
-        if stale:
-            self.store.delete(target, stale)
-        self._embed_and_add(target, todo, report, progress)
+        when = {d: arrived.get(d, now) for d in (a.doc_id for a in todo)}
+        if target is not None:
+            if stale:
+                self.store.delete(target, stale)
+
+            def write(article: Article, chunks: list[Chunk], vectors: np.ndarray, extra: dict[str, str | int]) -> None:
+                self.store.add(target, article, chunks, vectors, [extra for _ in chunks])
+
+            self._embed_and_add(todo, when, report, progress, write)
+            return
+        # Written a change at a time, of `_CHANGE_CHUNKS` chunks or so, each of whole articles with the old
+        # chunks of those it replaces: a large ingest never holds all its vectors, and each article is seen
+        # old or new. Removed articles go with the last change.
+        replaced = set(report.updated + report.reembedded)
+        batch: list[tuple[Article, list[Chunk], np.ndarray, dict[str, str | int]]] = []
+
+        def write_change(gone: list[str]) -> None:
+            docs = [article.doc_id for article, *_ in batch if article.doc_id in replaced] + gone
+            # The old chunks of what changed or went (those the new content has too are kept: same ids).
+            self.store.change(list(batch), self.store.chunk_ids(docs) if docs else [])
+            batch.clear()
+
+        def collect(article: Article, chunks: list[Chunk], vectors: np.ndarray, extra: dict[str, str | int]) -> None:
+            batch.append((article, chunks, vectors, extra))
+            if sum(len(item[1]) for item in batch) >= _CHANGE_CHUNKS:
+                write_change([])
+
+        self._embed_and_add(todo, when, report, progress, collect)
+        if batch or report.removed:
+            write_change(report.removed)
 
     def _embed_and_add(
-        self, target: Collection, articles: list[Article], report: IngestReport, progress: ProgressCallback | None
+        self,
+        articles: list[Article],
+        arrived: dict[str, int],
+        report: IngestReport,
+        progress: ProgressCallback | None,
+        store: Callable[[Article, list[Chunk], np.ndarray, dict[str, str | int]], None],
     ) -> None:
-        """Embed the articles' chunks a batch at a time, writing each batch while the next one is embedded.
+        """Embed the articles' chunks a batch at a time, handing each article to `store` while the next
+        batch is embedded.
 
         The encoder and Chroma both work outside the GIL, so a writer thread stores batch n while this
         thread embeds batch n + 1. A
@@ -240,8 +301,8 @@ class Ingestor:
             nonlocal done
             offset = 0
             for article, chunks in batch:
-                extra = [{EMBEDDER: self.embedder.version} for _ in chunks]
-                self.store.add(target, article, chunks, vectors[offset : offset + len(chunks)], extra)
+                fields: dict[str, str | int] = {EMBEDDER: self.embedder.version, INGESTED: arrived[article.doc_id]}
+                store(article, chunks, vectors[offset : offset + len(chunks)], fields)
                 offset += len(chunks)
             done += len(batch)
             bar.update(len(batch))
