@@ -215,6 +215,9 @@ class LLMGenerator:
             retries=settings.llm_retries,
         )
 
+    def streams(self) -> bool:
+        return True
+
     def messages(self, query: Query, shown: list[Passage]) -> list[BaseMessage]:
         """The chat the model is sent: the rules, a worked example, then the date, the sources and the question."""
         sources = "\n\n".join(
