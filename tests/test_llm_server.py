@@ -31,9 +31,13 @@ from retrieval.answer.llm import FALLBACK_NOTE, NOTES, LLMGenerator, marked_sent
 from retrieval.answer.types import REFUSAL, Answer
 from retrieval.evaluation.datasets import load_jsonl
 from retrieval.evaluation.metrics import unbacked_sentences
+from retrieval.index.embedding import Embedder
 from retrieval.service import Services
+from tests.botapi import BotAPIServer, User
 from tests.chroma import free_port
+from tests.conftest import ARTICLES, make_services
 from tests.llamaserver import LlamaServer
+from tests.runningbot import start_bot, stop_bot
 
 pytestmark = pytest.mark.model
 
@@ -159,6 +163,47 @@ def test_a_reply_not_done_in_time_falls_back_or_is_refused(seed_services: Servic
     answer = services.answerer.answer(question)
     assert answer.refused and answer.text == REFUSAL and answer.citations == []
     assert answer.fallback == "timeout" and answer.note and "took too long" in answer.note
+
+
+async def test_the_bot_shows_the_answer_growing_with_checked_sentences_only(
+    tmp_path: Path, embedder: Embedder, llama: LlamaServer
+) -> None:
+    """The real bot over HTTP against the Bot API stand-in: one message, sent with the first checked
+    sentence and edited as the answer grows, its sources added at the end; no text it ever shows holds
+    anything but sentences of the final checked answer."""
+    services = make_services(
+        tmp_path / "var",
+        embedder,
+        answer_backend="llm",
+        llm_model="openai:qwen2.5-coder-0.5b-instruct",
+        llm_base_url=llama.base_url,
+        llm_passages=3,
+        llm_max_tokens=CAP,
+        llm_timeout_seconds=600,
+        llm_token_timeout_seconds=600,
+    )
+    assert services.ingestor.ingest([ARTICLES]).ok
+    server = BotAPIServer()
+    await server.start()
+    running = await start_bot(server, services)
+    try:
+        user = User(301, "Dee")
+        chat = server.private(user)
+        mark = server.mark()
+        question = SEED["d05"]["question"]
+        [reply] = await running.ask(chat, user, question)
+        final = await server.wait_for(lambda: reply.edits and "Sources" in reply.text and reply.text)
+        assert any(call.params["action"] == "typing" for call in server.calls_to("sendChatAction", mark))
+        assert len(server.sent_since(mark, chat.id)) == 1  # one message, edited in place
+        answer_text = final.split("\n\nSources")[0]
+        assert "250,000" in answer_text and reply.buttons
+        checked = set(marked_sentences(answer_text))
+        for text in reply.shown[:-1]:
+            assert text and set(marked_sentences(text)) <= checked, (text, answer_text)
+            assert "Sources" not in text and "NOT_FOUND" not in text
+    finally:
+        await stop_bot(running)
+        await server.stop()
 
 
 # -- the wire, with a loopback stub where the real server cannot fail on cue ---------------------------
