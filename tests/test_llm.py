@@ -126,6 +126,16 @@ def test_an_uncited_sentence_a_source_backs_is_cited_to_it(reader_seed_services:
     assert unbacked_sentences(answer) == []
 
 
+def test_a_backed_answer_without_the_figure_asked_for_falls_back(reader_seed_services: Services) -> None:
+    """True to its source, beside the point: "How many ...?" answered without a figure is no answer."""
+    reply = "Hundreds of additional US soldiers will be sent to Iraq, the Pentagon chief announced [1]."
+    shown: list[str] = []
+    generator = _generator(reader_seed_services, CountingFakeChatModel(responses=[reply], prompts=[]))
+    answer = Answerer(reader_seed_services.retriever, generator).answer(TROOPS, on_text=shown.append)
+    _fell_back(answer, "off_question")
+    assert answer.dropped == 1 and shown == []  # not shown while it was written either
+
+
 def test_a_miscited_sentence_is_cited_to_the_source_that_backs_it() -> None:
     shown = [
         Passage(1, "bridge", "bridge:0", "Council approves bridge", "The Elm River bridge will cost $12 million.", 0.9),

@@ -89,7 +89,10 @@ NOTES = {
     "timeout": "The language model took too long",
     "unsupported": "The language model's answer was not backed by the articles",
     "not_found": "The language model found no answer in the articles",
+    "off_question": "The language model's answer did not give what was asked",
 }
+# A question asking for a figure ("How many ...?", "How far ...?"): an answer to it states one.
+_ASKS_FOR_FIGURE = re.compile(r"^\W*(how (many|much|far|long|old|big|large|tall|high)|what (percentage|share|number))\b", re.I)
 FALLBACK_NOTE = "{reason}, so this answer quotes the articles directly."
 REFUSED_NOTE = "{reason}, so I can't answer this now."
 
@@ -243,7 +246,7 @@ class LLMGenerator:
         if on_text is not None:
 
             def emit(sentences: list[str]) -> None:
-                if sentences:
+                if sentences and gives_what_was_asked(query.text, check.reading.kept):
                     draft = self._cite(" ".join(check.reading.kept), shown)
                     if draft is not None:
                         on_text(draft.text)
@@ -254,6 +257,8 @@ class LLMGenerator:
             logger.warning("the chat model gave no answer (%s): %s", exc.reason, exc)
             return self._fall_back(query, passages, exc.reason, dropped=check.reading.dropped)
         reading = check.reading
+        if reading.answers and not gives_what_was_asked(query.text, reading.kept):
+            return self._fall_back(query, passages, "off_question", dropped=reading.dropped + len(reading.kept))
         if reading.answers:
             draft = self._cite(" ".join(reading.kept), shown)
             if draft is not None:
@@ -388,6 +393,17 @@ class LLMGenerator:
             for doc_id, n in numbers.items()
         ]
         return Draft(rewritten, refused=False, citations=citations, conflict=_says_differ(rewritten))
+
+
+def gives_what_was_asked(question: str, kept: list[str]) -> bool:
+    """False for an answer that cannot be one: a question asking for a figure answered without any.
+
+    A small model sometimes writes a backed sentence beside the point ("He said more air raids are
+    needed [1]." for "How many troops ...?"): true to the source, no answer to the question.
+    """
+    if _ASKS_FOR_FIGURE.search(question):
+        return any(figures(strip_markers(sentence)) for sentence in kept)
+    return True
 
 
 def _cut(passage: Passage, sentences: list[str]) -> Passage:
