@@ -136,6 +136,25 @@ def test_a_backed_answer_without_the_figure_asked_for_falls_back(reader_seed_ser
     assert answer.dropped == 1 and shown == []  # not shown while it was written either
 
 
+def test_one_figure_where_the_sources_disagree_gives_way_to_both(seed_services: Services) -> None:
+    """The model picks one of two figures the sources give; the extractive answer quotes both, and replaces it."""
+    question = "What will the total number of US troops in Iraq be after the 560-troop increase?"
+    reply = "The total number of US troops in Iraq will be around 4,700 [1]."
+    generator = _generator(seed_services, CountingFakeChatModel(responses=[reply], prompts=[]))
+    answer = _ask(seed_services, generator, question)
+    assert not answer.refused and answer.backend == "extractive" and answer.fallback == "conflict" and answer.conflict
+    assert answer.note == FALLBACK_NOTE.format(reason=NOTES["conflict"])
+    assert "4,700" in answer.text and "4,600" in answer.text
+
+
+def test_a_sentence_saying_again_what_one_kept_said_is_dropped() -> None:
+    shown = [Passage(1, "bridge", "bridge:0", "Council approves bridge", "The Elm River bridge will cost $12 million.", 0.9)]
+    check = SentenceCheck(shown, instructions=set())
+    kept = check.feed("The Elm River bridge will cost $12 million [1]. The bridge will cost $12 million.")
+    kept += check.finish()
+    assert kept == ["The Elm River bridge will cost $12 million [1]."] and check.reading.dropped == 1
+
+
 def test_a_miscited_sentence_is_cited_to_the_source_that_backs_it() -> None:
     shown = [
         Passage(1, "bridge", "bridge:0", "Council approves bridge", "The Elm River bridge will cost $12 million.", 0.9),

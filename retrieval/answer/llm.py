@@ -65,6 +65,7 @@ _MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 SUPPORT_SHARE = 0.6
 # A sentence that names something (a capitalised word after its first) or states a figure is a claim.
 _NAMED = re.compile(r"(?<!^)\b[A-Z][a-z]")
+_NAME_WORD = re.compile(r"\b[A-Z][\w'-]+")
 # A line that opens like a source in the prompt ("[3] Title (outlet, date)"): a passage the model wrote itself.
 _PASSAGE_HEADER = re.compile(r"^\s*\[\d+\]\s*\S")
 # The prompt's section labels; a reply that repeats them is repeating the prompt.
@@ -72,6 +73,8 @@ _PROMPT_LABEL = re.compile(r"^\s*(sources|question|rules|answer)\s*:\s*", re.IGN
 # Framing without a claim of its own ("The sources differ on this.") talks about the sources, briefly.
 _FRAMING_WORDS = frozenset({"source", "sources", "article", "articles", "report", "reports", "passage", "passages"})
 _FRAMING_MAX_WORDS = 12
+# A sentence repeats a kept one when this share of its terms (and all its figures) are that one's.
+REPEAT_SHARE = 0.8
 # An uncited sentence is attributed to a source only when it has this many terms besides its figures.
 ATTRIBUTE_MIN_TERMS = 3
 # A sentence of the reply repeats the prompt's instructions when this share of its word pairs is theirs
@@ -90,6 +93,7 @@ NOTES = {
     "unsupported": "The language model's answer was not backed by the articles",
     "not_found": "The language model found no answer in the articles",
     "off_question": "The language model's answer did not give what was asked",
+    "conflict": "The articles disagree on this",
 }
 # A question asking for a figure ("How many ...?", "How far ...?"): an answer to it states one.
 _ASKS_FOR_FIGURE = re.compile(r"^\W*(how (many|much|far|long|old|big|large|tall|high)|what (percentage|share|number))\b", re.I)
@@ -262,7 +266,7 @@ class LLMGenerator:
         if reading.answers:
             draft = self._cite(" ".join(reading.kept), shown)
             if draft is not None:
-                return replace(draft, backend="llm", dropped=reading.dropped)
+                return self._disagreement(query, passages, draft) or replace(draft, backend="llm", dropped=reading.dropped)
         reason = "not_found" if reading.not_found else "unsupported"
         return self._fall_back(query, passages, reason, dropped=reading.dropped)
 
@@ -317,6 +321,20 @@ class LLMGenerator:
         kept = check.finish(cut_short=finish in _CUT_SHORT)
         if emit is not None:
             emit(kept)
+
+    def _disagreement(self, query: Query, passages: list[Passage], draft: Draft) -> Draft | None:
+        """The fallback's answer when it finds the sources disagreeing and the model did not say so.
+
+        A small model picks one of two figures ("around 4,700" where another source says "more than
+        4,600"); the extractive answer quotes both. Its answer replaces the model's, with a line saying why.
+        """
+        if self.fallback is None or draft.conflict:
+            return None
+        other = self.fallback.generate(query, passages)
+        if other.refused or not other.conflict:
+            return None
+        note = FALLBACK_NOTE.format(reason=NOTES["conflict"])
+        return replace(other, backend="extractive", fallback="conflict", dropped=draft.dropped, note=note)
 
     def _fall_back(self, query: Query, passages: list[Passage], reason: str, *, dropped: int) -> Draft:
         """The fallback generator's answer with one line on why, or a refusal that says why."""
@@ -513,6 +531,9 @@ class SentenceCheck:
                     kept.append(written)
                 else:
                     self._held.append(written)
+            elif verdict in ("keep", "attributed") and self._repeats(written):
+                self.reading.dropped += 1
+                logger.info("dropped an answer sentence (repeats an earlier one): %.80s", sentence)
             elif verdict in ("keep", "attributed"):
                 self.reading.attributed += verdict == "attributed"
                 kept += [*self._held, written]
@@ -522,6 +543,16 @@ class SentenceCheck:
                 self.reading.dropped += 1
                 logger.info("dropped an answer sentence (%s): %.80s", verdict, sentence)
         return kept
+
+    def _repeats(self, sentence: str) -> bool:
+        """The sentence says again what a kept one said: its figures, and most of its terms, are that one's."""
+        claim = strip_markers(sentence)
+        terms = set(tokenize(claim))
+        for kept in self.reading.kept:
+            earlier = strip_markers(kept)
+            if figures(claim) <= figures(earlier) and len(terms & set(tokenize(earlier))) >= REPEAT_SHARE * len(terms):
+                return True
+        return False
 
     def _judge(self, sentence: str) -> tuple[str, str]:
         """What to do with one sentence of the reply, and the sentence to show.
@@ -625,11 +656,19 @@ def _claim_around(text: str, position: int) -> str:
 
 
 def _supporting_sentence(passage: str, claim: str) -> str:
-    """The passage sentence that states the claim's figures and shares most of its terms: the quote a reader can check."""
+    """The passage sentence that states the claim's figures, then its names, and shares most of its terms: the quote
+    a reader can check ("... near Qayara air base" is quoted from the sentence naming Qayara, not from one sharing
+    "base", "near" and "forces")."""
     wanted = set(tokenize(claim))
     stated = figures(claim)
+    names = set(tokenize(" ".join(_NAME_WORD.findall(claim)))) - set(tokenize(claim.split(None, 1)[0] if claim.split() else ""))
     sentences = split_sentences(passage) or [passage]
-    return max(sentences, key=lambda sentence: (len(stated & figures(sentence)), len(wanted & set(tokenize(sentence)))))
+
+    def key(sentence: str) -> tuple[int, int, int]:
+        terms = set(tokenize(sentence))
+        return len(stated & figures(sentence)), len(names & terms), len(wanted & terms)
+
+    return max(sentences, key=key)
 
 
 _LEADING_MARKERS = re.compile(r"^((?:\[\d+(?:\s*,\s*\d+)*\]\s*)+)")
