@@ -117,7 +117,8 @@ def test_the_models_own_sentences_reach_the_reply_and_only_backed_ones(seed_serv
             final = marked_sentences(answer.text)
             assert all(set(marked_sentences(text)) <= set(final) for text in shown)
         else:
-            assert answer.fallback in ("unsupported", "not_found") and answer.note
+            # Nothing backed, the model's NOT_FOUND, no figure for a "how many", or one figure where the sources differ.
+            assert answer.fallback in ("unsupported", "not_found", "off_question", "conflict") and answer.note
     assert len(replies.texts) == len(FACTS)  # the gate let every question through to the model
     assert any(answer.backend == "llm" and answer.fallback is None for answer in answers), [a.text for a in answers]
 
