@@ -3,10 +3,15 @@
     .venv/bin/python bench/llm_answers.py                               # Qwen2.5-Coder-0.5B-Instruct (the dev extra's)
     .venv/bin/python bench/llm_answers.py --model FILE.gguf --name NAME  # another GGUF
     .venv/bin/python bench/llm_answers.py --base-url http://127.0.0.1:8090/v1   # a server already running
+    .venv/bin/python bench/llm_answers.py --realtimeqa ../shared/eval/realtimeqa --weeks 20230106 --limit 20
+                                                    # a RealTimeQA week's own-article questions instead
 
 The sample articles are indexed in a temporary directory; every seed question (briefings aside: they
 go to the briefer, not the answer backend) is answered twice from the same retrieval: by the
-extractive default and by the LLM backend, streamed as the bot streams it. Printed, per backend:
+extractive default and by the LLM backend, streamed as the bot streams it. With `--realtimeqa`, the
+week's articles are indexed instead and its first `--limit` counted questions whose gold is in their own
+search results (the "own-article" split) are asked, each as of its week; a correct answer contains the
+gold and cites an article quoting it (the seed questions: the seed bar). Printed, per backend:
 the share of answered fact questions carrying at least one model-written sentence, the sentences
 shown that no cited passage backs (must be 0), the seed bar passed (accuracy), how the LLM answers
 came about (model, fallback and why), and p50/p95 seconds to the first shown sentence and to the
@@ -23,6 +28,9 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
+from datetime import date
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +44,12 @@ sys.path.insert(0, str(ROOT))
 from config import load_settings  # noqa: E402
 from config.settings import BUNDLED_ARTICLES  # noqa: E402
 from retrieval.answer.types import Answer  # noqa: E402
-from retrieval.evaluation.datasets import load_jsonl  # noqa: E402
-from retrieval.evaluation.metrics import judge_seed, percentile, unbacked_sentences  # noqa: E402
+from retrieval.evaluation.datasets import load_jsonl, realtimeqa_set  # noqa: E402
+from retrieval.evaluation.metrics import judge_seed, percentile, score_answer, unbacked_sentences  # noqa: E402
 from retrieval.service import Services  # noqa: E402
 
 
-def timed(services: Services, question: str) -> tuple[Answer, float, float]:
+def timed(services: Services, item: Item) -> tuple[Answer, float, float]:
     """The answer, seconds to its first shown text (streamed, else the whole reply), and seconds to the whole reply."""
     started = time.perf_counter()
     first: list[float] = []
@@ -50,19 +58,43 @@ def timed(services: Services, question: str) -> tuple[Answer, float, float]:
         if not first:
             first.append(time.perf_counter() - started)
 
-    answer = services.answerer.answer(question, on_text=shown)
+    answer = services.answerer.answer(item.question, as_of=item.as_of, on_text=shown)
     total = time.perf_counter() - started
     return answer, (first[0] if first else total), total
 
 
+class Item:
+    """One question to ask, and how to judge its answer."""
+
+    def __init__(self, key: str, kind: str, question: str, judge: Callable[[Answer], bool], as_of: date | None = None) -> None:
+        self.key, self.kind, self.question, self.judge, self.as_of = key, kind, question, judge, as_of
+
+
+def seed_items(paths: list[Path]) -> list[Item]:
+    items = [item for path in paths for item in load_jsonl(path) if item.get("type") != "briefing"]
+    return [
+        Item(item["id"], item["type"], item["question"], partial(lambda it, a: judge_seed(it, a).passed, item)) for item in items
+    ]
+
+
+def realtimeqa_items(folder: Path, weeks: list[str], limit: int, articles_dir: Path) -> tuple[list[Path], list[Item]]:
+    evalset = realtimeqa_set(folder, weeks, articles_dir)
+    own = [q for q in evalset.questions if q.kind == "counted" and q.own_articles][:limit]
+    items = [Item(q.id, "fact", q.question, partial(lambda q, a: score_answer(q, a).cited_correct, q), q.as_of) for q in own]
+    return evalset.paths, items
+
+
 def run(args: argparse.Namespace, base_url: str) -> dict[str, Any]:
-    items = [item for path in args.seed for item in load_jsonl(path) if item.get("type") != "briefing"]
     with tempfile.TemporaryDirectory() as workdir:
-        plain = Services(load_settings(data_dir=workdir))
-        report = plain.ingestor.ingest([BUNDLED_ARTICLES])
+        if args.realtimeqa:
+            paths, items = realtimeqa_items(args.realtimeqa, args.weeks.split(","), args.limit, Path(workdir))
+        else:
+            paths, items = [BUNDLED_ARTICLES], seed_items(args.seed)
+        plain = Services(load_settings(data_dir=str(Path(workdir) / "var")))
+        report = plain.ingestor.ingest(paths)
         assert report.ok, report
         llm_settings = load_settings(
-            data_dir=workdir,
+            data_dir=str(Path(workdir) / "var"),
             answer_backend="llm",
             llm_model=f"openai:{args.name}",
             llm_base_url=base_url,
@@ -74,13 +106,13 @@ def run(args: argparse.Namespace, base_url: str) -> dict[str, Any]:
         llm = Services(llm_settings, embedder=plain.embedder, store=plain.store, retriever=plain.retriever)
         rows = []
         for item in items:
-            extractive, _, extractive_seconds = timed(plain, item["question"])
-            answer, first, total = timed(llm, item["question"])
+            extractive, _, _ = timed(plain, item)
+            answer, first, total = timed(llm, item)
             row = {
-                "id": item["id"],
-                "type": item["type"],
-                "extractive_passed": judge_seed(item, extractive).passed,
-                "llm_passed": judge_seed(item, answer).passed,
+                "id": item.key,
+                "type": item.kind,
+                "extractive_passed": item.judge(extractive),
+                "llm_passed": item.judge(answer),
                 "backend": answer.backend,
                 "fallback": answer.fallback,
                 "refused": answer.refused,
@@ -120,6 +152,9 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=Path, nargs="+", default=[ROOT / "tests" / "data" / "seed_qa_dev.jsonl"])
+    parser.add_argument("--realtimeqa", type=Path, help="a RealTimeQA folder: ask its own-article questions instead")
+    parser.add_argument("--weeks", default="20230106", help="with --realtimeqa: weeks, comma-separated")
+    parser.add_argument("--limit", type=int, default=20, help="with --realtimeqa: questions asked")
     parser.add_argument("--base-url", help="an OpenAI-compatible server already running (default: start llama.cpp's)")
     parser.add_argument("--model", type=Path, help="a GGUF for the server started here (default: the dev extra's 0.5B)")
     parser.add_argument("--name", default="qwen2.5-coder-0.5b-instruct", help="the model name sent to the server")
