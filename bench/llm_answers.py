@@ -130,8 +130,9 @@ def run(args: argparse.Namespace, base_url: str) -> dict[str, Any]:
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     facts = [row for row in rows if row["type"] == "fact" and not row["refused"]]
     answered_by_model = [row for row in facts if row["backend"] == "llm"]
-    firsts = [row["first_seconds"] for row in rows if not row["refused"]]
-    totals = [row["total_seconds"] for row in rows]
+    answered = [row for row in rows if not row["refused"]]  # a refusal shows no sentence (the gate's took 0.2 s)
+    firsts = [row["first_seconds"] for row in answered]
+    totals = [row["total_seconds"] for row in answered]
     return {
         "questions": len(rows),
         "answered_fact_questions": len(facts),
