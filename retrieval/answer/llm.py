@@ -266,7 +266,8 @@ class LLMGenerator:
         if reading.answers:
             draft = self._cite(" ".join(reading.kept), shown)
             if draft is not None:
-                return self._disagreement(query, passages, draft) or replace(draft, backend="llm", dropped=reading.dropped)
+                draft = replace(draft, backend="llm", dropped=reading.dropped)
+                return self._disagreement(query, passages, draft) or draft
         reason = "not_found" if reading.not_found else "unsupported"
         return self._fall_back(query, passages, reason, dropped=reading.dropped)
 
