@@ -92,7 +92,7 @@ def run(args: argparse.Namespace, base_url: str) -> dict[str, Any]:
             paths, items = [BUNDLED_ARTICLES], seed_items(args.seed)
         plain = Services(load_settings(data_dir=str(Path(workdir) / "var")))
         report = plain.ingestor.ingest(paths)
-        assert report.ok, report
+        assert report.added, report  # a RealTimeQA week has a few articles with no text left: skipped, said
         llm_settings = load_settings(
             data_dir=str(Path(workdir) / "var"),
             answer_backend="llm",
