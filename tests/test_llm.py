@@ -147,6 +147,18 @@ def test_one_figure_where_the_sources_disagree_gives_way_to_both(seed_services: 
     assert "4,700" in answer.text and "4,600" in answer.text
 
 
+def test_a_reply_split_anywhere_while_streaming_is_checked_as_the_whole_reply(reader_seed_services: Services) -> None:
+    """The stream may break a reply anywhere, even inside a marker after a closing quote: each sentence keeps its own."""
+    reply = 'Carter said the US would be "deploying 560 additional troops." [1] It was announced in Baghdad [1].'
+    whole = _ask(reader_seed_services, _generator(reader_seed_services, _scripted({"chunks": [reply]})))
+    for cut in range(1, len(reply)):
+        generator = _generator(reader_seed_services, _scripted({"chunks": [reply[:cut], reply[cut:]]}))
+        shown: list[str] = []
+        answer = Answerer(reader_seed_services.retriever, generator).answer(TROOPS, on_text=shown.append)
+        assert answer.text == whole.text and answer.dropped == whole.dropped == 0, cut
+        assert shown[-1] == answer.text and all(answer.text.startswith(text) for text in shown), cut
+
+
 def test_a_sentence_saying_again_what_one_kept_said_is_dropped() -> None:
     shown = [Passage(1, "bridge", "bridge:0", "Council approves bridge", "The Elm River bridge will cost $12 million.", 0.9)]
     check = SentenceCheck(shown, instructions=set())

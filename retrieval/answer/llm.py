@@ -471,7 +471,7 @@ class SentenceCheck:
             kept += self._whole_line(line)
         if self._line and not self._mode and len(self._line) >= self._CLASSIFY_AFTER:
             self._line, self._mode = self._classify(self._line)
-        if self._mode == "body":
+        if self._mode == "body" and self._line.rfind("[") <= self._line.rfind("]"):  # not inside a marker ("[1")
             sentences = marked_sentences(self._line)
             if len(sentences) > 1:  # all but the last are whole (a marker after the last stop joins it)
                 last = sentences[-1]
