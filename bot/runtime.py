@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
@@ -91,19 +92,33 @@ class Runtime:
             self.last_reload = datetime.now()
         return result
 
+    @property
+    def streams(self) -> bool:
+        """Whether answers can be shown while they are written: a chat model writes them, in this process
+        (answer processes hand back whole answers)."""
+        return self.settings.answer_backend == "llm" and self.workers is None
+
     async def answer(
-        self, key: ChatKey, question: str, replying_to: int | None = None, as_of: date | None = None
+        self,
+        key: ChatKey,
+        question: str,
+        replying_to: int | None = None,
+        as_of: date | None = None,
+        on_text: Callable[[str], None] | None = None,
     ) -> tuple[Answer, str]:
         """Answer `question` as of the message's date, read in the context of the exchange it replies to.
 
-        Also returns what was searched.
+        Also returns what was searched. `on_text` (in-process answers only) sees the checked answer grow.
         """
         searched = question
         previous = self.conversations.find(key, replying_to) if replying_to is not None else None
         if previous is not None:
             searched = follow_up_question(previous, question)
         started = time.perf_counter()
-        answer = await self.answerer.aanswer(searched, as_of=as_of)
+        if on_text is not None and self.workers is None:
+            answer = await self.services.answerer.aanswer(searched, as_of=as_of, on_text=on_text)
+        else:
+            answer = await self.answerer.aanswer(searched, as_of=as_of)
         self.usage.record(
             refused=answer.refused,
             latency_ms=(time.perf_counter() - started) * 1000,

@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     llm_passages: int = Field(ge=1, le=20)
     llm_max_tokens: int = Field(ge=16, le=8192)
     llm_timeout_seconds: float = Field(gt=0.0, le=600.0)
+    llm_token_timeout_seconds: float = Field(gt=0.0, le=600.0)
     llm_retries: int = Field(ge=0, le=5)
     llm_fallback: Literal["extractive", "refuse"]
     # Comma-separated in the environment: NEWSBOT_ADMIN_IDS=123,456

@@ -180,6 +180,12 @@ class Sent:
     message: dict[str, Any]
     html: str
     edits: list[str] = field(default_factory=list)
+    first: str = ""  # the text as first sent, before any edit
+
+    @property
+    def shown(self) -> list[str]:
+        """Every text the message has shown, in order: as sent, then each edit."""
+        return [self.first, *self.edits]
 
     @property
     def text(self) -> str:
@@ -624,7 +630,7 @@ class BotAPIServer:
         if params.get("reply_markup"):
             message["reply_markup"] = params["reply_markup"]
         self._messages[(chat.id, message["message_id"])] = message
-        sent = Sent(message, html)
+        sent = Sent(message, html, first=text)
         self.sent.append(sent)
         self._sent_by_id[(chat.id, message["message_id"])] = sent
         return message

@@ -54,3 +54,16 @@ def test_conflicting_figures_are_both_given_with_their_citations(seed_services: 
 def test_off_topic_questions_are_refused_without_sources(seed_services: Services, question: str) -> None:
     answer = seed_services.answerer.answer(question)
     assert answer.refused and answer.text == REFUSAL and answer.citations == []
+
+
+def test_a_dollar_figure_and_a_count_are_not_two_values_of_one_thing() -> None:
+    """Conflict detection compares money with money: "$25 billion" beside "4,600" troops is no "sources differ"."""
+    from retrieval.answer.extractive import _framed_figures, figure_kind
+
+    asked = {"us", "iraq"}
+    [(money, _)] = _framed_figures("The US has spent $25 billion training Iraq's army.", asked)
+    [(count, _)] = _framed_figures("The US has 4,600 troops training Iraq's army.", asked)
+    [(spelled, _)] = _framed_figures("The US has spent 25 billion dollars training Iraq's army.", asked)
+    assert (money, count, spelled) == ("$25 billion", "4600", "$25 billion")
+    assert figure_kind(money) == figure_kind(spelled) == "money" != figure_kind(count)
+    assert figure_kind("12%") == figure_kind("12 percent") == "share"

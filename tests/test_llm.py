@@ -20,9 +20,10 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from config import load_settings
 from retrieval.answer.answerer import Answerer
 from retrieval.answer.extractive import ExtractiveGenerator
-from retrieval.answer.llm import FALLBACK_NOTE, NOTES, LLMGenerator, model_options, retryable
+from retrieval.answer.llm import FALLBACK_NOTE, NOTES, LLMGenerator, SentenceCheck, model_options, retryable
 from retrieval.answer.types import REFUSAL, Answer
 from retrieval.evaluation.metrics import unbacked_sentences
+from retrieval.passages import Passage
 from retrieval.service import Services
 
 TROOPS = "How many additional troops did Ash Carter announce for Iraq in July 2016?"
@@ -103,21 +104,90 @@ def _fell_back(answer: Answer, reason: str) -> None:
 
 
 def test_citations_are_renumbered_per_article_and_quoted(reader_seed_services: Services) -> None:
-    model = CountingFakeChatModel(responses=["The US is sending 560 more troops [2], based near Qayyarah [2][9]."], prompts=[])
+    model = CountingFakeChatModel(responses=["The US is sending 560 more troops to Iraq [2][9]."], prompts=[])
     answer = _ask(reader_seed_services, _generator(reader_seed_services, model))
     assert len(model.prompts) == 1 and "Sources:" in model.prompts[0] and "[1]" in model.prompts[0]
     assert not answer.refused and answer.backend == "llm" and answer.fallback is None and answer.note is None
-    assert answer.text == "The US is sending 560 more troops [1], based near Qayyarah [1]."  # [9] was never shown
+    assert answer.text == "The US is sending 560 more troops to Iraq [1]."  # [9] was never shown
     [citation] = answer.citations
-    assert citation.doc_id == answer.passages[1].doc_id
-    assert citation.quote in answer.passages[1].text
+    [passage] = [p for p in answer.passages if p.doc_id == citation.doc_id][:1]
+    assert citation.quote in passage.text and "560" in citation.quote
 
 
-def test_the_models_not_found_alone_is_a_refusal(reader_seed_services: Services) -> None:
-    model = CountingFakeChatModel(responses=["NOT_FOUND"], prompts=[])
+def test_an_uncited_sentence_a_source_backs_is_cited_to_it(reader_seed_services: Services) -> None:
+    """Attribution instead of deletion: the support check finds the source; only what none backs is dropped."""
+    reply = "Carter announced 560 additional troops for Iraq. The US also sent 9,000 more troops to Mosul."
+    model = CountingFakeChatModel(responses=[reply], prompts=[])
     answer = _ask(reader_seed_services, _generator(reader_seed_services, model))
+    assert not answer.refused and answer.backend == "llm" and answer.dropped == 1
+    assert answer.text == "Carter announced 560 additional troops for Iraq [1]."
+    [citation] = answer.citations
+    assert "560" in citation.quote and "Carter" in citation.quote
+    assert unbacked_sentences(answer) == []
+
+
+def test_a_backed_answer_without_the_figure_asked_for_falls_back(reader_seed_services: Services) -> None:
+    """True to its source, beside the point: "How many ...?" answered without a figure is no answer."""
+    reply = "Hundreds of additional US soldiers will be sent to Iraq, the Pentagon chief announced [1]."
+    shown: list[str] = []
+    generator = _generator(reader_seed_services, CountingFakeChatModel(responses=[reply], prompts=[]))
+    answer = Answerer(reader_seed_services.retriever, generator).answer(TROOPS, on_text=shown.append)
+    _fell_back(answer, "off_question")
+    assert answer.dropped == 1 and shown == []  # not shown while it was written either
+
+
+def test_one_figure_where_the_sources_disagree_gives_way_to_both(seed_services: Services) -> None:
+    """The model picks one of two figures the sources give; the extractive answer quotes both, and replaces it."""
+    question = "What will the total number of US troops in Iraq be after the 560-troop increase?"
+    reply = "The total number of US troops in Iraq will be around 4,700 [1]."
+    generator = _generator(seed_services, CountingFakeChatModel(responses=[reply], prompts=[]))
+    answer = _ask(seed_services, generator, question)
+    assert not answer.refused and answer.backend == "extractive" and answer.fallback == "conflict" and answer.conflict
+    assert answer.note == FALLBACK_NOTE.format(reason=NOTES["conflict"])
+    assert "4,700" in answer.text and "4,600" in answer.text
+
+
+def test_a_reply_split_anywhere_while_streaming_is_checked_as_the_whole_reply(reader_seed_services: Services) -> None:
+    """The stream may break a reply anywhere, even inside a marker after a closing quote: each sentence keeps its own."""
+    reply = 'Carter said the US would be "deploying 560 additional troops." [1] It was announced in Baghdad [1].'
+    whole = _ask(reader_seed_services, _generator(reader_seed_services, _scripted({"chunks": [reply]})))
+    for cut in range(1, len(reply)):
+        generator = _generator(reader_seed_services, _scripted({"chunks": [reply[:cut], reply[cut:]]}))
+        shown: list[str] = []
+        answer = Answerer(reader_seed_services.retriever, generator).answer(TROOPS, on_text=shown.append)
+        assert answer.text == whole.text and answer.dropped == whole.dropped == 0, cut
+        assert shown[-1] == answer.text and all(answer.text.startswith(text) for text in shown), cut
+
+
+def test_a_sentence_saying_again_what_one_kept_said_is_dropped() -> None:
+    shown = [Passage(1, "bridge", "bridge:0", "Council approves bridge", "The Elm River bridge will cost $12 million.", 0.9)]
+    check = SentenceCheck(shown, instructions=set())
+    kept = check.feed("The Elm River bridge will cost $12 million [1]. The bridge will cost $12 million.")
+    kept += check.finish()
+    assert kept == ["The Elm River bridge will cost $12 million [1]."] and check.reading.dropped == 1
+
+
+def test_a_miscited_sentence_is_cited_to_the_source_that_backs_it() -> None:
+    shown = [
+        Passage(1, "bridge", "bridge:0", "Council approves bridge", "The Elm River bridge will cost $12 million.", 0.9),
+        Passage(2, "works", "works:0", "Works start in spring", "Construction of the Elm River bridge begins in April.", 0.8),
+    ]
+    check = SentenceCheck(shown, instructions=set())
+    kept = check.feed("Construction of the bridge begins in April [1]. It will cost $12 million [2]. ")
+    kept += check.feed("It will cost $15 million [1].")
+    kept += check.finish()
+    assert kept == ["Construction of the bridge begins in April [2].", "It will cost $12 million [1]."]
+    assert check.reading.attributed == 2 and check.reading.dropped == 1
+
+
+def test_the_models_not_found_alone_is_a_refusal_or_the_admitted_evidence_is_quoted(reader_seed_services: Services) -> None:
+    """The gate admitted the question (a passage answers it): the fallback quotes it; with llm_fallback "refuse", a refusal."""
+    model = CountingFakeChatModel(responses=["NOT_FOUND"], prompts=[])
+    answer = _ask(reader_seed_services, _generator(reader_seed_services, model, refuse=True))
     assert answer.refused and answer.text == REFUSAL and answer.citations == []
-    assert answer.backend == "llm" and answer.fallback is None
+    assert answer.backend == "llm" and answer.fallback is None and answer.note is None
+    model = CountingFakeChatModel(responses=["NOT_FOUND"], prompts=[])
+    _fell_back(_ask(reader_seed_services, _generator(reader_seed_services, model)), "not_found")
 
 
 def test_not_found_beside_a_backed_claim_is_not_a_refusal(reader_seed_services: Services) -> None:
@@ -131,8 +201,8 @@ def test_not_found_beside_a_backed_claim_is_not_a_refusal(reader_seed_services: 
 def test_an_echoed_instruction_holding_not_found_is_not_a_refusal(reader_seed_services: Services) -> None:
     """A model that repeats the prompt says NOT_FOUND without meaning it: the question is answered without it."""
     echo = (
-        "You may use only the numbered sources below; you know nothing else.\n"
-        "- If the sources do not contain the answer, reply with exactly: NOT_FOUND"
+        "You answer questions about news articles, using only the numbered sources given with each question.\n"
+        "If no source answers the question, reply with exactly: NOT_FOUND"
     )
     answer = _ask(reader_seed_services, _generator(reader_seed_services, CountingFakeChatModel(responses=[echo], prompts=[])))
     _fell_back(answer, "unsupported")
@@ -174,7 +244,7 @@ def test_passages_the_model_invents_are_dropped(reader_seed_services: Services) 
 
 
 def test_malformed_replies_fall_back(reader_seed_services: Services) -> None:
-    for reply in ["", "   \n\n ", "[0] [1,,2] [99]", "]]]] [[[[ 560 [", "The US is sending 560 more troops [0]."]:
+    for reply in ["", "   \n\n ", "[0] [1,,2] [99]", "]]]] [[[[ 560 [", "The US is sending 9,000 more troops [0]."]:
         answer = _ask(reader_seed_services, _generator(reader_seed_services, _scripted({"chunks": [reply]})))
         _fell_back(answer, "unsupported")
 

@@ -25,6 +25,7 @@ def test_every_bundled_file_is_found_through_importlib_resources() -> None:
 
     assert (resources.files("config") / "defaults.toml").read_text(encoding="utf-8") == DEFAULTS_FILE.read_text()
     assert "{question}" in load_prompt("answer.txt") and "{sources}" in load_prompt("answer.txt")
+    assert "NOT_FOUND" in load_prompt("answer_system.txt") and "\nAnswer: " in load_prompt("answer_example.txt")
     samples = sorted(p.name for p in (resources.files("retrieval.ingest") / "samples").iterdir() if p.name.endswith(".txt"))
     assert len(samples) == 5 and samples == sorted(p.name for p in BUNDLED_ARTICLES.glob("*.txt"))
 
@@ -44,7 +45,8 @@ settings = load_settings(data_dir=str(target / "var"))
 assert settings.articles_dir == BUNDLED_ARTICLES and target in BUNDLED_ARTICLES.parents
 articles = [a for f in iter_files([BUNDLED_ARTICLES]) for a in load_file(f)[0]]
 assert len(articles) == 5, articles
-assert "{sources}" in load_prompt("answer.txt")
+assert "{sources}" in load_prompt("answer.txt") and "NOT_FOUND" in load_prompt("answer_system.txt")
+assert "\\nAnswer: " in load_prompt("answer_example.txt")
 print("ok", len(articles))
 """
 

@@ -12,6 +12,7 @@ from bot.chat_action import typing
 from bot.conversation import Exchange
 from bot.formatting import format_answer, format_quote, split_message
 from bot.runtime import BotContext
+from bot.streaming import StreamedReply, finish
 from retrieval.answer.types import Citation
 
 logger = logging.getLogger(__name__)
@@ -66,14 +67,18 @@ async def _answer(message: Message, context: BotContext, question: str) -> None:
     replied = message.reply_to_message
     # Questions are answered as of the day they were asked: "this week" means that week.
     as_of = message.date.date() if message.date else None
-    async with typing(message):  # kept on while a chat model writes, which can take longer than the indicator lasts
-        answer, searched = await runtime.answer(key, question, replied.message_id if replied else None, as_of=as_of)
+    # A chat model's answer is shown as it is written, sentence by checked sentence (bot/streaming.py).
+    stream = StreamedReply(message) if runtime.streams else None
+    try:
+        async with typing(message):  # kept on while a chat model writes, which can take longer than the indicator lasts
+            answer, searched = await runtime.answer(
+                key, question, replied.message_id if replied else None, as_of=as_of, on_text=stream.push if stream else None
+            )
+    finally:
+        streamed = await stream.close() if stream else None
     pieces = split_message(format_answer(answer))
     keyboard = quote_keyboard(runtime.quotes.add(answer.citations), answer.citations) if answer.citations else None
-    sent = []
-    for index, piece in enumerate(pieces):
-        last = index == len(pieces) - 1
-        sent.append(await message.reply_text(piece, reply_markup=keyboard if last else None))
+    sent = await finish(streamed, message, pieces, reply_markup=keyboard)
     runtime.conversations.remember(key, Exchange(question, searched, [m.message_id for m in sent], answer.citations))
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 
-from retrieval.answer.protocols import AnswerGenerator, Retriever
+from retrieval.answer.protocols import AnswerGenerator, Retriever, StreamingGenerator
 from retrieval.answer.types import Answer
 from retrieval.passages import Query
 
@@ -36,12 +37,20 @@ class Answerer:
         since: date | None = None,
         until: date | None = None,
         top_k: int | None = None,
+        on_text: Callable[[str], None] | None = None,
     ) -> Answer:
+        """The answer; `on_text`, if given, sees its text grow while a streaming generator (the LLM) writes it.
+
+        `on_text` is only ever given checked, cited sentences; a generator that does not stream calls nothing.
+        """
         started = time.perf_counter()
         query = Query(question.strip(), as_of=as_of, since=since, until=until)
         passages = self.retriever.retrieve(query, top_k or self.top_k)
         retrieved = time.perf_counter()
-        draft = self.generator.generate(query, passages)
+        if on_text is not None and isinstance(self.generator, StreamingGenerator):
+            draft = self.generator.generate(query, passages, on_text=on_text)
+        else:
+            draft = self.generator.generate(query, passages)
         finished = time.perf_counter()
         return Answer(
             question=question,

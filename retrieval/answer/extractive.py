@@ -168,6 +168,8 @@ class ExtractiveGenerator:
                 for value_a, frame_a in first_frames:
                     for value_b, frame_b in second_frames:
                         shared = frame_a & frame_b
+                        if figure_kind(value_a) != figure_kind(value_b):
+                            continue  # "$25 billion" and "4,600" troops are not two values of one thing
                         if value_a != value_b and len(shared) >= 3 and shared & asked:
                             return [first, second]
         return None
@@ -198,12 +200,23 @@ class ExtractiveGenerator:
         return Draft(text, refused=False, citations=citations, conflict=conflict)
 
 
+def figure_kind(value: str) -> str:
+    """What a figure (as `_framed_figures` gives it) measures: "money", "share" or "count"."""
+    if value.startswith("$") or value.endswith((" dollars", " usd")):
+        return "money"
+    if value.endswith(("%", "percent")):
+        return "share"
+    return "count"
+
+
 def _framed_figures(sentence: str, asked: set[str]) -> list[tuple[str, set[str]]]:
-    """Each figure the question does not already give, with the terms around it."""
+    """Each figure the question does not already give (money keeps its "$"), with the terms around it."""
     found = []
     for match in NUMBER.finditer(sentence):
-        value = match.group(0).replace("$", "").replace(",", "").strip().lower()
-        if YEAR.match(value) or value in asked:
+        value = match.group(0).replace(",", "").strip().lower()
+        if sentence[match.end() :].lstrip().lower().startswith(("dollars", "usd", "us dollars")):
+            value = "$" + value.lstrip("$")
+        if YEAR.match(value.lstrip("$")) or value.lstrip("$") in asked:
             continue
         before = tokenize(sentence[: match.start()])[-8:]
         after = tokenize(sentence[match.end() :])[:4]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
 
 from retrieval.answer.types import Draft
 from retrieval.passages import Passage, Query
@@ -21,6 +22,19 @@ class AnswerGenerator(Protocol):
 
     def generate(self, query: Query, passages: list[Passage]) -> Draft:
         """A cited draft, or a refusal when the passages do not hold the answer."""
+        ...
+
+
+@runtime_checkable
+class StreamingGenerator(Protocol):
+    """A generator that can show its answer while writing it (answer/llm.py)."""
+
+    def generate(self, query: Query, passages: list[Passage], on_text: Callable[[str], None] | None = None) -> Draft:
+        """As AnswerGenerator.generate; `on_text` is called with the checked answer so far each time it grows."""
+        ...
+
+    def streams(self) -> bool:
+        """Whether it shows its answer while writing it (a runtime check needs a member of its own)."""
         ...
 
 

@@ -43,8 +43,8 @@ class Answer:
     # How strongly the best sentence answers the question (the reader's probability), what refusal judges.
     evidence: float | None = None
     # Who wrote the text ("extractive" or "llm"); with the LLM backend, why its reply was not used
-    # ("error", "timeout", "unsupported"), how many of its sentences the support check dropped, and the
-    # one line the user is shown about it.
+    # ("error", "timeout", "unsupported", "not_found", "off_question", "conflict": llm.NOTES), how many
+    # of its sentences the support check dropped, and the one line the user is shown about it.
     backend: str = "extractive"
     fallback: str | None = None
     dropped: int = 0
