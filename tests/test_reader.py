@@ -95,6 +95,27 @@ def test_only_the_priors_best_candidates_are_read_and_each_pair_once(reader_seed
     assert all(0.0 <= c.score <= 1.0 and c.features is not None for c in found)
 
 
+def test_a_pairs_score_is_the_same_alone_and_in_any_batch(reader_model: ReaderModel) -> None:
+    """Scored alone, among 64 pairs of other lengths (padding), or in batches of 3: the same score, to 1e-5."""
+    from retrieval.index.encoder import OnnxEncoder
+
+    texts = [f"Carter announced {n} more troops for Iraq. " * (1 + n % 5) + "| US to send troops" for n in range(64)]
+    alone = np.array([reader_model.scores(TROOPS, [text])[0] for text in texts[:8]])
+    for batch_size in (64, 3):
+        scorer = OnnxEncoder(reader_model.folder, batch_size=batch_size)
+        together = scorer.embed([(TROOPS, text) for text in texts])[:8, 0]
+        assert np.abs(alone - together).max() <= 1e-5
+
+
+def test_the_shipped_pair_model_multiplies_in_float() -> None:
+    """Int8 weights dequantized in the graph: no integer product, no activation quantised per batch."""
+    import onnx
+
+    ops = {node.op_type for node in onnx.load(str(bundled_model() / "model.onnx")).graph.node}
+    assert "DequantizeLinear" in ops and "MatMul" in ops
+    assert not ops & {"MatMulInteger", "DynamicQuantizeLinear", "DynamicQuantizeMatMul"}
+
+
 def test_pair_text_reads_a_sentence_with_its_headline() -> None:
     passage = Passage(1, "d", "d:0000", "Kallaru dam opens at last", "The dam opened on Tuesday after four years of work.", 1.0)
     headline, sentence = candidates([passage])

@@ -22,8 +22,9 @@ def weight_only(model: Any) -> Any:
 
     The weights stay int8 in the file (a `DequantizeLinear` of each, per column), so the file keeps its
     size, while the activations are never quantized: no integer rounding can turn a last-bit difference
-    of an earlier float operation into a step of the result, as `per_row` can. Float throughout, a
-    result differs between CPUs by float rounding only (1e-7 here), and not at all with the batch.
+    of an earlier float operation into a step of the result, as activations quantised row by row can.
+    Float throughout, a result differs between CPUs by float rounding only (1e-7 here), and not at all
+    with the batch.
     """
     from onnx import helper
 
