@@ -76,15 +76,18 @@ class EntityWeights:
     Only the `pool` sentences ranked best are tagged (about 4 ms a sentence). Of those, a sentence that
     names an entity of the kind asked for that the question does not name gains `fits`, and up to
     `near` more the nearer it stands to the question's rare terms; when one of them does, the others
-    lose `unfit`. That moves the rank (which sentence is quoted) and, times `evidence`, the score the
-    refusal threshold judges. When the question's type is known and none of them names one, every score
-    loses `mismatch`: evidence that the articles do not hold what was asked (a person, and no new person).
+    lose `unfit_figure` (the question asks for a figure or a date) or `unfit_name` (a name). That
+    moves the rank (which sentence is quoted) and, times `evidence`, the score the refusal threshold
+    judges. When the question's type is known and none of them names one, every score loses
+    `mismatch`: evidence that the articles do not hold what was asked (a person, and no new person).
     """
 
     pool: int = 8
     fits: float = 0.04
     near: float = 0.04
-    unfit: float = 0.0
+    # Figures and dates are tagged reliably, names less so: a sentence without one counts against less.
+    unfit_figure: float = 0.0
+    unfit_name: float = 0.0
     evidence: float = 0.0
     mismatch: float = 0.03
     # A short answer leads the reply only when the evidence is at least this.
@@ -182,7 +185,8 @@ class ExtractiveGenerator:
         for candidate in pool:
             found = candidate.entities
             assert found is not None
-            change = ew.fits * found.fits + ew.near * found.near - ew.unfit * (1.0 - found.fits)
+            unfit = ew.unfit_figure if kind.figure else ew.unfit_name
+            change = ew.fits * found.fits + ew.near * found.near - unfit * (1.0 - found.fits)
             candidate.rank += change
             candidate.score += ew.evidence * change
         # Only the tagged sentences are weighed again, so only they change places.

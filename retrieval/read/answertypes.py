@@ -29,6 +29,14 @@ class AnswerType:
     name: str
     labels: frozenset[str]
 
+    @property
+    def figure(self) -> bool:
+        """Asks for a figure or a date (tagged reliably), not a name (which the tagger misses more often)."""
+        return self.labels <= _FIGURE_LABELS
+
+
+_FIGURE_LABELS = frozenset({"CARDINAL", "QUANTITY", "MONEY", "PERCENT", "DATE", "TIME"})
+
 
 def _type(name: str, labels: str) -> AnswerType:
     return AnswerType(name, frozenset(labels.split()))

