@@ -34,7 +34,9 @@ def main() -> None:
     started = time.perf_counter()
     tagger.entities(sentences)
     seconds = time.perf_counter() - started
-    print(f"ingest-time tagging: {len(sentences)} sentences in {seconds:.2f} s, {1000 * seconds / len(sentences):.1f} ms a sentence")
+    print(
+        f"ingest-time tagging: {len(sentences)} sentences in {seconds:.2f} s, {1000 * seconds / len(sentences):.1f} ms a sentence"
+    )
 
     questions = [item["question"] for path in QUESTIONS for item in load_jsonl(path) if item["type"] != "briefing"]
     with tempfile.TemporaryDirectory() as folder:

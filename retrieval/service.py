@@ -159,6 +159,7 @@ class Services:
                 max_sentences=self.settings.answer_sentences,
                 reader=reader,
                 tagger=self.tagger if reader is None else None,
+                short_answers=self.settings.short_answer,
             )
             if self.settings.answer_backend == "llm":
                 from retrieval.answer.llm import LLMGenerator

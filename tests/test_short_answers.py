@@ -19,7 +19,7 @@ from retrieval.evaluation.matching import contains
 from retrieval.evaluation.metrics import evaluate_seed
 from retrieval.passages import Query
 from retrieval.read.answertypes import expected_type
-from retrieval.read.entities import EntityTagger, entity_features, new_entities, short_answer, shared_tagger
+from retrieval.read.entities import EntityTagger, entity_features, new_entities, shared_tagger, short_answer
 from retrieval.service import Services
 from tests.conftest import SEED_QA
 
