@@ -16,11 +16,13 @@ import argparse
 import threading
 from dataclasses import fields
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
 from config import load_settings
 from retrieval.answer.answerer import Answerer
+from retrieval.answer.briefing import Briefer
 from retrieval.answer.extractive import DEFAULT_ENTITY_WEIGHTS, EntityWeights, ExtractiveGenerator
 from retrieval.evaluation.datasets import choose_weeks, limit_questions, realtimeqa_set
 from retrieval.evaluation.harness import SystemRun, ask_all, index_systems, prepare_workdir
@@ -78,15 +80,17 @@ def main() -> None:
     from retrieval.evaluation.harness import eval_services
 
     services = eval_services(settings, args.workdir)
-    embedder = RememberingEmbedder(services.embedder)
-    services._embedder = embedder  # noqa: SLF001 -- the plain scorer reads the remembered vectors too
+    embedder = cast(Embedder, RememberingEmbedder(services.embedder))
+    services._embedder = embedder  # the plain scorer reads the remembered vectors too
     runs = index_systems(evalset, settings, args.workdir, reuse=True, services=services)
     base_run, base_answerer, _ = runs[0]
     base_run.name = "off"
     base = ExtractiveGenerator(
         embedder, services.retriever.term_weight, threshold=settings.refusal_threshold, max_sentences=settings.answer_sentences
     )
-    systems = [(base_run, Answerer(services.retriever, base, top_k=settings.top_k), None)]
+    systems: list[tuple[SystemRun, Answerer, Briefer | None]] = [
+        (base_run, Answerer(services.retriever, base, top_k=settings.top_k), None)
+    ]
     for name, found in args.weights:
         generator = ExtractiveGenerator(
             embedder,
