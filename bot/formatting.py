@@ -35,11 +35,16 @@ def sources_block(citations: Sequence[Citation]) -> str:
 
 
 def format_answer(answer: Answer) -> str:
-    """The answer with its [n] markers (and the LLM backend's one-line note), then the numbered sources.
+    """The answer with its [n] markers (its short answer in bold, the LLM backend's one-line note), then the sources.
 
     A refusal has no sources.
     """
     body = escape(answer.text, quote=False)
+    if answer.short_answer:
+        # The short answer that leads the reply is marked **so** in the text; Telegram shows it bold.
+        lead = escape(f"**{answer.short_answer}**", quote=False)
+        if body.startswith(lead):
+            body = f"<b>{escape(answer.short_answer, quote=False)}</b>{body[len(lead) :]}"
     if answer.note:
         body += f"\n<i>{escape(answer.note, quote=False)}</i>"
     if answer.refused or not answer.citations:

@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     reader: str
     reader_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
     reader_threads: int = Field(ge=0, le=256)
+    entities: bool
+    short_answer: bool
     answer_backend: Literal["extractive", "llm"]
     llm_model: str
     llm_base_url: str

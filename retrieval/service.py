@@ -22,6 +22,7 @@ from retrieval.ingest.articles import Article
 from retrieval.ingest.feeds import Collector, Database, PollResult
 from retrieval.ingest.fetch import Fetcher, FetchPolicy
 from retrieval.ingest.pipeline import Ingestor, IngestReport
+from retrieval.read.entities import EntityTagger, shared_tagger
 from retrieval.read.reader import Reader, ReaderModel
 from retrieval.search.hybrid import HybridRetriever
 
@@ -143,6 +144,11 @@ class Services:
         return self._reader
 
     @property
+    def tagger(self) -> EntityTagger | None:
+        """The named-entity tagger the hand-weighted scorer uses (None with entities = false, or spaCy missing)."""
+        return shared_tagger() if self.settings.entities else None
+
+    @property
     def generator(self) -> AnswerGenerator:
         if self._generator is None:
             reader = self.reader
@@ -152,6 +158,8 @@ class Services:
                 threshold=reader.threshold if reader else self.settings.refusal_threshold,
                 max_sentences=self.settings.answer_sentences,
                 reader=reader,
+                tagger=self.tagger if reader is None else None,
+                short_answers=self.settings.short_answer,
             )
             if self.settings.answer_backend == "llm":
                 from retrieval.answer.llm import LLMGenerator
@@ -253,3 +261,5 @@ class Services:
         _ = self.embedder.dimension
         if self.reader is not None:
             self.reader.model.scores("warm up", ["the model is loaded"])
+        elif self.tagger is not None:
+            self.tagger.entities(["The tagger is loaded in London."])

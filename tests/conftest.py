@@ -27,7 +27,9 @@ SEED_QA = Path(__file__).resolve().parent / "data" / "seed_qa_dev.jsonl"
 
 # Tests that use these fixtures load the embedding model (and Chroma with it): marked `model`, so that
 # `pytest -m "not model"` is the quick loop. Tests that load it another way (the CLI) carry the mark themselves.
-MODEL_FIXTURES = frozenset({"embedder", "reader_model", "services", "seed_services", "reader_seed_services"})
+MODEL_FIXTURES = frozenset(
+    {"embedder", "reader_model", "services", "seed_services", "reader_seed_services", "scorer_seed_services"}
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -83,6 +85,17 @@ def seed_services(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) 
 def reader_seed_services(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iterator[Services]:
     """The sample articles ingested once, answered with the bundled reader on (`reader = "bundled"`)."""
     services = make_services(tmp_path_factory.mktemp("reader-seed") / "var", embedder, reader="bundled")
+    report = services.ingestor.ingest([ARTICLES])
+    assert report.ok and len(report.added) == 5
+    yield services
+
+
+@pytest.fixture(scope="session")
+def scorer_seed_services(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iterator[Services]:
+    """The sample articles ingested once, answered by the hand-weighted scorer (reader off), entities and short answers on."""
+    services = make_services(
+        tmp_path_factory.mktemp("scorer-seed") / "var", embedder, reader="off", entities=True, short_answer=True
+    )
     report = services.ingestor.ingest([ARTICLES])
     assert report.ok and len(report.added) == 5
     yield services

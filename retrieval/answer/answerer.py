@@ -64,6 +64,7 @@ class Answerer:
             fallback=draft.fallback,
             dropped=draft.dropped,
             note=draft.note,
+            short_answer=None if draft.refused else draft.short_answer,
             timings_ms={
                 "retrieve": (retrieved - started) * 1000,
                 "generate": (finished - retrieved) * 1000,

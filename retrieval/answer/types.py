@@ -49,11 +49,14 @@ class Answer:
     fallback: str | None = None
     dropped: int = 0
     note: str | None = None
+    # The thing asked for, named alone ("560 more troops"), when the quoted sentence holds one entity of that kind.
+    short_answer: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "question": self.question,
             "answer": self.text,
+            "short_answer": self.short_answer,
             "refused": self.refused,
             "conflict": self.conflict,
             "evidence": None if self.evidence is None else round(self.evidence, 4),
@@ -80,3 +83,4 @@ class Draft:
     fallback: str | None = None
     dropped: int = 0
     note: str | None = None
+    short_answer: str | None = None

@@ -24,6 +24,9 @@ class SeedResult:
     refused: bool
     cited: list[str]
     why: str = ""
+    # The reply's short answer, and whether it names a gold answer (None when none was shown).
+    short_answer: str | None = None
+    short_correct: bool | None = None
 
 
 @dataclass
@@ -68,7 +71,26 @@ def judge_seed(item: dict[str, Any], answer: Answer) -> SeedResult:
         missing = [gold for gold in golds if not contains(answer.text, gold)]
         passed = not missing and bool(answer.citations)
         why = "" if passed else f"missing {missing}"
-    return SeedResult(item["id"], kind, item["question"], passed, answer.text, answer.refused, cited_files, why)
+    short_correct = None if answer.short_answer is None else short_right(answer.short_answer, golds)
+    if kind == "fact" and passed and short_correct is False:
+        passed, why = False, f"short answer {answer.short_answer!r} is wrong"
+    return SeedResult(
+        item["id"],
+        kind,
+        item["question"],
+        passed,
+        answer.text,
+        answer.refused,
+        cited_files,
+        why,
+        answer.short_answer,
+        short_correct,
+    )
+
+
+def short_right(short: str, golds: list[str] | tuple[str, ...]) -> bool:
+    """A short answer is right when it names a gold answer ("560 more troops" for "560"), or is part of one."""
+    return any(contains(short, gold) or contains(gold, short) for gold in golds)
 
 
 def evaluate_seed(items: list[dict[str, Any]], ask: Callable[[dict[str, Any]], Answer]) -> SeedReport:
@@ -136,6 +158,8 @@ class QuestionResult:
     fallback: str | None = None
     dropped: int = 0
     unbacked_shown: int = 0
+    short_answer: str | None = None
+    short_correct: bool | None = None
 
 
 def score_answer(question: EvalQuestion, answer: Answer) -> QuestionResult:
@@ -168,6 +192,8 @@ def score_answer(question: EvalQuestion, answer: Answer) -> QuestionResult:
         fallback=answer.fallback,
         dropped=answer.dropped,
         unbacked_shown=len(unbacked_sentences(answer)),
+        short_answer=answer.short_answer,
+        short_correct=None if answer.short_answer is None or answer.refused else short_right(answer.short_answer, golds),
     )
 
 
@@ -232,6 +258,15 @@ def summarise(results: list[QuestionResult]) -> dict[str, Any]:
             figures[f"llm_fallbacks_{reason}"] = sum(r.fallback == reason for r in results)
         figures["llm_dropped_sentences"] = sum(r.dropped for r in results)
     figures["unbacked_shown"] = sum(r.unbacked_shown for r in results)
+    # The short answers that lead replies: how many answered questions show one, how often it names the gold.
+    shown = [r for r in counted if r.short_correct is not None]
+    figures["short_shown"] = share([r.short_correct is not None for r in counted if not r.refused])
+    figures["short_accuracy"] = share([bool(r.short_correct) for r in shown])
+    figures["short_count"] = len(shown)
+    own_shown = [r for r in shown if r.own_articles]
+    if any(r.own_articles is not None for r in counted):
+        figures["short_accuracy_own"] = share([bool(r.short_correct) for r in own_shown])
+        figures["short_count_own"] = len(own_shown)
     # RealTimeQA: the counted questions whose gold is in their own search results, and those whose gold
     # is only elsewhere in the corpus (often by coincidence: such a question is answerable in name only).
     if any(r.own_articles is not None for r in counted):

@@ -42,6 +42,11 @@ def build_report(evalset: EvalSet, runs: list[SystemRun], workdir: Path) -> dict
             report["systems"][system.name]["seed"] = {
                 "counts": {kind: {"passed": p, "total": t} for kind, (p, t) in seed.counts().items()},
                 "failures": [{"id": r.id, "type": r.type, "why": r.why, "answer": r.answer} for r in seed.failures],
+                "short_answers": [
+                    {"id": r.id, "short_answer": r.short_answer, "right": r.short_correct}
+                    for r in seed.results
+                    if r.short_answer is not None
+                ],
             }
     return report
 
@@ -70,6 +75,9 @@ _ROWS: list[tuple[str, str, str]] = [
     ("llm_fallbacks_unsupported", "  nothing in the reply backed", "count"),
     ("llm_dropped_sentences", "LLM: reply sentences dropped", "count"),
     ("unbacked_shown", "sentences shown with no backing passage", "count"),
+    ("short_shown", "short answer shown (of answers)", "ratio"),
+    ("short_accuracy", "  short answer right", "ratio"),
+    ("short_accuracy_own", "  of which own articles: right", "ratio"),
     ("latency_p50_ms", "ask latency p50 (ms)", "ms"),
     ("latency_p95_ms", "ask latency p95 (ms)", "ms"),
     ("retrieve_p50_ms", "retrieve latency p50 (ms)", "ms"),

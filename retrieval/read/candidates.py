@@ -18,6 +18,7 @@ from retrieval.index.keywords import tokenize
 from retrieval.ingest.chunking import indexed_text
 from retrieval.ingest.text import split_sentences
 from retrieval.passages import Passage, Query
+from retrieval.read.entities import EntityFeatures
 
 # What kind of thing a question asks for, recognised from its wording.
 _ANSWER_TYPES: list[tuple[str, re.Pattern[str]]] = [
@@ -145,6 +146,9 @@ class Candidate:
     features: SentenceFeatures | None = None
     score: float = 0.0  # how well the sentence answers the question: what the refusal gate judges
     rank: float = 0.0  # what orders the answering sentences (which is quoted first)
+    # Its named entities of the kind asked for, and the one it names alone (the short answer), where it was tagged.
+    entities: EntityFeatures | None = None
+    short: str | None = None
 
     @property
     def headline(self) -> bool:
