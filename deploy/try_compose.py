@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import secrets
 import shlex
@@ -25,14 +24,12 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.botapi import BotAPIServer, User  # noqa: E402
+from tests.botapi import BotAPIServer, User, post_update  # noqa: E402
 
 QUESTION = "How many additional troops did Ash Carter announce for Iraq in July 2016?"
 USER = User(4242, "Deployer")
@@ -63,22 +60,6 @@ def compose_command(given: str | None) -> list[str]:
         if candidate and Path(candidate).exists():
             return [candidate]
     return ["podman", "compose"]
-
-
-def post(url: str, update: dict[str, object], secret: str) -> int:
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(update).encode(),
-        method="POST",
-        headers={"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": secret},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
-    except OSError:
-        return 0
 
 
 def healthy(container: str) -> bool:
@@ -170,7 +151,7 @@ async def main() -> int:
         chat = server.private(USER)
         update = {"update_id": 1, "message": server.new_message(chat, USER, QUESTION)}
         deadline = time.monotonic() + args.timeout
-        while (code := await asyncio.to_thread(post, webhook_url, update, webhook_secret)) != 200:
+        while (code := await asyncio.to_thread(post_update, webhook_url, update, webhook_secret)) != 200:
             if time.monotonic() > deadline:
                 raise SystemExit(f"the webhook does not take the update (last status {code})")
             await asyncio.sleep(0.5)

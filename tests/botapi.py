@@ -20,6 +20,8 @@ import itertools
 import json
 import re
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from html import unescape
@@ -673,3 +675,20 @@ class BotAPIServer:
         if utf16_len(text) > MAX_TEXT:
             raise BadRequest("Bad Request: message is too long")
         return text
+
+
+def post_update(url: str, update: dict[str, object], secret: str) -> int:
+    """POST `update` to a bot's webhook as Telegram does, with its secret token: the HTTP status (0: unreachable)."""
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(update).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": secret},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except OSError:
+        return 0

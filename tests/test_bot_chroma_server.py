@@ -19,10 +19,10 @@ import pytest
 from bot.app import build_application
 from bot.handlers.errors import UNAVAILABLE
 from retrieval.index.embedding import Embedder
-from tests.botapi import BotAPIServer, User
+from tests.botapi import BotAPIServer, User, post_update
 from tests.chroma import ChromaServer, free_port
 from tests.conftest import ARTICLES, make_services
-from tests.test_bot_serve import USER, listening, post, running, serve
+from tests.test_bot_serve import USER, listening, running, serve
 
 TROOPS = "How many additional troops did Ash Carter announce for Iraq in July 2016?"
 HARBOUR = "How much will the Port Ellery harbour crossing cost?"
@@ -111,7 +111,7 @@ async def test_two_bot_processes_share_one_chroma_server(
         chat = admin_chat if user is USER else reader_chat
         mark = api.mark()
         update = {"update_id": next(update_ids), "message": api.new_message(chat, user, text)}
-        assert await asyncio.to_thread(post, url, update, "s3cret") == 200
+        assert await asyncio.to_thread(post_update, url, update, "s3cret") == 200
         return await api.replies(mark, chat.id, count, timeout=120)
 
     def process(name: str, index: int) -> Any:

@@ -12,18 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import socket
 import sys
-import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from tests.botapi import BotAPIServer, Fault, User
+from tests.botapi import BotAPIServer, Fault, User, post_update
 
 ROOT = Path(__file__).resolve().parent.parent
 USER = User(55, "Sam")
@@ -130,20 +128,6 @@ async def listening(port: int, timeout: float = 60.0) -> None:
         return
 
 
-def post(url: str, update: dict[str, object], secret: str) -> int:
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(update).encode(),
-        method="POST",
-        headers={"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": secret},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
-
-
 async def test_serve_webhook(server: BotAPIServer, tmp_path: Path) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}/telegram"
@@ -155,9 +139,9 @@ async def test_serve_webhook(server: BotAPIServer, tmp_path: Path) -> None:
         await listening(port)
         chat = server.private(USER)
         update = {"update_id": 1, "message": server.new_message(chat, USER, "/start")}
-        assert await asyncio.to_thread(post, url, update, "wrong") == 403
+        assert await asyncio.to_thread(post_update, url, update, "wrong") == 403
         mark = server.mark()
-        assert await asyncio.to_thread(post, url, update, "s3cret") == 200
+        assert await asyncio.to_thread(post_update, url, update, "s3cret") == 200
         [reply] = await server.replies(mark, chat.id, timeout=60)
         assert "news articles" in reply.text
     assert not server.calls_to("getUpdates")
