@@ -1,4 +1,4 @@
-"""Scheduled briefings: which chat gets which topic at what time, kept in the SQLite file beside the index.
+"""Scheduled briefings: which chat gets which topic at what time, kept in the shared store (retrieval/ingest/database.py).
 
 A digest posts, every day at its time, the briefing on its topic of the articles that arrived (were
 ingested) since its last post, one bullet a story; a story whose every quoted sentence it posted before
@@ -18,26 +18,6 @@ import numpy as np
 
 from retrieval.ingest.feeds import Database
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS digests (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    chat_id INTEGER NOT NULL,
-    thread_id INTEGER,
-    topic TEXT NOT NULL,
-    at TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    created_by INTEGER,
-    last_sent TEXT
-);
-CREATE INDEX IF NOT EXISTS digests_by_chat ON digests (chat_id);
-CREATE TABLE IF NOT EXISTS digest_quotes (
-    digest_id INTEGER NOT NULL,
-    quote_key TEXT NOT NULL,
-    vector BLOB,
-    sent_at TEXT NOT NULL,
-    PRIMARY KEY (digest_id, quote_key)
-);
-"""
 # How long a digest remembers the sentences it posted (a story told again after that is posted again).
 QUOTES_KEPT_DAYS = 30
 # What the first digest covers: the articles that arrived this long before it was made, and since.
@@ -69,6 +49,10 @@ class Digest:
         due = datetime.combine(local.date(), self.at, zone)
         return due if due <= local else datetime.combine(local.date() - timedelta(days=1), self.at, zone)
 
+    def next_due(self, zone: ZoneInfo, now: datetime) -> datetime:
+        """The first time after `now` that this digest is due."""
+        return self.last_due(zone, now) + timedelta(days=1)
+
     def missed(self, zone: ZoneInfo, now: datetime) -> bool:
         """Due since it was last sent (or made) and not sent: the bot was down at that time."""
         return self.last_due(zone, now) > (self.last_sent or self.created_at)
@@ -92,21 +76,18 @@ def parse_request(text: str) -> tuple[str, time]:
 
 
 class DigestBook:
-    """The digests of every chat (table `digests` of the bot's SQLite file)."""
+    """The digests of every chat (table `digests` of the shared store)."""
 
     def __init__(self, database: Database) -> None:
         self.database = database
-        with database.connect() as db:
-            db.executescript(SCHEMA)
 
     def add(self, chat_id: int, thread_id: int | None, topic: str, at: time, created_by: int | None) -> Digest:
         with self.database.connect() as db:
-            cursor = db.execute(
-                "INSERT INTO digests (chat_id, thread_id, topic, at, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?)",
+            digest_id = db.execute(
+                "INSERT INTO digests (chat_id, thread_id, topic, at, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?)"
+                " RETURNING id",
                 (chat_id, thread_id, topic, at.strftime("%H:%M"), _stamp(datetime.now(UTC)), created_by),
-            )
-            digest_id = cursor.lastrowid
-        assert digest_id is not None
+            ).one()["id"]
         found = self.get(digest_id)
         assert found is not None
         return found
@@ -136,7 +117,8 @@ class DigestBook:
         with self.database.connect() as db:
             db.execute("UPDATE digests SET last_sent = ? WHERE id = ?", (_stamp(when), digest_id))
             db.executemany(
-                "INSERT OR REPLACE INTO digest_quotes (digest_id, quote_key, vector, sent_at) VALUES (?, ?, ?, ?)",
+                "INSERT INTO digest_quotes (digest_id, quote_key, vector, sent_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (digest_id, quote_key) DO UPDATE SET vector = excluded.vector, sent_at = excluded.sent_at",
                 [
                     (digest_id, key, None if vector is None else np.asarray(vector, dtype=np.float16).tobytes(), _stamp(when))
                     for key, vector in dict(quotes).items()
@@ -152,7 +134,7 @@ class DigestBook:
         their embeddings (one row each, those known)."""
         with self.database.connect() as db:
             rows = db.execute("SELECT quote_key, vector FROM digest_quotes WHERE digest_id = ?", (digest_id,)).fetchall()
-        vectors = [np.frombuffer(row["vector"], dtype=np.float16) for row in rows if row["vector"]]
+        vectors = [np.frombuffer(bytes(row["vector"]), dtype=np.float16) for row in rows if row["vector"]]
         matrix = np.stack(vectors).astype(np.float32) if vectors else np.zeros((0, 0), dtype=np.float32)
         return frozenset(row["quote_key"] for row in rows), matrix
 

@@ -1,13 +1,20 @@
-"""What the bot does on its own, on python-telegram-bot's JobQueue: poll the feeds, post the digests.
+"""What the bot does on its own: poll the feeds, post the digests, on the schedule in the shared store.
 
-`start` runs in post_init: it schedules the feed poll (every feed_poll_minutes), every stored
-digest at its time of day, and, for a digest that fell due while the bot was down, one catch-up run
-now (however many days it missed).
+Each feed's poll (`feed:ID`, every feed_poll_minutes) and each digest (`digest:ID`, every day at its time)
+is a job in the shared store (retrieval/ingest/jobs.py) with its next due time. Every job_check_seconds,
+each replica (python-telegram-bot's JobQueue runs `check_jobs`) claims the due jobs that no other
+replica holds a lease of, does them while renewing their leases, and moves each to its next due time. So
+with several replicas on one PostgreSQL database every feed is polled once per interval and every digest
+posted once, and a replica that dies mid-job leaves its jobs to whichever replica looks next once their
+leases have run out. A digest that fell due while every replica was down is due still: it is sent once
+at the next look, however many days it missed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from datetime import UTC, datetime
 from html import escape
 from typing import Any
@@ -15,77 +22,147 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 from telegram.error import TelegramError
-from telegram.ext import Application, JobQueue
+from telegram.ext import Application
 
 from bot.digests import Digest
 from bot.formatting import format_digest, split_message
 from bot.runtime import RUNTIME_KEY, BotContext, Runtime
 from retrieval.answer.briefing import sentence_key
+from retrieval.ingest.jobs import Claim, next_interval
 
 logger = logging.getLogger(__name__)
 
-FEEDS_JOB = "feeds"
-FIRST_POLL_S = 10.0  # after start, so the bot answers before it fetches
+CHECK_JOB = "jobs"  # the JobQueue's repeating look at the shared schedule
+FEED_JOB = "feed:"
+DIGEST_JOB = "digest:"
+FIRST_CHECK_S = 10.0  # after start, so the bot answers before it fetches
 
 NOTHING_NEW = "Nothing new on <b>{topic}</b> since {since}."
 SINCE_FORMAT = "%Y-%m-%d %H:%M %Z"  # in the timezone setting
 
 
 def digest_job_name(digest_id: int) -> str:
-    return f"digest:{digest_id}"
+    return f"{DIGEST_JOB}{digest_id}"
+
+
+def feed_job_name(feed_id: int) -> str:
+    return f"{FEED_JOB}{feed_id}"
 
 
 def start(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
-    """Schedule the feed poll and every digest; send the digests missed while the bot was down, once."""
+    """Look at the shared schedule every job_check_seconds (the first look soon after start)."""
     queue = application.job_queue
     if queue is None:
         raise RuntimeError("the JobQueue is missing: install python-telegram-bot[job-queue] (pip install -e .)")
     runtime: Runtime = application.bot_data[RUNTIME_KEY]
-    minutes = runtime.settings.feed_poll_minutes
-    if minutes:
-        queue.run_repeating(poll_feeds, interval=minutes * 60, first=FIRST_POLL_S, name=FEEDS_JOB)
-    zone = ZoneInfo(runtime.settings.timezone)
+    every = runtime.settings.job_check_seconds
+    sync(runtime)
+    queue.run_repeating(check_jobs, interval=every, first=min(FIRST_CHECK_S, every), name=CHECK_JOB)
+
+
+def sync(runtime: Runtime) -> None:
+    """Give every feed (when feeds are polled) and every digest its job, and end the jobs of those gone.
+
+    A new feed is due at once; a digest at its next time, or at once when it fell due since it was last sent
+    (missed while the bot was down). Jobs already scheduled keep their times: a restart polls nothing early."""
+    settings = runtime.settings
+    book = runtime.services.jobs
     now = datetime.now(UTC)
+    zone = ZoneInfo(settings.timezone)
+    wanted: dict[str, float] = {}
+    if settings.feed_poll_minutes:
+        wanted |= {feed_job_name(feed.id): now.timestamp() for feed in runtime.services.collector.feeds()}
     for digest in runtime.digests.all():
-        schedule(queue, digest, zone)
-        if digest.missed(zone, now):
-            logger.info("digest %s (chat id %s) was due while the bot was down: sending it now", digest.id, digest.chat_id)
-            queue.run_once(send_digest, when=0, data=digest.id, name=f"{digest_job_name(digest.id)}:missed")
+        due = digest.last_due(zone, now) if digest.missed(zone, now) else digest.next_due(zone, now)
+        wanted[digest_job_name(digest.id)] = due.timestamp()
+    book.ensure_many(wanted)
+    stale = [job.name for job in book.all() if job.name.startswith((FEED_JOB, DIGEST_JOB)) and job.name not in wanted]
+    for name in stale:
+        book.remove(name)
 
 
-def schedule(queue: JobQueue[Any], digest: Digest, zone: ZoneInfo) -> None:
-    """Run `digest` every day at its time in the time zone setting."""
-    queue.run_daily(
-        send_digest,
-        time=digest.at.replace(tzinfo=zone),
-        data=digest.id,
-        name=digest_job_name(digest.id),
-        chat_id=digest.chat_id,
-    )
+def feed_polled(runtime: Runtime, feed_id: int) -> None:
+    """The feed was just polled by hand (/feeds add): its next scheduled poll is an interval from now."""
+    if runtime.settings.feed_poll_minutes:
+        runtime.services.jobs.set_due(feed_job_name(feed_id), time.time() + runtime.settings.feed_poll_minutes * 60)
 
 
-def unschedule(queue: JobQueue[Any], digest_id: int) -> None:
-    for job in queue.get_jobs_by_name(digest_job_name(digest_id)):
-        job.schedule_removal()
+def schedule(runtime: Runtime, digest: Digest) -> None:
+    """Post `digest` every day at its time in the time zone setting, from its next time on."""
+    zone = ZoneInfo(runtime.settings.timezone)
+    runtime.services.jobs.set_due(digest_job_name(digest.id), digest.next_due(zone, datetime.now(UTC)).timestamp())
 
 
-async def poll_feeds(context: BotContext) -> None:
-    """The scheduled poll: every feed, then one ingest of what was new. Failures are in /feeds and the log."""
-    result = await context.runtime.refresh_feeds()
+def unschedule(runtime: Runtime, digest_id: int) -> None:
+    runtime.services.jobs.remove(digest_job_name(digest_id))
+
+
+async def check_jobs(context: BotContext) -> None:
+    """The repeating look: claim the due jobs no other replica holds, and do them (each in a task of its own)."""
+    runtime = context.runtime
+
+    def claim() -> list[Claim]:
+        sync(runtime)
+        return runtime.services.jobs.claim_due()
+
+    claims = await asyncio.to_thread(claim)
+    feeds = [c for c in claims if c.name.startswith(FEED_JOB)]
+    if feeds:
+        context.application.create_task(run_feeds(runtime, feeds), name="feed polls")
+    for claimed in claims:
+        if claimed.name.startswith(DIGEST_JOB):
+            context.application.create_task(run_digest(context, runtime, claimed), name=claimed.name)
+
+
+async def run_now(application: Application[Any, Any, Any, Any, Any, Any], name: str) -> None:
+    """Do the job `name` now, due or not (unless another replica holds it), as its schedule would."""
+    runtime: Runtime = application.bot_data[RUNTIME_KEY]
+    claimed = await asyncio.to_thread(runtime.services.jobs.claim, name)
+    if claimed is None:
+        logger.info("job %s is being done by another replica", name)
+        return
+    if name.startswith(FEED_JOB):
+        await run_feeds(runtime, [claimed])
+    else:
+        await run_digest(BotContext(application), runtime, claimed)
+
+
+async def run_feeds(runtime: Runtime, claims: list[Claim]) -> None:
+    """Poll the feeds of `claims` and ingest what they brought, then schedule each feed's next poll."""
+    book = runtime.services.jobs
+    every = runtime.settings.feed_poll_minutes * 60
+    ids = [int(c.name.removeprefix(FEED_JOB)) for c in claims]
+    try:
+        with book.renewing(claims):
+            result = await runtime.refresh_feeds(feed_ids=ids)
+    except Exception:  # the store or the index failed: the feeds stay due, for any replica to poll again
+        logger.exception("feed poll of feeds %s failed; they stay due", ids)
+        for claimed in claims:
+            await asyncio.to_thread(book.release, claimed)
+        return
     if result.report is not None:
         logger.info("scheduled feed poll: %s; %s", result.poll.summary(), result.report.summary())
+    now = time.time()
+    for claimed in claims:
+        await asyncio.to_thread(book.done, claimed, next_interval(claimed.due_at, every, now) if every else None)
 
 
-async def send_digest(context: BotContext) -> None:
-    """A digest's job: post its briefing, unless it was stopped or already sent for this time."""
-    job = context.job
-    assert job is not None
-    runtime = context.runtime
-    digest = runtime.digests.get(int(job.data))  # type: ignore[call-overload]
+async def run_digest(context: BotContext, runtime: Runtime, claimed: Claim) -> None:
+    """Post a digest whose job this replica holds, then schedule its next day (a digest stopped meanwhile: none)."""
+    book = runtime.services.jobs
+    digest = runtime.digests.get(int(claimed.name.removeprefix(DIGEST_JOB)))
     if digest is None:  # stopped meanwhile
-        job.schedule_removal()
+        await asyncio.to_thread(book.done, claimed, None)
         return
-    await deliver(context, runtime, digest)
+    try:
+        with book.renewing([claimed]):
+            await deliver(context, runtime, digest)
+    except Exception:
+        logger.exception("digest %s could not be made; it stays due", digest.id)
+        await asyncio.to_thread(book.release, claimed)
+        return
+    zone = ZoneInfo(runtime.settings.timezone)
+    await asyncio.to_thread(book.done, claimed, digest.next_due(zone, datetime.now(UTC)).timestamp())
 
 
 async def deliver(context: BotContext, runtime: Runtime, digest: Digest) -> str | None:

@@ -69,11 +69,11 @@ class Runtime:
         """Build the live collection's keyword index now (after a reload), wherever questions are answered."""
         await asyncio.to_thread(self.workers.refresh if self.workers else self.services.retriever.refresh)
 
-    async def refresh_feeds(self, feed_id: int | None = None) -> FeedRefresh:
-        """Poll the feeds (or one), then ingest what is new. One poll at a time; the fetching leaves
-        reloads and uploads free, the ingest takes its turn with them; questions are answered throughout."""
+    async def refresh_feeds(self, feed_id: int | None = None, *, feed_ids: list[int] | None = None) -> FeedRefresh:
+        """Poll the feeds (or one, or those of `feed_ids`), then ingest what is new. One poll at a time; the fetching
+        leaves reloads and uploads free, the ingest takes its turn with them; questions are answered throughout."""
         async with self.poll_lock:
-            poll = await asyncio.to_thread(self.services.collector.poll, feed_id)
+            poll = await asyncio.to_thread(self.services.collector.poll, feed_id, feed_ids=feed_ids)
             if not (poll.changed or poll.expired_ids):
                 return self.services.ingest_poll(poll)  # nothing new: nothing to ingest, no lock needed
             async with self.ingest_lock:

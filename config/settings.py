@@ -77,7 +77,7 @@ class Settings(BaseSettings):
     answer_processes: int = Field(ge=0, le=64)
     context_turns: int = Field(ge=0, le=20)
     context_ttl_seconds: int = Field(ge=0)
-    feed_poll_minutes: int = Field(ge=0)
+    feed_poll_minutes: float = Field(ge=0)
     feed_retention_days: int = Field(ge=0)
     fetch_user_agent: str = Field(min_length=1)
     fetch_timeout_seconds: float = Field(gt=0, le=300)
@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     timezone: str
     digest_when_empty: Literal["say", "silent"]
     max_digests_per_chat: int = Field(ge=1, le=100)
+    database_url: str
+    job_check_seconds: float = Field(gt=0, le=3600)
+    job_lease_seconds: float = Field(gt=0, le=86400)
 
     @field_validator("articles_dir", mode="before")
     @classmethod
@@ -111,6 +114,16 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             value = value.split(",")
         return [str(host).strip().lower() for host in value if str(host).strip()] if isinstance(value, list) else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        value = value.strip()
+        if value and not value.startswith(("sqlite:///", "postgresql://", "postgresql+psycopg://", "postgres://")):
+            raise ValueError(
+                'expected "" (an SQLite file in data_dir), sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DATABASE'
+            )
+        return value
 
     @field_validator("timezone")
     @classmethod
@@ -151,8 +164,13 @@ class Settings(BaseSettings):
 
     @property
     def state_path(self) -> Path:
-        """The SQLite file of feeds, fetched entries and digests."""
+        """The SQLite file of feeds, fetched entries, digests and jobs (unless database_url names another database)."""
         return self.data_dir / "newsbot.sqlite3"
+
+    @property
+    def database(self) -> str | Path:
+        """The shared store of feeds, articles, digests and the jobs' schedule: `database_url`, else the SQLite file."""
+        return self.database_url or self.state_path
 
     @property
     def fetched_dir(self) -> Path:

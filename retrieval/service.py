@@ -19,8 +19,10 @@ from retrieval.answer.protocols import AnswerGenerator
 from retrieval.index.embedding import Embedder, OnnxEmbedder, SentenceTransformerEmbedder
 from retrieval.index.store import ArticleStore
 from retrieval.ingest.articles import Article
-from retrieval.ingest.feeds import Collector, Database, PollResult
+from retrieval.ingest.database import Database
+from retrieval.ingest.feeds import Collector, PollResult
 from retrieval.ingest.fetch import Fetcher, FetchPolicy
+from retrieval.ingest.jobs import JobBook
 from retrieval.ingest.pipeline import Ingestor, IngestReport
 from retrieval.read.entities import EntityTagger, shared_tagger
 from retrieval.read.reader import Reader, ReaderModel
@@ -93,6 +95,7 @@ class Services:
         self._fetcher = fetcher
         self._database: Database | None = None
         self._collector: Collector | None = None
+        self._jobs: JobBook | None = None
 
     @property
     def embedder(self) -> Embedder:
@@ -116,7 +119,9 @@ class Services:
     @property
     def store(self) -> ArticleStore:
         if self._store is None:
-            self._store = ArticleStore.from_settings(self.settings)
+            # On a Chroma server that several replicas share, writers take turns on a lock in the shared store.
+            shared = self.settings.chroma_mode == "http" and bool(self.settings.database_url)
+            self._store = ArticleStore.from_settings(self.settings, lock=self.database.lock if shared else None)
         return self._store
 
     @property
@@ -196,10 +201,17 @@ class Services:
 
     @property
     def database(self) -> Database:
-        """The SQLite file of feeds and digests in data_dir."""
+        """The shared store of feeds, articles, digests and jobs: the SQLite file in data_dir, or `database_url`."""
         if self._database is None:
-            self._database = Database(self.settings.state_path)
+            self._database = Database(self.settings.database)
         return self._database
+
+    @property
+    def jobs(self) -> JobBook:
+        """The shared schedule of feed polls and digests, and this process's leases on them."""
+        if self._jobs is None:
+            self._jobs = JobBook(self.database, lease_seconds=self.settings.job_lease_seconds)
+        return self._jobs
 
     @property
     def fetcher(self) -> Fetcher:
@@ -216,9 +228,9 @@ class Services:
             )
         return self._collector
 
-    def refresh_feeds(self, feed_id: int | None = None) -> FeedRefresh:
-        """Poll the feeds (or one) and ingest what is new or changed (`ingest_poll`)."""
-        return self.ingest_poll(self.collector.poll(feed_id))
+    def refresh_feeds(self, feed_id: int | None = None, *, feed_ids: list[int] | None = None) -> FeedRefresh:
+        """Poll the feeds (or one, or those of `feed_ids`) and ingest what is new or changed (`ingest_poll`)."""
+        return self.ingest_poll(self.collector.poll(feed_id, feed_ids=feed_ids))
 
     def ingest_poll(self, poll: PollResult) -> FeedRefresh:
         """Change the live collection in place by what a poll found (and what an interrupted one left):
@@ -250,9 +262,11 @@ class Services:
         return result
 
     def close(self) -> None:
-        """Close what holds connections (the fetcher's)."""
+        """Close what holds connections (the fetcher's, the database's)."""
         if self._fetcher is not None:
             self._fetcher.close()
+        if self._database is not None:
+            self._database.close()
 
     def warm_up(self) -> None:
         """Load the model and the keyword index now, once, rather than on the first question."""

@@ -29,9 +29,10 @@ class RunningBot:
         return await self.server.replies(mark, chat.id, count)
 
     async def run_job(self, name: str) -> None:
-        """Run the scheduled job `name` now, rather than wait for its time."""
-        [job] = self.application.job_queue.get_jobs_by_name(name)
-        await job.run(self.application)
+        """Do the scheduled job `name` now (claiming its lease), rather than wait for its time."""
+        from bot import jobs
+
+        await jobs.run_now(self.application, name)
 
 
 async def start_bot(server: BotAPIServer, services: Services, *, poll_timeout: int = 5) -> RunningBot:

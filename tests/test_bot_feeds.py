@@ -10,6 +10,7 @@ the bot was down is sent once.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -312,10 +313,18 @@ async def test_restart_keeps_feeds_and_digests_and_sends_a_missed_digest_once(
         assert len(posts) == 1  # once, not three times
         [feeds] = await restarted.ask(server.private(ADMIN), ADMIN, "/feeds")
         assert "1. Ellery Gazette" in feeds.text
-        # The scheduled poll, every 30 minutes; run now rather than waited for.
-        [poll] = restarted.application.job_queue.get_jobs_by_name(jobs.FEEDS_JOB)
-        assert poll.job.trigger.interval == timedelta(minutes=30)
-        await restarted.run_job(jobs.FEEDS_JOB)
+        # The scheduled poll of each feed, in the shared schedule: due at once (the feeds were not polled on a
+        # schedule before), done by the first look at it, then due again 30 minutes on.
+        schedule = restarted.runtime.services.jobs
+        [feed_job] = schedule.all(jobs.FEED_JOB)
+        for _ in range(600):
+            polled = schedule.get(feed_job.name)
+            if polled is not None and polled.runs:
+                break
+            await asyncio.sleep(0.2)
+        assert polled is not None and polled.runs == 1 and polled.owner is None
+        assert polled.due_at - (polled.last_done or 0) <= timedelta(minutes=30).total_seconds()
+        assert polled.due_at > datetime.now(UTC).timestamp() + timedelta(minutes=25).total_seconds()
         asked, figure = question(4)
         [answer] = await restarted.ask(server.private(ADMIN), ADMIN, asked)
         assert figure in answer.text

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from html import escape
-from zoneinfo import ZoneInfo
 
 from telegram import Update
 
@@ -35,15 +35,13 @@ async def digest(update: Update, context: BotContext) -> None:
         return
     # An anonymous admin is known only as the group (Telegram names a placeholder account as the sender).
     user_id = update.effective_user.id if update.effective_user and not sent_by_the_group(message) else None
-    queue = context.job_queue
-    assert queue is not None
     if args[0].lower() == "stop" and len(args) == 2:
         number = args[1].lstrip("#")
         stopped = book.stop(chat.id, int(number)) if number.isdigit() else None
         if stopped is None:
             await message.reply_text(f"This chat has no digest {escape(args[1])}.\n\n" + _listing(context, chat.id))
             return
-        jobs.unschedule(queue, stopped.id)
+        await asyncio.to_thread(jobs.unschedule, context.runtime, stopped.id)
         logger.info("digest %s stopped in chat id %s by user id %s", stopped.id, chat.id, user_id)
         await message.reply_text(f"Stopped digest {stopped.id} ({escape(stopped.topic, quote=False)}).")
         return
@@ -60,7 +58,7 @@ async def digest(update: Update, context: BotContext) -> None:
         return
     thread_id = message.message_thread_id if message.is_topic_message else None
     made = book.add(chat.id, thread_id, topic, at, user_id)
-    jobs.schedule(queue, made, ZoneInfo(settings.timezone))
+    await asyncio.to_thread(jobs.schedule, context.runtime, made)
     logger.info("digest %s (%r at %s) made in chat id %s by user id %s", made.id, topic, at, chat.id, user_id)
     await message.reply_text(
         f"Digest {made.id}: every day at {at.strftime('%H:%M')} {escape(settings.timezone)} I'll post what's new on "

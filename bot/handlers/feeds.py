@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from html import escape
 
 from telegram import Update
 
+from bot import jobs
 from bot.access import require_admin
 from bot.formatting import format_feeds, link
 from bot.runtime import BotContext
@@ -47,6 +49,7 @@ async def feeds(update: Update, context: BotContext) -> None:
             logger.error("first poll of feed %s failed", feed.id, exc_info=exc)
             await progress.edit_text(f"Added feed {feed.id}, but its articles could not be indexed; I'll try at the next poll.")
             return
+        await asyncio.to_thread(jobs.feed_polled, context.runtime, feed.id)  # the next poll: an interval from now
         polled = collector.feed(feed.id) or result.poll.feeds[0].feed
         await progress.edit_text(format_feeds([polled]))
         return

@@ -9,7 +9,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -192,11 +192,19 @@ class ArticleStore:
     live one and `publish()` switches the alias to it in one write.
     """
 
-    def __init__(self, client: ClientAPI, name: str, lock_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        client: ClientAPI,
+        name: str,
+        lock_path: Path | None = None,
+        lock: Callable[[str], AbstractContextManager[None]] | None = None,
+    ) -> None:
         self._client = client
         self.name = name
-        # Writers of one embedded Chroma (`newsbot ingest` beside `newsbot serve`) take turns on this file.
+        # Writers of one embedded Chroma (`newsbot ingest` beside `newsbot serve`) take turns on this file;
+        # replicas sharing a Chroma server, on `lock` (a lock in their shared database, by name).
         self._lock_path = lock_path
+        self._lock = lock
         self._thread_lock = threading.RLock()
         self._collections: dict[str, Collection] = {}  # by name; a name is never reused (`_new_name`)
         self._writes = 0  # writes to the live collection outside the journal, through this store (`version`)
@@ -210,16 +218,21 @@ class ArticleStore:
             self._set_live(self._create(self._new_name()).name)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ArticleStore:
-        lock = settings.chroma_path / f"{settings.collection}.lock" if settings.chroma_mode != "http" else None
-        return cls(make_client(settings), settings.collection, lock)
+    def from_settings(cls, settings: Settings, lock: Callable[[str], AbstractContextManager[None]] | None = None) -> ArticleStore:
+        lock_path = settings.chroma_path / f"{settings.collection}.lock" if settings.chroma_mode != "http" else None
+        return cls(make_client(settings), settings.collection, lock_path, lock)
 
     @contextmanager
     def writing(self) -> Iterator[None]:
         """One writer at a time of the journal and the alias: threads of this process, and processes sharing
-        the embedded Chroma's folder (a lock file). Several machines on one Chroma server must see to it
-        that one of them writes at a time (docs/bot.md)."""
+        the embedded Chroma's folder (a lock file), or replicas sharing a Chroma server and a database (`lock`,
+        a PostgreSQL advisory lock: a replica killed while writing lets it go, and the next writer's
+        `recover` rolls its change back or forward)."""
         with self._thread_lock:
+            if self._lock is not None:
+                with self._lock(f"index-writer:{self.name}"):
+                    yield
+                return
             if self._lock_path is None:
                 yield
                 return

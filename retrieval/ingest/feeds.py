@@ -20,17 +20,17 @@ import calendar
 import hashlib
 import json
 import logging
-import sqlite3
+import os
 import time
-from collections.abc import Iterator
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from retrieval.ingest.articles import Article, ArticleError, article_from_html, doc_id_of
+from retrieval.ingest.database import Database
 from retrieval.ingest.fetch import Fetched, Fetcher, FetchError, check_url
 
 logger = logging.getLogger(__name__)
@@ -40,71 +40,16 @@ PAGE_ACCEPT = "text/html, application/xhtml+xml;q=0.9, */*;q=0.1"
 _PAGE_TYPES = ("text/html", "application/xhtml+xml", "text/plain", "")
 _ATTEMPTS = 3  # tries of an entry whose page failed, before it waits for the feed to change it
 _PROBLEMS_KEPT = 20  # per feed, from its last poll
+_PENDING_UPSERT = " ON CONFLICT (key) DO UPDATE SET action = excluded.action, since = excluded.since"
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS feeds (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    url TEXT NOT NULL UNIQUE,
-    title TEXT,
-    added_at TEXT NOT NULL,
-    added_by TEXT,
-    etag TEXT,
-    last_modified TEXT,
-    last_poll_at TEXT,
-    last_new INTEGER NOT NULL DEFAULT 0,
-    last_error TEXT,
-    problems TEXT NOT NULL DEFAULT '[]'
-);
-CREATE TABLE IF NOT EXISTS entries (
-    link TEXT PRIMARY KEY,
-    feed_id INTEGER,
-    kind TEXT NOT NULL,
-    fingerprint TEXT,
-    file TEXT,
-    published TEXT,
-    fetched_at TEXT,
-    etag TEXT,
-    last_modified TEXT,
-    status TEXT NOT NULL,
-    error TEXT,
-    attempts INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS entries_by_feed ON entries (feed_id);
-CREATE TABLE IF NOT EXISTS pending (
-    key TEXT PRIMARY KEY,
-    action TEXT NOT NULL,
-    since TEXT NOT NULL
-);
-"""
-# `pending`: what the index still has to do, written with the change to the files and cleared when the index
-# did it (`Collector.settle`), so a crash between the two loses nothing: "ingest" a file written, "remove"
-# the article of an entry that expired.
+# `pending` (retrieval/ingest/database.py): what the index still has to do, written with the change to the
+# articles and cleared when the index did it (`Collector.settle`), so a crash between the two loses nothing:
+# "ingest" an article written, "remove" the article of an entry that expired. Its rows and the article records
+# are in the shared store, so any replica finishes what another left.
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-class Database:
-    """The small SQLite file beside the index: feeds and entries here; the bot keeps its digests in it too."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with self.connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")  # the CLI and a running bot may both use it
-            db.executescript(SCHEMA)
-
-    @contextmanager
-    def connect(self) -> Iterator[sqlite3.Connection]:
-        """A connection for one transaction (committed at the end, rolled back on an error), then closed."""
-        connection = sqlite3.connect(self.path, timeout=30)
-        connection.row_factory = sqlite3.Row
-        try:
-            with connection:
-                yield connection
-        finally:
-            connection.close()
 
 
 @dataclass(frozen=True)
@@ -239,11 +184,8 @@ def page_article(fetched: Fetched, link: str, path: Path, entry: Entry | None = 
     )
 
 
-def write_article(article: Article, path: Path, key: str) -> bool:
-    """Save `article` as the JSON record the loaders read, its id made from `key` (the link it was found under).
-
-    False when the file already says exactly that.
-    """
+def article_record(article: Article, key: str) -> str:
+    """The JSON record the loaders read of `article`, its id made from `key` (the link it was found under)."""
     record = {
         "id": key,
         "title": article.title,
@@ -252,11 +194,18 @@ def write_article(article: Article, path: Path, key: str) -> bool:
         "published": article.published.isoformat() if article.published else None,
         "source": article.source,
     }
-    data = json.dumps(record, ensure_ascii=False, indent=1) + "\n"
-    if path.exists() and path.read_text(encoding="utf-8") == data:
-        return False
+    return json.dumps(record, ensure_ascii=False, indent=1) + "\n"
+
+
+def write_file(path: Path, data: str) -> bool:
+    """Write `data` to `path` whole (a temporary file renamed over it); False when it says exactly that already."""
+    try:
+        if path.read_text(encoding="utf-8") == data:
+            return False
+    except (FileNotFoundError, UnicodeDecodeError):
+        pass
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
+    temporary = path.with_suffix(f".{os.getpid()}.tmp")
     temporary.write_text(data, encoding="utf-8")
     temporary.replace(path)
     return True
@@ -278,7 +227,7 @@ class Collector:
         url = str(check_url(url.strip(), self.fetcher.policy.allowed_hosts))
         with self.database.connect() as db:
             db.execute(
-                "INSERT OR IGNORE INTO feeds (url, added_at, added_by) VALUES (?, ?, ?)",
+                "INSERT INTO feeds (url, added_at, added_by) VALUES (?, ?, ?) ON CONFLICT (url) DO NOTHING",
                 (url, _now(), added_by),
             )
             row = db.execute("SELECT id FROM feeds WHERE url = ?", (url,)).fetchone()
@@ -307,12 +256,14 @@ class Collector:
     def feed(self, feed_id: int) -> Feed | None:
         return next((feed for feed in self.feeds() if feed.id == feed_id), None)
 
-    def poll(self, feed_id: int | None = None) -> PollResult:
-        """Poll every feed (or one): fetch new and changed entries, write their articles, apply retention."""
+    def poll(self, feed_id: int | None = None, *, feed_ids: list[int] | None = None) -> PollResult:
+        """Poll every feed (or one, or those of `feed_ids`: the ones whose leases this replica holds): fetch
+        new and changed entries, write their articles, apply retention."""
         started = time.perf_counter()
         requests = self.fetcher.requests
         result = PollResult()
-        chosen = [feed for feed in self.feeds() if feed_id is None or feed.id == feed_id]
+        wanted = set(feed_ids) if feed_ids is not None else None if feed_id is None else {feed_id}
+        chosen = [feed for feed in self.feeds() if wanted is None or feed.id in wanted]
         # Feeds side by side (`fetch_concurrency` at once); the fetcher keeps each host to `fetch_per_host`
         # requests at once and its pause between two, however many feeds it serves.
         workers = max(1, min(self.fetcher.policy.concurrency, len(chosen)))
@@ -395,9 +346,8 @@ class Collector:
             )
             if not fetched.not_modified:
                 article = page_article(fetched, entry.link, path, entry)
-                if write_article(article, path, entry.link):
+                if self._keep(article, path, entry.link):
                     outcome.new.append(path)
-                    self._pend("ingest", str(path))
                 published = article.published
             else:
                 published = date.fromisoformat(known["published"]) if known["published"] else entry.published
@@ -442,9 +392,13 @@ class Collector:
                 if row is not None:
                     feed_id, kind = row["feed_id"], row["kind"]
             db.execute(
-                "INSERT OR REPLACE INTO entries"
+                "INSERT INTO entries"
                 " (link, feed_id, kind, fingerprint, file, published, fetched_at, etag, last_modified, status, error, attempts)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (link) DO UPDATE SET"
+                " feed_id = excluded.feed_id, kind = excluded.kind, fingerprint = excluded.fingerprint, file = excluded.file,"
+                " published = excluded.published, fetched_at = excluded.fetched_at, etag = excluded.etag,"
+                " last_modified = excluded.last_modified, status = excluded.status, error = excluded.error,"
+                " attempts = excluded.attempts",
                 (
                     link,
                     feed_id,
@@ -477,13 +431,14 @@ class Collector:
                 )
                 if day >= cutoff:
                     continue
-                path = Path(row["file"])
+                path = self.folder / Path(row["file"]).name
                 path.unlink(missing_ok=True)
                 removed.append(path)
+                db.execute("DELETE FROM articles WHERE name = ?", (path.name,))
                 # Kept as expired, so the feed's copy of the entry is not fetched again.
                 db.execute("UPDATE entries SET status = 'expired', file = NULL WHERE link = ?", (row["link"],))
                 db.execute(
-                    "INSERT OR REPLACE INTO pending (key, action, since) VALUES (?, 'remove', ?)",
+                    "INSERT INTO pending (key, action, since) VALUES (?, 'remove', ?)" + _PENDING_UPSERT,
                     (doc_id_of(row["link"]), _now()),
                 )
         if removed:
@@ -492,23 +447,63 @@ class Collector:
 
     # -- what the index has still to do ---------------------------------------------------------
 
-    def _pend(self, action: str, key: str) -> None:
+    def _keep(self, article: Article, path: Path, key: str) -> bool:
+        """Keep `article` (found under the link `key`) in the shared store and as the file `path`, and have the index
+        ingest it; False when the store held exactly that already (nothing for the index to do)."""
+        data = article_record(article, key)
         with self.database.connect() as db:
-            db.execute("INSERT OR REPLACE INTO pending (key, action, since) VALUES (?, ?, ?)", (key, action, _now()))
+            row = db.execute("SELECT record FROM articles WHERE name = ?", (path.name,)).fetchone()
+            changed = row is None or row["record"] != data
+            if changed:
+                db.execute(
+                    "INSERT INTO articles (name, record, written_at) VALUES (?, ?, ?)"
+                    " ON CONFLICT (name) DO UPDATE SET record = excluded.record, written_at = excluded.written_at",
+                    (path.name, data, _now()),
+                )
+                db.execute(
+                    "INSERT INTO pending (key, action, since) VALUES (?, 'ingest', ?)" + _PENDING_UPSERT, (path.name, _now())
+                )
+        write_file(path, data)
+        return changed
 
     def pending(self) -> tuple[list[Path], list[str]]:
-        """The article files to ingest and the article ids to remove that the index has not done yet."""
+        """The article files to ingest and the article ids to remove that the index has not done yet, whichever
+        replica wrote them: each article's file is written again here from its record in the shared store."""
         with self.database.connect() as db:
             rows = db.execute("SELECT key, action FROM pending ORDER BY since, key").fetchall()
-            gone = [row["key"] for row in rows if row["action"] == "ingest" and not Path(row["key"]).exists()]
-            db.executemany("DELETE FROM pending WHERE key = ?", [(key,) for key in gone])  # expired meanwhile
-        files = [Path(row["key"]) for row in rows if row["action"] == "ingest" and row["key"] not in gone]
-        return files, [row["key"] for row in rows if row["action"] == "remove"]
+            names = [Path(row["key"]).name for row in rows if row["action"] == "ingest"]
+            records = {
+                row["name"]: row["record"]
+                for start in range(0, len(names), 500)
+                for row in db.execute(
+                    "SELECT name, record FROM articles WHERE name IN ({})".format(
+                        ", ".join("?" * len(names[start : start + 500]))
+                    ),
+                    names[start : start + 500],
+                ).fetchall()
+            }
+        files: list[Path] = []
+        gone: list[str] = []
+        for row in rows:
+            if row["action"] != "ingest":
+                continue
+            path = self.folder / Path(row["key"]).name
+            if path.name in records:
+                write_file(path, records[path.name])
+            if path.exists():  # a file from before the records were kept has no record, and is read as it is
+                files.append(path)
+            else:
+                gone.append(row["key"])  # expired meanwhile
+        if gone:
+            with self.database.connect() as db:
+                db.executemany("DELETE FROM pending WHERE key = ?", [(key,) for key in gone])
+        return list(dict.fromkeys(files)), [row["key"] for row in rows if row["action"] == "remove"]
 
     def settle(self, files: list[Path], removed: list[str]) -> None:
         """The index ingested `files` and removed the articles `removed`: nothing pends for them."""
+        keys = [key for path in files for key in (path.name, str(path))] + list(removed)
         with self.database.connect() as db:
-            db.executemany("DELETE FROM pending WHERE key = ?", [(str(key),) for key in [*files, *removed]])
+            db.executemany("DELETE FROM pending WHERE key = ?", [(key,) for key in keys])
 
     # -- links ------------------------------------------------------------------------------
 
@@ -518,8 +513,7 @@ class Collector:
         path = article_file(self.folder, url)
         fetched = self.fetcher.get(url, accept=PAGE_ACCEPT)
         article = page_article(fetched, url, path)
-        write_article(article, path, url)
-        self._pend("ingest", str(path))
+        self._keep(article, path, url)
         self._record(
             url,
             None,
@@ -538,7 +532,7 @@ def _cutoff(days: int) -> date:
     return datetime.now(UTC).date() - timedelta(days=days)
 
 
-def _feed(row: sqlite3.Row) -> Feed:
+def _feed(row: Mapping[str, Any]) -> Feed:
     return Feed(
         id=int(row["id"]),
         url=row["url"],
