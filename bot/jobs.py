@@ -3,7 +3,8 @@
 Each feed's poll (`feed:ID`, every feed_poll_minutes) and each digest (`digest:ID`, every day at its time)
 is a job in the shared store (retrieval/ingest/jobs.py) with its next due time. Every job_check_seconds,
 each replica (python-telegram-bot's JobQueue runs `check_jobs`) claims the due jobs that no other
-replica holds a lease of, does them while renewing their leases, and moves each to its next due time. So
+replica holds a lease of (feeds: up to fetch_concurrency, and none while it is polling), does them while
+renewing their leases, and moves each to its next due time. So
 with several replicas on one PostgreSQL database every feed is polled once per interval and every digest
 posted once, and a replica that dies mid-job leaves its jobs to whichever replica looks next once their
 leases have run out. A digest that fell due while every replica was down is due still: it is sent once
@@ -103,7 +104,13 @@ async def check_jobs(context: BotContext) -> None:
 
     def claim() -> list[Claim]:
         sync(runtime)
-        return runtime.services.jobs.claim_due()
+        book = runtime.services.jobs
+        claims = book.claim_due(DIGEST_JOB)
+        # Feeds: as many as one poll fetches at once, and none while this replica is still polling, so that
+        # the feeds due spread over the replicas that are free.
+        if not runtime.poll_lock.locked():
+            claims += book.claim_due(FEED_JOB, limit=runtime.settings.fetch_concurrency)
+        return claims
 
     claims = await asyncio.to_thread(claim)
     feeds = [c for c in claims if c.name.startswith(FEED_JOB)]

@@ -119,7 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    for noisy in ("httpx", "chromadb", "sentence_transformers", "transformers", "bm25s"):
+    # apscheduler: the JobQueue logs each look at the shared schedule (every job_check_seconds) at INFO.
+    for noisy in ("httpx", "chromadb", "sentence_transformers", "transformers", "bm25s", "apscheduler"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         settings = load_settings(args.config, data_dir=args.data_dir)

@@ -297,9 +297,12 @@ async def test_restart_keeps_feeds_and_digests_and_sends_a_missed_digest_once(
     group = server.group(-100900, "Harbour desk")
     book = bot.runtime.digests
     [digest] = book.for_chat(group.id)
+    schedule = bot.runtime.services.jobs
     await stop_bot(bot)
-    # Down for three days: the digest fell due three times.
-    book.mark_sent(digest.id, datetime.now(UTC) - timedelta(days=3))
+    # Down for three days: the digest fell due three times (last sent three days ago, due since then).
+    three_days_ago = datetime.now(UTC) - timedelta(days=3)
+    book.mark_sent(digest.id, three_days_ago)
+    schedule.set_due(jobs.digest_job_name(digest.id), three_days_ago.timestamp())
     site.add(4)
     site.publish()
     mark = server.mark()
@@ -315,7 +318,7 @@ async def test_restart_keeps_feeds_and_digests_and_sends_a_missed_digest_once(
         assert "1. Ellery Gazette" in feeds.text
         # The scheduled poll of each feed, in the shared schedule: due at once (the feeds were not polled on a
         # schedule before), done by the first look at it, then due again 30 minutes on.
-        schedule = restarted.runtime.services.jobs
+        schedule = restarted.runtime.services.jobs  # the same store, opened again
         [feed_job] = schedule.all(jobs.FEED_JOB)
         for _ in range(600):
             polled = schedule.get(feed_job.name)

@@ -102,16 +102,16 @@ def test_a_lease_that_runs_out_is_taken_over_and_the_late_holder_changes_nothing
     assert first.renew(held) is None and first.done(held, clock.now + 60) is False  # the late holder changes nothing
     assert second.done(taken, next_interval(taken.due_at, 60, clock.now)) is True
     job = second.get("feed:1")
-    assert job is not None and job.owner is None and job.runs == 1 and job.due_at == held.due_at + 60
+    assert job is not None and job.owner is None and job.runs == 1 and job.due_at == clock.now + 60
     assert first.claim_due() == [] and second.claim_due() == []  # not due again until then
     clock.now = job.due_at
     assert [c.name for c in first.claim_due()] == ["feed:1"]
 
 
-def test_next_interval_stays_on_the_grid_and_a_late_replica_does_a_missed_job_once() -> None:
-    assert next_interval(100.0, 30.0, 90.0) == 130.0
-    assert next_interval(100.0, 30.0, 105.0) == 130.0
-    assert next_interval(100.0, 30.0, 200.0) == 220.0  # three intervals missed: due once, next on the grid
+def test_the_next_run_is_an_interval_after_the_last_and_a_late_replica_does_a_missed_job_once() -> None:
+    assert next_interval(100.0, 30.0, 90.0) == 130.0  # done early (by hand): an interval after the time it was due
+    assert next_interval(100.0, 30.0, 105.0) == 135.0
+    assert next_interval(100.0, 30.0, 200.0) == 230.0  # three intervals missed: done once, next an interval on
     with pytest.raises(ValueError):
         next_interval(100.0, 0.0, 105.0)
 

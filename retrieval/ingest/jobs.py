@@ -210,11 +210,9 @@ class JobBook:
 
 
 def next_interval(due_at: float, every: float, now: float) -> float:
-    """The next due time of a job due every `every` seconds from `due_at`: on its grid, after `now` (a replica
-    late by several intervals does it once, not once for each)."""
+    """The next due time of a job due every `every` seconds, done at `now` for the time `due_at`: an interval
+    after it was done (so two runs are never closer than that, however late this one was; a replica late by
+    several intervals does the job once, not once for each), or after the time it was due for, if later."""
     if every <= 0:
         raise ValueError("an interval must be positive")
-    if due_at > now:
-        return due_at + every
-    missed = int((now - due_at) // every) + 1
-    return due_at + missed * every
+    return max(due_at, now) + every
