@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from config.settings import SettingsError, load_settings
 from retrieval.ingest.articles import load_file
 from retrieval.ingest.database import Database
 from retrieval.ingest.feeds import Collector
@@ -210,3 +211,10 @@ def test_an_sqlite_file_from_before_the_shared_schedule_keeps_its_rows_and_gains
     book = JobBook(database, "only")
     book.ensure("digest:1", 0.0)
     assert [c.name for c in book.claim_due()] == ["digest:1"]
+
+
+def test_a_database_url_of_another_kind_is_refused_at_start_naming_the_setting(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match=r"database_url \(NEWSBOT_DATABASE_URL\).*postgresql://"):
+        load_settings(data_dir=tmp_path, database_url="mysql://newsbot@db/newsbot")
+    assert load_settings(data_dir=tmp_path).database == tmp_path / "newsbot.sqlite3"  # the default: one process's file
+    assert load_settings(data_dir=tmp_path, database_url="postgresql://u@h/d").database == "postgresql://u@h/d"

@@ -48,8 +48,8 @@ pytestmark = pytest.mark.model  # each replica loads the embedding model
 FEEDS = 4  # the last one is the slow one: the second page of its first poll never comes
 STORIES = 2
 POLL_SECONDS = 12.0
-LEASE_SECONDS = 9.0
-GROUPS = (-100771, -100772, -100773)
+LEASE_SECONDS = 15.0
+GROUPS = (-1001234567801, -1001234567802, -1001234567803)  # supergroup ids pass 2**31
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     Float,
     Index,
@@ -93,12 +94,12 @@ DIGESTS = Table(
     "digests",
     METADATA,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("chat_id", Integer, nullable=False),
-    Column("thread_id", Integer),
+    Column("chat_id", BigInteger, nullable=False),  # Telegram's ids pass 2**31 (supergroups: -100...)
+    Column("thread_id", BigInteger),
     Column("topic", Text, nullable=False),
     Column("at", Text, nullable=False),
     Column("created_at", Text, nullable=False),
-    Column("created_by", Integer),
+    Column("created_by", BigInteger),
     Column("last_sent", Text),
     Index("digests_by_chat", "chat_id"),
     sqlite_autoincrement=True,
