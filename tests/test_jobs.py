@@ -218,3 +218,25 @@ def test_a_database_url_of_another_kind_is_refused_at_start_naming_the_setting(t
         load_settings(data_dir=tmp_path, database_url="mysql://newsbot@db/newsbot")
     assert load_settings(data_dir=tmp_path).database == tmp_path / "newsbot.sqlite3"  # the default: one process's file
     assert load_settings(data_dir=tmp_path, database_url="postgresql://u@h/d").database == "postgresql://u@h/d"
+
+
+def _open(url: str) -> None:
+    Database(url).close()
+
+
+def test_replicas_starting_at_once_on_an_empty_database_make_the_tables_once(database_url: str, tmp_path: Path) -> None:
+    if database_url.startswith("postgresql"):
+        with Database(database_url).connect() as db:  # empty again: no tables at all
+            db.execute("DROP TABLE jobs, pending, articles, entries, feeds, digest_quotes, digests")
+    else:
+        database_url = f"sqlite:///{tmp_path / 'fresh.sqlite3'}"
+    context = multiprocessing.get_context("spawn")
+    starting = [context.Process(target=_open, args=(database_url,)) for _ in range(4)]
+    for process in starting:
+        process.start()
+    for process in starting:
+        process.join(120)
+    assert [p.exitcode for p in starting] == [0, 0, 0, 0]
+    book = JobBook(Database(database_url), "after")
+    book.ensure("feed:1", 0.0)
+    assert [c.name for c in book.claim_due()] == ["feed:1"]

@@ -174,7 +174,12 @@ class Database:
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self.engine = _engine(self.url)
-        METADATA.create_all(self.engine)  # the tables missing (a file from before a table existed gains it)
+        # The tables missing (a file from before a table existed gains them), in one transaction that replicas
+        # starting at once take turns on: SQLite's write lock, a PostgreSQL advisory lock until its end.
+        with self.engine.begin() as connection:
+            if not self.sqlite:
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _lock_key("schema")})
+            METADATA.create_all(connection)
 
     @property
     def where(self) -> str:
@@ -203,7 +208,7 @@ class Database:
                 finally:
                     fcntl.flock(handle, fcntl.LOCK_UN)
             return
-        key = int.from_bytes(hashlib.sha1(f"newsbot:{name}".encode()).digest()[:8], "big", signed=True)
+        key = _lock_key(name)
         with self.engine.connect() as connection:
             connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
             connection.commit()
@@ -215,6 +220,11 @@ class Database:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _lock_key(name: str) -> int:
+    """The 64-bit key of a PostgreSQL advisory lock named `name`."""
+    return int.from_bytes(hashlib.sha1(f"newsbot:{name}".encode()).digest()[:8], "big", signed=True)
 
 
 def _engine(url: URL) -> Engine:
