@@ -18,7 +18,7 @@ import logging
 import time
 from datetime import UTC, datetime
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -30,6 +30,9 @@ from bot.formatting import format_digest, split_message
 from bot.runtime import RUNTIME_KEY, BotContext, Runtime
 from retrieval.answer.briefing import sentence_key
 from retrieval.ingest.jobs import Claim, next_interval
+
+if TYPE_CHECKING:
+    from retrieval.service import FeedRefresh
 
 logger = logging.getLogger(__name__)
 
@@ -82,10 +85,22 @@ def sync(runtime: Runtime) -> None:
         book.remove(name)
 
 
-def feed_polled(runtime: Runtime, feed_id: int) -> None:
-    """The feed was just polled by hand (/feeds add): its next scheduled poll is an interval from now."""
-    if runtime.settings.feed_poll_minutes:
-        runtime.services.jobs.set_due(feed_job_name(feed_id), time.time() + runtime.settings.feed_poll_minutes * 60)
+async def poll_feed_now(runtime: Runtime, feed_id: int) -> FeedRefresh:
+    """Poll one feed now (a feed just added), holding its lease when its polls are scheduled, so that no other
+    replica polls it at the same time; its next scheduled poll is then an interval from now."""
+    book = runtime.services.jobs
+    every = runtime.settings.feed_poll_minutes * 60
+    claimed = await asyncio.to_thread(book.claim, feed_job_name(feed_id)) if every else None
+    try:
+        with book.renewing([claimed] if claimed else []):
+            result = await runtime.refresh_feeds(feed_id)
+    except BaseException:
+        if claimed is not None:
+            await asyncio.to_thread(book.release, claimed)
+        raise
+    if claimed is not None:
+        await asyncio.to_thread(book.done, claimed, time.time() + every)
+    return result
 
 
 def schedule(runtime: Runtime, digest: Digest) -> None:

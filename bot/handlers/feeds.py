@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from html import escape
 
@@ -44,12 +43,11 @@ async def feeds(update: Update, context: BotContext) -> None:
         logger.info("feed %s (%s) added by user id %s", feed.id, feed.url, user_id)
         progress = await message.reply_text(f"Added feed {feed.id}: {link(feed.url, feed.url)}. Polling it now…")
         try:
-            result = await context.runtime.refresh_feeds(feed.id)
+            result = await jobs.poll_feed_now(context.runtime, feed.id)
         except (StoreError, OSError) as exc:
             logger.error("first poll of feed %s failed", feed.id, exc_info=exc)
             await progress.edit_text(f"Added feed {feed.id}, but its articles could not be indexed; I'll try at the next poll.")
             return
-        await asyncio.to_thread(jobs.feed_polled, context.runtime, feed.id)  # the next poll: an interval from now
         polled = collector.feed(feed.id) or result.poll.feeds[0].feed
         await progress.edit_text(format_feeds([polled]))
         return
