@@ -10,7 +10,10 @@ SQLite file made before the shared schedule existed opens with its rows and gain
 from __future__ import annotations
 
 import multiprocessing
+import os
+import signal
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -240,3 +243,28 @@ def test_replicas_starting_at_once_on_an_empty_database_make_the_tables_once(dat
     book = JobBook(Database(database_url), "after")
     book.ensure("feed:1", 0.0)
     assert [c.name for c in book.claim_due()] == ["feed:1"]
+
+
+def _hold_lock(url: str, mark: str) -> None:
+    with Database(url).lock("index-writer"):
+        Path(mark).touch()
+        time.sleep(600)  # killed before it lets go
+
+
+def test_a_lock_whose_holder_is_killed_is_free_at_once(database_url: str, tmp_path: Path) -> None:
+    """A replica killed with SIGKILL while it writes the index: PostgreSQL ends its session and with it the
+    advisory lock (SQLite: the kernel drops the dead process's file lock); the next writer goes on."""
+    context = multiprocessing.get_context("spawn")
+    holder = context.Process(target=_hold_lock, args=(database_url, str(tmp_path / "held")))
+    holder.start()
+    for _ in range(600):
+        if (tmp_path / "held").exists():
+            break
+        time.sleep(0.1)
+    assert (tmp_path / "held").exists()
+    os.kill(holder.pid, signal.SIGKILL)  # type: ignore[arg-type]
+    holder.join(60)
+    taker = context.Process(target=_take_lock, args=(database_url, str(tmp_path / "took")))
+    taker.start()
+    taker.join(120)
+    assert taker.exitcode == 0 and (tmp_path / "took").exists()

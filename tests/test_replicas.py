@@ -8,6 +8,7 @@ replica has a data folder of its own (nothing on disk is shared) and answers on 
 - Every feed is polled once per interval: the requests for each feed at the website equal the polls the
   shared schedule counts (`jobs.runs`), however many replicas look for due jobs every second.
 - Every digest is posted once: three digests that fell due while no replica ran are each sent once.
+- Every replica answers from what any of them indexed (its search follows the shared index's changes).
 - A replica killed with SIGKILL in the middle of a poll (it is waiting for a page that never comes) holds
   the leases of the feeds it was polling; once they run out another replica takes them over and polls
   again, the articles the dead replica had fetched but not indexed are indexed from the shared store, and
@@ -36,10 +37,10 @@ from retrieval.ingest.articles import doc_id_of
 from retrieval.ingest.database import Database
 from retrieval.ingest.feeds import Collector
 from retrieval.ingest.jobs import JobBook
-from tests.botapi import BotAPIServer
+from tests.botapi import BotAPIServer, User, post_update
 from tests.chroma import ChromaServer, free_port
 from tests.postgres import PostgresServer, postgres_server
-from tests.test_feeds import fetcher, story
+from tests.test_feeds import fetcher, question, story
 from tests.websites import Website, article_page, rss
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,8 +97,12 @@ def publish(website: Website, *, slow: bool) -> list[str]:
 class Replica:
     """One `newsbot serve` process, its log in a file."""
 
-    def __init__(self, name: str, process: asyncio.subprocess.Process, log: IO[str], path: Path) -> None:
-        self.name, self.process, self.log, self.log_path = name, process, log, path
+    def __init__(self, name: str, process: asyncio.subprocess.Process, log: IO[str], path: Path, port: int) -> None:
+        self.name, self.process, self.log, self.log_path, self.port = name, process, log, path, port
+
+    @property
+    def webhook(self) -> str:
+        return f"http://127.0.0.1:{self.port}/telegram"
 
     @property
     def pid(self) -> int:
@@ -138,7 +143,7 @@ async def start_replica(name: str, tmp_path: Path, env: dict[str, str], api: Bot
         stdout=log,
         stderr=log,
     )
-    return Replica(name, process, log, path)
+    return Replica(name, process, log, path, port)
 
 
 async def until(predicate: Any, timeout: float, what: str) -> Any:
@@ -263,7 +268,18 @@ async def test_three_replicas_poll_each_feed_once_per_interval_post_each_digest_
             print(
                 f"replica {replica.name}: {polls} polls done, {posted} digests posted{' (killed)' if replica is victim else ''}"
             )
+        # Each survivor's search caught up with what the others indexed: asked through its own webhook, each answers
+        # from the story the dead replica never indexed (the slow feed's), whichever replica indexed it.
         survivors = [r for r in replicas if r is not victim]
+        asked, figure = question(FEEDS * 10 + STORIES)
+        reader = User(7201, "Ria")
+        chat = api.private(reader)
+        for number, replica in enumerate(survivors, start=1):
+            mark = api.mark()
+            update = {"update_id": number, "message": api.new_message(chat, reader, asked)}
+            assert await asyncio.to_thread(post_update, replica.webhook, update, "s3cret") == 200
+            [answer] = await api.replies(mark, chat.id, timeout=120)
+            assert figure in answer.text, (replica.name, answer.text)
         for replica in survivors:
             assert await replica.stop() == 0, replica.log_path.read_text()[-3000:]
     except BaseException:
