@@ -130,6 +130,11 @@ class AnswerWorkers:
     def processes(self) -> int:
         return len(self._workers)
 
+    @property
+    def description(self) -> str:
+        """Where questions are answered, for /stats."""
+        return f"in {self.processes} worker processes"
+
     def _new_worker(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(1, mp_context=self._context, initializer=_start, initargs=(self.settings,))
 
