@@ -69,6 +69,7 @@ class Worker:
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="answer")
         self.refresh_seconds = refresh_seconds
         self.loaded = threading.Event()
+        self.answered = 0  # questions and briefings answered since start
         self.problem = "loading its models and index"
         self._stop = threading.Event()
         self._builder = ThreadPoolExecutor(1, thread_name_prefix="refresh")
@@ -127,7 +128,7 @@ class Worker:
             chunks = self.services.store.count()
         except Exception as exc:
             return {"ready": False, "problem": f"the index does not answer: {type(exc).__name__}: {exc}", "pid": os.getpid()}
-        return {"ready": True, "chunks": chunks, "threads": self.threads, "pid": os.getpid()}
+        return {"ready": True, "chunks": chunks, "answered": self.answered, "threads": self.threads, "pid": os.getpid()}
 
     def forget(self) -> None:
         if self.services.reader is not None:
@@ -196,6 +197,7 @@ class _Asked(_Handler):
             logger.exception("could not answer")
             self.fail(500, "failed", f"{type(exc).__name__}: {exc}")
             return
+        self.worker.answered += 1  # on the event loop: one writer
         self.reply(200, result)
 
     async def answer(self, text: str, options: dict[str, Any]) -> dict[str, Any]:
