@@ -1,6 +1,6 @@
 """Answer workers as services of their own (setting answer_workers): real `newsbot worker` processes on
-loopback, each loading the real models and reading the real ingested sample collection, and the real
-bot, over HTTP to the loopback Bot API server, asking them.
+loopback, each loading the real models and reading the sample collection from a real Chroma server (as
+docker-compose.yml deploys them), and the real bot, over HTTP to the loopback Bot API server, asking them.
 
 A worker killed with a question in hand hands the question to the other; with none left the user is
 told so; a worker that cannot load its index says why in its health, and the bot's readiness and its
@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import sys
 import time
@@ -33,7 +34,7 @@ from retrieval.remote.client import RemoteWorkers, WorkersUnavailable
 from retrieval.remote.wire import WireError
 from retrieval.service import Services
 from tests.botapi import BotAPIServer, User
-from tests.chroma import free_port
+from tests.chroma import ChromaServer, free_port
 from tests.conftest import ARTICLES, make_services
 from tests.processes import ServerProcess
 from tests.runningbot import RunningBot, start_bot, stop_bot
@@ -50,6 +51,12 @@ QUESTIONS = [
     "What is the capital of Mongolia?",
 ]
 ADMIN = User(4242, "Ada")
+LANTERNS = (
+    "---\ntitle: Lantern festival returns to Port Ellery\nsource: Ellery Gazette\npublished: 2016-07-20\n---\n"
+    "Organisers of the Port Ellery lantern festival released 4,200 paper lanterns over the harbour.\n\n"
+    "The festival returned on Saturday after a two-year pause.\n"
+)
+LANTERN_QUESTION = "How many paper lanterns did the Port Ellery festival organisers release?"
 
 
 class WorkerService(ServerProcess):
@@ -93,8 +100,8 @@ class WorkerService(ServerProcess):
         return self.wait_until("/health", lambda status, body: status == 200)
 
 
-def start_pair(root: Path, data_dir: Path) -> list[WorkerService]:
-    workers = [WorkerService(root / f"worker-{n}.log", data_dir) for n in (1, 2)]
+def start_pair(root: Path, chroma: ChromaServer) -> list[WorkerService]:
+    workers = [WorkerService(root / f"worker-{n}.log", root / f"var-{n}", env_of(on(chroma))) for n in (1, 2)]
     for worker in workers:
         worker.start()
     for worker in workers:
@@ -109,17 +116,37 @@ def same(a: Answer, b: Answer) -> bool:
 
 
 @pytest.fixture(scope="module")
-def seeded(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Services:
+def chroma(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChromaServer]:
+    """The index in a real `chroma run` server, shared by the bot and the workers as docker-compose.yml deploys them."""
+    server = ChromaServer(tmp_path_factory.mktemp("chroma") / "data")
+    server.start()
+    yield server
+    server.stop()
+
+
+def on(chroma: ChromaServer) -> dict[str, Any]:
+    return {"chroma_mode": "http", "chroma_host": "127.0.0.1", "chroma_port": chroma.port}
+
+
+def env_of(options: dict[str, Any]) -> dict[str, str]:
+    return {f"NEWSBOT_{name.upper()}": str(value) for name, value in options.items()}
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder, chroma: ChromaServer) -> Services:
+    """The sample articles in their own folder, ingested into the Chroma server."""
     root = tmp_path_factory.mktemp("worker-service")
-    services = make_services(root / "var", embedder)
-    assert services.ingestor.ingest([ARTICLES]).ok
+    articles = root / "articles"
+    shutil.copytree(ARTICLES, articles)
+    services = make_services(root / "var", embedder, articles_dir=str(articles), **on(chroma))
+    assert services.ingestor.ingest([articles]).ok
     return services
 
 
 @pytest.fixture(scope="module")
-def pair(seeded: Services, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[WorkerService]]:
+def pair(seeded: Services, chroma: ChromaServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[WorkerService]]:
     """Two worker services on the sample collection, for the tests that do not stop them."""
-    workers = start_pair(tmp_path_factory.mktemp("pair"), seeded.settings.data_dir)
+    workers = start_pair(tmp_path_factory.mktemp("pair"), chroma)
     yield workers
     for worker in workers:
         worker.stop()
@@ -135,7 +162,17 @@ async def api() -> AsyncIterator[BotAPIServer]:
 
 async def bot_with(api: BotAPIServer, seeded: Services, urls: list[str]) -> RunningBot:
     """The real bot on the sample collection (for its own index: stats, the heartbeat), answering through `urls`."""
-    services = make_services(seeded.settings.data_dir, seeded.embedder, answer_workers=urls, admin_ids=[ADMIN.id])
+    settings = seeded.settings
+    services = make_services(
+        settings.data_dir,
+        seeded.embedder,
+        articles_dir=str(settings.articles_dir),
+        chroma_mode=settings.chroma_mode,
+        chroma_host=settings.chroma_host,
+        chroma_port=settings.chroma_port,
+        answer_workers=urls,
+        admin_ids=[ADMIN.id],
+    )
     return await start_bot(api, services)
 
 
@@ -190,15 +227,30 @@ async def test_the_bot_answers_through_worker_services(seeded: Services, pair: l
         assert "560" in answer and "[1]" in answer and "Sources" in answer
         assert "Mosul" in await ask(bot, "/brief Mosul")
         assert "Answering: by 2 worker services" in await ask(bot, "/stats")
+        # A reload through the bot: both workers build the new collection's index and answer from it.
+        articles = bot.runtime.settings.articles_dir
+        assert articles is not None
+        (articles / "lanterns.md").write_text(LANTERNS, encoding="utf-8")
+        try:
+            mark = api.mark()
+            await api.send(api.private(ADMIN), ADMIN, "/reload")
+            [progress] = await api.replies(mark, ADMIN.id)
+            await api.wait_for(lambda: any("Reload finished" in edit for edit in progress.edits), timeout=240)
+            for _ in pair:  # in turn: each worker answers one
+                assert "4,200" in await ask(bot, LANTERN_QUESTION)
+        finally:
+            (articles / "lanterns.md").unlink()
         ready, why = await readiness(bot)
         assert ready, why
     finally:
         await stop_bot(bot)
 
 
-async def test_a_worker_killed_with_a_question_in_hand(seeded: Services, api: BotAPIServer, tmp_path: Path) -> None:
+async def test_a_worker_killed_with_a_question_in_hand(
+    seeded: Services, chroma: ChromaServer, api: BotAPIServer, tmp_path: Path
+) -> None:
     """Worker 1 stopped, then killed, while it holds a question: the other answers it; with neither, the user is told."""
-    first, second = start_pair(tmp_path, seeded.settings.data_dir)
+    first, second = start_pair(tmp_path, chroma)
     bot = await bot_with(api, seeded, [first.url, second.url])
     try:
         workers = bot.runtime.workers
