@@ -74,6 +74,7 @@ class Worker:
         self._stop = threading.Event()
         self._builder = ThreadPoolExecutor(1, thread_name_prefix="refresh")
         self._build: Future[None] | None = None
+        self._building = threading.Lock()
         self._thread = threading.Thread(target=self._load_then_follow, name="load", daemon=True)
 
     def start(self) -> None:
@@ -108,17 +109,18 @@ class Worker:
 
     def refresh(self) -> bool:
         """Build the live collection's keyword index beside the one in use; True once it is in use."""
-        if self._build is not None:
-            if not self._build.done():
-                return False
-            error, self._build = self._build.exception(), None
-            if error is not None:
-                raise error
-        retriever = self.services.retriever
-        if retriever.current:
-            return True
-        self._build = self._builder.submit(retriever.refresh)
-        return False
+        with self._building:  # asked by the look every few seconds and by the bot (POST /refresh)
+            if self._build is not None:
+                if not self._build.done():
+                    return False
+                error, self._build = self._build.exception(), None
+                if error is not None:
+                    raise error
+            retriever = self.services.retriever
+            if retriever.current:
+                return True
+            self._build = self._builder.submit(retriever.refresh)
+            return False
 
     def health(self) -> dict[str, Any]:
         """Ready (`ready`), and the live collection's chunk count, or why not (`problem`). Blocks on the index."""
