@@ -98,9 +98,11 @@ class Runtime:
 
     @property
     def streams(self) -> bool:
-        """Whether answers can be shown while they are written: a chat model writes them, in this process
-        (answer processes and answer worker services hand back whole answers)."""
-        return self.settings.answer_backend == "llm" and self.workers is None
+        """Whether answers can be shown while they are written: a chat model writes them in this process, or
+        in an answer worker service, which streams what its model writes (answer processes hand back whole answers)."""
+        if self.workers is not None:
+            return self.workers.streams
+        return self.settings.answer_backend == "llm"
 
     async def answer(
         self,
@@ -112,15 +114,15 @@ class Runtime:
     ) -> tuple[Answer, str]:
         """Answer `question` as of the message's date, read in the context of the exchange it replies to.
 
-        Also returns what was searched. `on_text` (in-process answers only) sees the checked answer grow.
+        Also returns what was searched. `on_text` (answers in this process or a worker service) sees the checked answer grow.
         """
         searched = question
         previous = self.conversations.find(key, replying_to) if replying_to is not None else None
         if previous is not None:
             searched = follow_up_question(previous, question)
         started = time.perf_counter()
-        if on_text is not None and self.workers is None:
-            answer = await self.services.answerer.aanswer(searched, as_of=as_of, on_text=on_text)
+        if on_text is not None and (self.workers is None or self.workers.streams):
+            answer = await self.answerer.aanswer(searched, as_of=as_of, on_text=on_text)
         else:
             answer = await self.answerer.aanswer(searched, as_of=as_of)
         self.usage.record(

@@ -117,6 +117,8 @@ def _forget() -> None:
 class AnswerWorkers:
     """`answer`/`aanswer` and `brief`/`abrief` as `Answerer` and `Briefer` offer them, run in `processes` workers."""
 
+    streams = False  # an answer comes back whole from a process
+
     def __init__(self, settings: Settings, processes: int) -> None:
         if processes < 1:
             raise ValueError("answer workers need at least one process")

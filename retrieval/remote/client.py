@@ -1,7 +1,9 @@
 """The bot's side of answer worker services (`newsbot worker`, server.py): `RemoteWorkers`.
 
 It offers what `AnswerWorkers` (retrieval/workers.py) offers the bot (`answer`/`aanswer`,
-`brief`/`abrief`, `refresh`, `close`), so the bot uses either through one interface. A question
+`brief`/`abrief`, `refresh`, `close`), so the bot uses either through one interface; and, unlike
+worker processes, it streams: `answer(..., on_text=...)` sees a chat model's checked answer grow on the
+worker, as in the bot's own process (`streams`). A question
 goes to the worker with the fewest questions in hand, a worker that failed lately last; when a
 worker fails (refused, reset mid-way, timed out, not ready, its index out of reach, an error), the
 same question goes to the next, each worker tried once. Answering only reads, so asking again is
@@ -12,9 +14,11 @@ Chroma server cannot be reached, it is the store's own `StoreUnavailable`, as in
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -58,6 +62,8 @@ class _Worker:
 
 class RemoteWorkers:
     """Questions and briefings answered by `newsbot worker` services at `urls`, spread across them."""
+
+    streams = True  # answers can be shown while a chat model on the worker writes them
 
     def __init__(self, urls: list[str], timeout_s: float, *, concurrency: int = 64) -> None:
         if not urls:
@@ -118,11 +124,14 @@ class RemoteWorkers:
             return ""
         return "no answer worker is ready: " + "; ".join(f"{url}: {detail}" for url, _, detail in health)
 
-    def answer(self, question: str, **options: Any) -> Answer:
-        data = self._ask("/answer", {"question": question, "options": options_to_json(options)})
+    def answer(self, question: str, *, on_text: Callable[[str], None] | None = None, **options: Any) -> Answer:
+        """The answer; `on_text`, if given, sees its text grow while a chat model on the worker writes it."""
+        body = {"question": question, "options": options_to_json(options), "stream": on_text is not None}
+        data = self._ask("/answer", body, on_text)
         return answer_from_json(data["answer"])
 
     async def aanswer(self, question: str, **options: Any) -> Answer:
+        """`answer` off the event loop (`on_text` is called from another thread, as the answerer's is)."""
         return await asyncio.get_running_loop().run_in_executor(self._pool, partial(self.answer, question, **options))
 
     def brief(self, topic: str, **options: Any) -> Briefing:
@@ -181,7 +190,7 @@ class RemoteWorkers:
                 key=lambda w: (now - w.failed_at < SET_BACK_SECONDS, w.busy, turns[id(w)]),
             )
 
-    def _ask(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    def _ask(self, path: str, body: dict[str, Any], on_text: Callable[[str], None] | None = None) -> dict[str, Any]:
         """POST `body` to the first worker that answers it; raise when none does."""
         content = dumps(body)
         failures: list[tuple[_Worker, str, str]] = []  # (worker, kind, why)
@@ -189,29 +198,68 @@ class RemoteWorkers:
             with self._lock:
                 worker.busy += 1
             try:
-                response = self._client.post(f"{worker.url}{path}", content=content, headers={"Content-Type": "application/json"})
+                data = self._send(f"{worker.url}{path}", content, on_text)
             except httpx.HTTPError as exc:  # refused, reset mid-way (the worker died), timed out
                 failures.append((worker, "unreachable", f"{type(exc).__name__}: {exc or 'no reply'}"))
+            except _Failed as failed:
+                failures.append((worker, failed.kind, failed.why))
             else:
-                if response.status_code == 200:
-                    with self._lock:
-                        worker.problem = ""
-                    return dict(response.json())
-                kind = _kind(response)
-                if kind == "bad_request":  # the request itself: no other worker would take it either
-                    raise WireError(f"answer worker {worker.url} refused the request: {_problem(response)}")
-                failures.append((worker, kind, _problem(response)))
+                with self._lock:
+                    worker.problem = ""
+                return data
             finally:
                 with self._lock:
                     worker.busy -= 1
-            failed, _, why = failures[-1]
+            failed_worker, _, why = failures[-1]
             with self._lock:
-                failed.failed_at, failed.problem = time.monotonic(), why
-            logger.warning("answer worker %s failed (%s); asking the next", failed.url, why)
+                failed_worker.failed_at, failed_worker.problem = time.monotonic(), why
+            logger.warning("answer worker %s failed (%s); asking the next", failed_worker.url, why)
         reasons = "; ".join(f"{worker.url}: {why}" for worker, _, why in failures)
         if all(kind == "index_unavailable" for _, kind, _ in failures):
             raise StoreUnavailable(f"the answer workers cannot reach the index: {reasons}")
         raise WorkersUnavailable(f"no answer worker answered: {reasons}")
+
+    def _send(self, url: str, content: bytes, on_text: Callable[[str], None] | None) -> dict[str, Any]:
+        """One worker's reply; with `on_text`, read line by line as the worker streams it."""
+        headers = {"Content-Type": "application/json"}
+        if on_text is None:
+            return _reply(self._client.post(url, content=content, headers=headers))
+        with self._client.stream("POST", url, content=content, headers=headers) as response:
+            if response.status_code != 200 or not response.headers.get("content-type", "").startswith("application/x-ndjson"):
+                response.read()
+                return _reply(response)  # nothing streamed: a chat model wrote nothing, or it failed at once
+            for line in response.iter_lines():
+                if not line.strip():
+                    continue
+                try:
+                    item = json.loads(line)
+                except ValueError as exc:
+                    raise _Failed("failed", f"a line of its reply is not JSON: {exc}") from exc
+                if "text" in item:
+                    on_text(str(item["text"]))
+                elif "error" in item:
+                    raise _Failed(str(item["error"]), str(item.get("message") or ""))
+                else:
+                    return dict(item)
+        raise _Failed("failed", "its reply ended before the answer")
+
+
+class _Failed(Exception):
+    """A worker answered, but not with the answer: `kind` as the server names it, and why."""
+
+    def __init__(self, kind: str, why: str) -> None:
+        super().__init__(why)
+        self.kind, self.why = kind, why
+
+
+def _reply(response: httpx.Response) -> dict[str, Any]:
+    """The JSON of a 200 reply; else `_Failed`, or `WireError` for a request no worker would take."""
+    if response.status_code == 200:
+        return dict(response.json())
+    kind = _kind(response)
+    if kind == "bad_request":
+        raise WireError(f"the answer worker refused the request: {_problem(response)}")
+    raise _Failed(kind, _problem(response))
 
 
 def _kind(response: httpx.Response) -> str:

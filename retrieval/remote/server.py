@@ -5,7 +5,9 @@ processes: the workers then run in containers or on machines of their own, all r
 server (`chroma_mode = "http"`). The service answers with tornado (which python-telegram-bot's webhook
 server already brings), in `threads` threads of one process, the way the bot answers in its own:
 
-- `POST /answer` `{"question": "...", "options": {"as_of": "2016-08-01", ...}}` → `{"answer": {...}}`
+- `POST /answer` `{"question": "...", "options": {"as_of": "2016-08-01", ...}}` → `{"answer": {...}}`; with
+  `"stream": true`, NDJSON lines instead: `{"text": "..."}` each time a chat model's checked answer grows
+  (as `on_text` sees it in the bot's own process), then `{"answer": {...}}` (or `{"error": ...}`)
 - `POST /brief` `{"topic": "...", "options": {"since": ..., "sent": [...], ...}}` → `{"briefing": {...}}`
 - `POST /refresh` → `{"current": bool}`: builds the live collection's keyword index now, beside the one in use
 - `POST /forget` → `{}`: forgets what it remembers of questions (benchmarks)
@@ -35,6 +37,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
+from tornado.iostream import StreamClosedError
 from tornado.web import Application, RequestHandler
 
 from config import Settings
@@ -176,6 +179,7 @@ class _Asked(_Handler):
 
     field: str
     accepted: frozenset[str]
+    streams = False  # whether a request may ask for the text as it is written (`"stream": true`)
 
     async def post(self) -> None:
         try:
@@ -184,30 +188,69 @@ class _Asked(_Handler):
             if not isinstance(text, str) or not text.strip():
                 raise WireError(f"{self.field} must be a non-empty string")
             options = options_from_json(data.get("options", {}), self.accepted)
+            stream = data.get("stream", False)
+            if not isinstance(stream, bool) or (stream and not self.streams):
+                raise WireError("stream must be true or false, and only answers stream")
         except WireError as exc:
             self.fail(400, "bad_request", str(exc))
             return
         if not self.worker.loaded.is_set():
             self.fail(503, "not_ready", f"the answer worker is not ready: {self.worker.problem}")
             return
+        self._streaming = False
+        pushed: asyncio.Queue[str] = asyncio.Queue()
+        if stream:
+            loop = asyncio.get_running_loop()
+            options["on_text"] = lambda so_far: loop.call_soon_threadsafe(pushed.put_nowait, so_far)
+        work = asyncio.ensure_future(self.answer(text, options))
+        while stream and not work.done():
+            waiting = asyncio.ensure_future(pushed.get())
+            await asyncio.wait({work, waiting}, return_when=asyncio.FIRST_COMPLETED)
+            if not waiting.done():
+                waiting.cancel()
+            else:
+                await self._line({"text": waiting.result()})
+        while not pushed.empty():
+            await self._line({"text": pushed.get_nowait()})
         try:
-            result = await self.answer(text, options)
+            result = await work
         except StoreUnavailable as exc:
-            self.fail(503, "index_unavailable", str(exc))
+            await self._end(503, {"error": "index_unavailable", "message": str(exc)})
             return
         except Exception as exc:
             logger.exception("could not answer")
-            self.fail(500, "failed", f"{type(exc).__name__}: {exc}")
+            await self._end(500, {"error": "failed", "message": f"{type(exc).__name__}: {exc}"})
             return
         self.worker.answered += 1  # on the event loop: one writer
-        self.reply(200, result)
+        await self._end(200, result)
+
+    async def _line(self, data: object) -> None:
+        """One line of a streamed reply (NDJSON): the answer so far, sent at once."""
+        if not self._streaming:
+            self._streaming = True
+            self.set_status(200)
+            self.set_header("Content-Type", "application/x-ndjson; charset=utf-8")
+        try:
+            self.write(dumps(data) + b"\n")
+            await self.flush()
+        except StreamClosedError:  # the bot went away (or gave up on this worker): the answer is finished unseen
+            pass
+
+    async def _end(self, status: int, data: object) -> None:
+        """The reply: as its status and body, or, once text was streamed, as the last line (an error one included)."""
+        if not self._streaming:
+            self.reply(status, data)
+            return
+        await self._line(data)
+        if not self._finished:
+            self.finish()
 
     async def answer(self, text: str, options: dict[str, Any]) -> dict[str, Any]:
         raise NotImplementedError
 
 
 class _Answer(_Asked):
-    field, accepted = "question", ANSWER_OPTIONS
+    field, accepted, streams = "question", ANSWER_OPTIONS, True
 
     async def answer(self, text: str, options: dict[str, Any]) -> dict[str, Any]:
         answer = await self.run(self.worker.services.answerer.answer, text, **options)
