@@ -320,6 +320,15 @@ def application(worker: Worker) -> Application:
 
 async def serve(settings: Settings, host: str, port: int, threads: int) -> None:
     """Listen on host:port and answer until SIGINT or SIGTERM."""
+    if settings.chroma_mode == "embedded":
+        # Seen here: a worker that opened the embedded store before another process first wrote the collection
+        # failed every question after ("Error creating hnsw segment reader: Nothing found on disk").
+        logger.warning(
+            "the index is the embedded store in %s: a worker service reads what another process (the bot) writes,"
+            ' which a Chroma server is made for (chroma_mode = "http"); use the embedded store only when it is'
+            " ingested before the workers start",
+            settings.chroma_path,
+        )
     worker = Worker(settings, threads)
     server = application(worker).listen(port, address=host, xheaders=False)
     worker.start()
