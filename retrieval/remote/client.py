@@ -111,6 +111,9 @@ class RemoteWorkers:
             except (httpx.HTTPError, ValueError) as exc:
                 found.append((worker.url, False, f"cannot be reached: {type(exc).__name__}: {exc}"))
                 continue
+            if not isinstance(status, dict):
+                found.append((worker.url, False, f"not an answer worker (HTTP {response.status_code})"))
+                continue
             if response.status_code == 200 and status.get("ready"):
                 found.append((worker.url, True, f"{status.get('chunks')} chunks"))
             else:
@@ -118,7 +121,7 @@ class RemoteWorkers:
         return found
 
     def problem(self) -> str:
-        """ "" while at least one worker is ready, else why none is (the bot's readiness says it)."""
+        """Why no worker is ready, for the bot's readiness; empty while at least one is."""
         health = self.health()
         if any(ready for _, ready, _ in health):
             return ""
