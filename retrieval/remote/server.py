@@ -94,6 +94,7 @@ class Worker:
         while not self._stop.is_set():
             try:
                 self.services.warm_up()
+                chunks = self.services.store.count()
             except Exception as exc:  # whatever stops it loading, the health check says it and it tries again
                 self.problem = f"could not load its models and index: {type(exc).__name__}: {exc}"
                 logger.error("%s; trying again in %.0f s", self.problem, wait)
@@ -102,13 +103,18 @@ class Worker:
                 continue
             self.problem = ""
             self.loaded.set()
-            logger.info("ready: %d chunks in the live collection", self.services.store.count())
+            logger.info("ready: %d chunks in the live collection", chunks)
             break
+        said = ""
         while not self._stop.wait(self.refresh_seconds):
             try:
                 self.refresh()
+                said = ""
             except Exception as exc:  # the Chroma server away for a while: answered from the index in use
-                logger.warning("could not look for a new collection: %s: %s", type(exc).__name__, exc)
+                why = f"{type(exc).__name__}: {exc}"
+                if why != said:  # once, not every few seconds
+                    logger.warning("could not look for a new collection: %s", why)
+                said = why
 
     def refresh(self) -> bool:
         """Build the live collection's keyword index beside the one in use; True once it is in use."""
