@@ -280,8 +280,11 @@ async def test_a_worker_killed_with_a_question_in_hand(
         second.stop()
 
 
-async def test_a_worker_that_cannot_load_its_index_is_not_ready(seeded: Services, api: BotAPIServer, tmp_path: Path) -> None:
-    """A worker whose Chroma server is not there: it runs, says why in its health, and the bot's readiness and reply follow."""
+async def test_a_worker_that_cannot_load_its_index_is_not_ready_until_it_can(
+    seeded: Services, api: BotAPIServer, tmp_path: Path
+) -> None:
+    """A worker whose Chroma server is not there: it runs, says why in its health, and the bot's readiness and
+    reply follow; once the server is there (and holds the articles), the worker loads and the bot answers."""
     nowhere = free_port()
     worker = WorkerService(
         tmp_path / "worker.log",
@@ -298,6 +301,17 @@ async def test_a_worker_that_cannot_load_its_index_is_not_ready(seeded: Services
             ready, why = await readiness(bot)
             assert not ready and why.startswith("no answer worker is ready") and "Chroma" in why
             assert await ask(bot, TROOPS) == NO_WORKERS
+            late = ChromaServer(tmp_path / "late-chroma", port=nowhere)
+            late.start()
+            try:
+                options = {"chroma_mode": "http", "chroma_host": "127.0.0.1", "chroma_port": nowhere}
+                assert make_services(tmp_path / "late", seeded.embedder, **options).ingestor.ingest([ARTICLES]).ok
+                await asyncio.to_thread(worker.wait_ready)  # it kept trying, and loads now: no restart
+                ready, why = await readiness(bot)
+                assert ready, why
+                assert "560" in await ask(bot, TROOPS)
+            finally:
+                late.stop()
         finally:
             await stop_bot(bot)
     finally:
