@@ -53,7 +53,10 @@ class Heartbeat:
             index_ok, problem = False, f"{type(exc).__name__}: {exc}"
         status = {"time": time.time(), "pid": os.getpid(), "index_ok": index_ok, "chunks": chunks, "problem": problem}
         if self.workers is not None:
-            status["workers_problem"] = await asyncio.to_thread(self.workers)
+            try:
+                status["workers_problem"] = await asyncio.to_thread(self.workers)
+            except Exception as exc:  # as for the index: reported, never the end of the heartbeat
+                status["workers_problem"] = f"the answer workers could not be asked: {type(exc).__name__}: {exc}"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         partial = self.path.with_suffix(".tmp")
         partial.write_text(json.dumps(status))
