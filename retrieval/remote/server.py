@@ -14,7 +14,8 @@ server already brings), in `threads` threads of one process, the way the bot ans
 - `GET /health` → 200 `{"ready": true, "chunks": N, ...}` once its models and index are loaded and the
   index answers; else 503 `{"ready": false, "problem": "..."}`. `GET /live` → 200 while it runs.
 
-Errors are `{"error": KIND, "message": "..."}`: 400 `bad_request` (no other worker would take it either),
+It asks for no credentials (answering only reads the index): its port belongs on the deployment's own
+network, never published. Errors are `{"error": KIND, "message": "..."}`: 400 `bad_request` (no other worker would take it either),
 503 `not_ready` (still loading) or `index_unavailable` (the Chroma server cannot be reached), 500 `failed`.
 
 Started before its index can be read (the Chroma server is not up yet), it keeps trying, waiting longer
