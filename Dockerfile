@@ -60,7 +60,8 @@ RUN python -c "from retrieval.index.embedding import OnnxEmbedder; OnnxEmbedder(
 WORKDIR /data
 VOLUME /data
 # The webhook server (`newsbot serve --webhook URL --listen 0.0.0.0:8443`); long polling needs no port.
-EXPOSE 8443
+# And an answer worker service (`newsbot worker --listen 0.0.0.0:8500`, docker-compose.yml).
+EXPOSE 8443 8500
 # Ready while the bot's heartbeat (written every 30 s by the running bot) is fresh, its index answers and
 # holds chunks (`--live`: only that the bot runs). The first start ingests first, hence the start period.
 HEALTHCHECK --interval=30s --timeout=10s --start-period=300s --retries=3 \

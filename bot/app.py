@@ -34,7 +34,7 @@ from bot import access, health, jobs
 from bot.delivery import ResilientRateLimiter
 from bot.handlers import about, add, ask, brief, digest, errors, feeds, reload, reset, sources, start, stats, upload
 from bot.health import Heartbeat
-from bot.runtime import RUNTIME_KEY, BotContext, Runtime
+from bot.runtime import RUNTIME_KEY, BotContext, Runtime, Workers
 from config import Settings
 
 if TYPE_CHECKING:
@@ -97,8 +97,15 @@ def build_application(
             from retrieval.service import Services
 
             services = Services(settings)
-        workers = None
-        if settings.answer_processes:
+        workers: Workers | None = None
+        workers_problem = None
+        if settings.answer_workers:  # worker services, over HTTP (`newsbot worker`)
+            from retrieval.remote.client import RemoteWorkers
+
+            workers = remote = RemoteWorkers.from_settings(settings)
+            workers_problem = remote.problem
+            await asyncio.to_thread(remote.start)
+        elif settings.answer_processes:
             from retrieval.workers import AnswerWorkers
 
             workers = AnswerWorkers(settings, settings.answer_processes)
@@ -108,8 +115,8 @@ def build_application(
         application.bot_data[RUNTIME_KEY] = Runtime.build(settings, services, workers)
         # The feed poll and the digests (bot/jobs.py), on the JobQueue.
         jobs.start(application)
-        # The container's health check reads this file (bot/health.py).
-        heartbeat = Heartbeat(settings.data_dir / health.FILE_NAME, services.store.count)
+        # The container's health check reads this file (bot/health.py): ready once the index, and a worker service if any, answer.
+        heartbeat = Heartbeat(settings.data_dir / health.FILE_NAME, services.store.count, workers_problem)
         application.bot_data[HEARTBEAT_KEY] = asyncio.create_task(heartbeat.run(), name="heartbeat")
         await application.bot.set_my_commands(COMMANDS)
         for admin_id in settings.admin_ids:

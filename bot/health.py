@@ -2,8 +2,9 @@
 
 The bot writes `DATA_DIR/heartbeat` every HEARTBEAT_SECONDS while its event loop runs: the time,
 whether its index answered and how many chunks the live collection holds. Two checks read it:
-readiness (the default) is healthy while the file is fresh, the index answered and the collection
-holds chunks, so a bot with an empty or unreachable index is not taken for one that can answer;
+readiness (the default) is healthy while the file is fresh, the index answered, the collection
+holds chunks and, with answer worker services (setting answer_workers), one of them is ready, so a
+bot with an empty or unreachable index, or no worker to answer, is not taken for one that can answer;
 liveness (`--live`) only while the file is fresh, i.e. the bot's event loop turns. It imports nothing
 but the standard library, so a check every half minute costs little.
 """
@@ -29,9 +30,16 @@ FILE_NAME = "heartbeat"
 class Heartbeat:
     """Writes the heartbeat file now and then; `probe` says whether the index answers (it may block: run in a thread)."""
 
-    def __init__(self, path: Path, probe: Callable[[], object], interval: float = HEARTBEAT_SECONDS) -> None:
+    def __init__(
+        self,
+        path: Path,
+        probe: Callable[[], object],
+        workers: Callable[[], str] | None = None,
+        interval: float = HEARTBEAT_SECONDS,
+    ) -> None:
         self.path = path
         self.probe = probe
+        self.workers = workers  # why no answer worker service is ready ("" when one is), if the bot has them
         self.interval = interval
 
     async def beat(self) -> bool:
@@ -44,6 +52,11 @@ class Heartbeat:
         except Exception as exc:  # whatever the store raises, the check must report it, not die of it
             index_ok, problem = False, f"{type(exc).__name__}: {exc}"
         status = {"time": time.time(), "pid": os.getpid(), "index_ok": index_ok, "chunks": chunks, "problem": problem}
+        if self.workers is not None:
+            try:
+                status["workers_problem"] = await asyncio.to_thread(self.workers)
+            except Exception as exc:  # as for the index: reported, never the end of the heartbeat
+                status["workers_problem"] = f"the answer workers could not be asked: {type(exc).__name__}: {exc}"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         partial = self.path.with_suffix(".tmp")
         partial.write_text(json.dumps(status))
@@ -73,6 +86,8 @@ def check(path: Path, max_age: float, now: float | None = None, *, live: bool = 
         return True, f"alive ({age:.0f} s ago)"
     if not status.get("index_ok"):
         return False, f"the index does not answer: {status.get('problem') or 'unknown'}"
+    if status.get("workers_problem"):
+        return False, str(status["workers_problem"])
     if status.get("chunks") == 0:
         return False, "the collection is empty: nothing is ingested (newsbot ingest, or /reload)"
     chunks = status.get("chunks")

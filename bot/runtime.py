@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from telegram.ext import Application, CallbackContext, ExtBot
 
@@ -22,8 +22,12 @@ if TYPE_CHECKING:
     from retrieval.answer.answerer import Answerer
     from retrieval.answer.briefing import Briefer
     from retrieval.answer.types import Answer
+    from retrieval.remote.client import RemoteWorkers
     from retrieval.service import FeedRefresh, LinkResult, Services
     from retrieval.workers import AnswerWorkers
+
+# Where questions are answered when not in the bot's own process: worker processes, or worker services.
+Workers: TypeAlias = "AnswerWorkers | RemoteWorkers"
 
 RUNTIME_KEY = "newsbot"
 
@@ -32,8 +36,8 @@ RUNTIME_KEY = "newsbot"
 class Runtime:
     """The shared services and the bot's own state (conversation context, limits, counters).
 
-    With `workers` (setting answer_processes), questions and briefings are answered in those
-    processes, and this one only ingests and talks to Telegram.
+    With `workers` (setting answer_processes, or answer_workers), questions and briefings are answered in
+    those processes or services, and this one only ingests and talks to Telegram.
     """
 
     settings: Settings
@@ -47,7 +51,7 @@ class Runtime:
     poll_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one feed poll at a time
     started: datetime = field(default_factory=datetime.now)
     last_reload: datetime | None = None
-    workers: AnswerWorkers | None = None
+    workers: Workers | None = None
     _digests: DigestBook | None = None
 
     @property
@@ -58,11 +62,11 @@ class Runtime:
         return self._digests
 
     @property
-    def answerer(self) -> Answerer | AnswerWorkers:
+    def answerer(self) -> Answerer | Workers:
         return self.workers or self.services.answerer
 
     @property
-    def briefer(self) -> Briefer | AnswerWorkers:
+    def briefer(self) -> Briefer | Workers:
         return self.workers or self.services.briefer
 
     async def refresh(self) -> None:
@@ -94,9 +98,11 @@ class Runtime:
 
     @property
     def streams(self) -> bool:
-        """Whether answers can be shown while they are written: a chat model writes them, in this process
-        (answer processes hand back whole answers)."""
-        return self.settings.answer_backend == "llm" and self.workers is None
+        """Whether answers can be shown while they are written: a chat model writes them in this process, or
+        in an answer worker service, which streams what its model writes (answer processes hand back whole answers)."""
+        if self.workers is not None:
+            return self.workers.streams
+        return self.settings.answer_backend == "llm"
 
     async def answer(
         self,
@@ -108,15 +114,15 @@ class Runtime:
     ) -> tuple[Answer, str]:
         """Answer `question` as of the message's date, read in the context of the exchange it replies to.
 
-        Also returns what was searched. `on_text` (in-process answers only) sees the checked answer grow.
+        Also returns what was searched. `on_text` (answers in this process or a worker service) sees the checked answer grow.
         """
         searched = question
         previous = self.conversations.find(key, replying_to) if replying_to is not None else None
         if previous is not None:
             searched = follow_up_question(previous, question)
         started = time.perf_counter()
-        if on_text is not None and self.workers is None:
-            answer = await self.services.answerer.aanswer(searched, as_of=as_of, on_text=on_text)
+        if on_text is not None and (self.workers is None or self.workers.streams):
+            answer = await self.answerer.aanswer(searched, as_of=as_of, on_text=on_text)
         else:
             answer = await self.answerer.aanswer(searched, as_of=as_of)
         self.usage.record(
@@ -129,7 +135,7 @@ class Runtime:
         return answer, searched
 
     @classmethod
-    def build(cls, settings: Settings, services: Services, workers: AnswerWorkers | None = None) -> Runtime:
+    def build(cls, settings: Settings, services: Services, workers: Workers | None = None) -> Runtime:
         return cls(
             settings=settings,
             services=services,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -75,6 +76,9 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(ge=1)
     max_concurrent_answers: int = Field(ge=0)
     answer_processes: int = Field(ge=0, le=64)
+    # Comma-separated in the environment: NEWSBOT_ANSWER_WORKERS=http://worker-1:8500,http://worker-2:8500
+    answer_workers: Annotated[list[str], NoDecode]
+    answer_worker_timeout_seconds: float = Field(gt=0.0, le=3600.0)
     context_turns: int = Field(ge=0, le=20)
     context_ttl_seconds: int = Field(ge=0)
     feed_poll_minutes: float = Field(ge=0)
@@ -125,6 +129,19 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("answer_workers", mode="before")
+    @classmethod
+    def _comma_separated_urls(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.split(",")
+        if not isinstance(value, list):
+            return value
+        urls = [str(url).strip().rstrip("/") for url in value if str(url).strip()]
+        for url in urls:
+            if not re.fullmatch(r"https?://[^/\s]+(/\S*)?", url):
+                raise ValueError(f"expected the URLs of `newsbot worker` services, e.g. http://worker-1:8500, got {url!r}")
+        return urls
+
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
@@ -154,6 +171,11 @@ class Settings(BaseSettings):
     def _consistent(self) -> Settings:
         if self.chunk_overlap >= self.chunk_size:
             raise ValueError(f"chunk_overlap ({self.chunk_overlap}) must be smaller than chunk_size ({self.chunk_size})")
+        if self.answer_workers and self.answer_processes:
+            raise ValueError(
+                "answer_workers and answer_processes both set: questions are answered by the worker services"
+                " (answer_workers) or in local processes (answer_processes), not both; set answer_processes = 0"
+            )
         if self.answer_backend == "llm" and not self.llm_model:
             raise ValueError('answer_backend "llm" needs llm_model, e.g. NEWSBOT_LLM_MODEL=openai:gpt-4o-mini')
         return self

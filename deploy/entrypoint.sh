@@ -2,8 +2,13 @@
 # The container's entry point. Seeds an empty articles folder with the bundled sample articles, then,
 # before `newsbot serve` (unless NEWSBOT_INGEST_ON_START=0), indexes the articles folder: what changed
 # since the last start only. A failed ingest stops the container with one line and ingest's exit
-# status; files it skipped (reported above it) do not. Any other command runs as given.
+# status; files it skipped (reported above it) do not. `newsbot worker` and any other command run as given.
 set -eu
+
+# An answer worker service reads the index from the Chroma server: no articles of its own to seed or ingest.
+if [ "${1:-}" = newsbot ] && [ "${2:-}" = worker ]; then
+    exec "$@"
+fi
 
 articles="${NEWSBOT_ARTICLES_DIR:-/data/articles}"
 if [ -z "$(ls -A "$articles" 2>/dev/null)" ]; then

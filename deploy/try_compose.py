@@ -1,13 +1,14 @@
-"""Build the image and run docker-compose.yml with podman on this machine's loopback; ask one question through it.
+"""Build the image and run docker-compose.yml with podman on this machine's loopback; ask questions through it.
 
-    .venv/bin/python deploy/try_compose.py [--build] [--compose CMD] [--keep]
+    .venv/bin/python deploy/try_compose.py [--build] [--image TAG] [--compose CMD] [--keep]
 
 Telegram cannot be reached from here, so the bot talks to the Bot API stand-in of the tests
 (tests/botapi.py), started here on 127.0.0.1; deploy/compose.loopback.yml puts every service on the
 host's loopback and runs the Chroma server from the image (see there why). The question is posted to
-the bot's webhook as Telegram would post it, with the secret token. Prints what it ran, the image's
-size, the build time (with --build), the time from `up` to the answer, and the answer.
-Not part of `make test`: it needs podman, and minutes.
+the bot's webhook as Telegram would post it, with the secret token; the bot hands it to one of the two
+answer worker services. Then worker-1 is killed and the question asked again: worker-2 answers it.
+Prints what it ran, the image's size, the build time (with --build), the time from `up` to the
+answer, the answers and the health checks. Not part of `make test`: it needs podman, and minutes.
 """
 
 from __future__ import annotations
@@ -103,13 +104,16 @@ async def main() -> int:
     (work / "secrets" / "telegram_webhook_secret").write_text(webhook_secret)
     for secret in (work / "secrets").iterdir():
         secret.chmod(0o444)  # read by the container's user, as a compose secret from a file is
-    chroma_port, webhook_port = free_port(), free_port()
+    chroma_port, webhook_port, worker1_port, worker2_port = free_port(), free_port(), free_port(), free_port()
     webhook_url = f"http://127.0.0.1:{webhook_port}/telegram"
     project = f"newsbot-try-{os.getpid()}"
     env = {
         **os.environ,
+        "NEWSBOT_IMAGE": args.image,
         "NEWSBOT_SECRETS_DIR": str(work / "secrets"),
         "CHROMA_PORT": str(chroma_port),
+        "WORKER1_PORT": str(worker1_port),
+        "WORKER2_PORT": str(worker2_port),
         "NEWSBOT_WEBHOOK_URL": webhook_url,
         "NEWSBOT_WEBHOOK_LISTEN": f"127.0.0.1:{webhook_port}",
         "TELEGRAM_API_BASE_URL": server.base_url,
@@ -120,25 +124,42 @@ async def main() -> int:
     checks = threading.Thread(target=run_health_checks, args=(project, stop_checks), daemon=True)
     checks.start()
     status = 1
+    started = time.monotonic()
+
+    async def up(*services: str) -> None:
+        """`compose up` the services, then wait for each one's health check (podman runs them only when asked)."""
+        result = await asyncio.to_thread(sh, [*compose, "up", "-d", "--no-build", *services], env, False)
+        if result.returncode:
+            raise SystemExit(f"compose up failed (exit {result.returncode})")
+        for service in services:
+            print(f"$ podman healthcheck run {project}_{service}_1   # until healthy")
+            while not await asyncio.to_thread(healthy, f"{project}_{service}_1"):
+                if time.monotonic() - started > args.timeout:
+                    raise SystemExit(f"{service} never became healthy")
+                await asyncio.sleep(1)
+            print(f"{service} healthy {time.monotonic() - started:.1f} s after up")
+
+    chat = server.private(USER)
+    update_ids = iter(range(1, 100))
+
+    async def ask(question: str) -> str:
+        """Post `question` to the webhook as Telegram would; the bot's reply."""
+        mark = server.mark()
+        update = {"update_id": next(update_ids), "message": server.new_message(chat, USER, question)}
+        deadline = time.monotonic() + args.timeout
+        while (code := await asyncio.to_thread(post_update, webhook_url, update, webhook_secret)) != 200:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the webhook does not take the update (last status {code})")
+            await asyncio.sleep(0.5)
+        [reply] = await server.replies(mark, chat.id, timeout=args.timeout)
+        return reply.text
+
     try:
-        started = time.monotonic()
         # podman-compose waits for `condition: service_healthy` only with podman 4.6 or later, and only
         # where podman runs health checks itself (systemd): here the order is kept by hand, as it would be.
-        up = await asyncio.to_thread(sh, [*compose, "up", "-d", "--no-build", "chroma"], env, False)
-        if up.returncode:
-            print(f"compose up failed (exit {up.returncode})")
-            return 1
-        print(f"$ podman healthcheck run {project}_chroma_1   # until healthy")
-        while not await asyncio.to_thread(healthy, f"{project}_chroma_1"):
-            if time.monotonic() - started > args.timeout:
-                raise SystemExit("the Chroma server never became healthy")
-            await asyncio.sleep(1)
-        print(f"chroma healthy {time.monotonic() - started:.1f} s after up")
-        up = await asyncio.to_thread(sh, [*compose, "up", "-d", "--no-build", "bot"], env, False)
-        if up.returncode:
-            print(f"compose up failed (exit {up.returncode})")
-            return 1
-        print(f"compose up returned after {time.monotonic() - started:.1f} s")
+        await up("chroma")
+        await up("worker-1", "worker-2")
+        await up("bot")
         await server.wait_for(lambda: server.webhook is not None, timeout=args.timeout)
         registered = time.monotonic() - started
         print(f"webhook registered {registered:.1f} s after up: {server.webhook and server.webhook.get('url')}")
@@ -148,25 +169,21 @@ async def main() -> int:
             subprocess.run, ["podman", "exec", f"{project}_bot_1", "env"], capture_output=True, text=True
         )
         print(f"bot token in the bot's environment: {server.token in environment.stdout}")
-        chat = server.private(USER)
-        update = {"update_id": 1, "message": server.new_message(chat, USER, QUESTION)}
-        deadline = time.monotonic() + args.timeout
-        while (code := await asyncio.to_thread(post_update, webhook_url, update, webhook_secret)) != 200:
-            if time.monotonic() > deadline:
-                raise SystemExit(f"the webhook does not take the update (last status {code})")
-            await asyncio.sleep(0.5)
-        mark = 0
-        [reply] = await server.replies(mark, chat.id, timeout=args.timeout)
+        reply = await ask(QUESTION)
         answered = time.monotonic() - started
         print(f"answer {answered:.1f} s after `up` (question posted {answered - registered:.1f} s after the webhook was set):")
-        print("\n".join(f"  | {line}" for line in reply.text.splitlines()))
-        for service in ("chroma", "bot"):
+        print("\n".join(f"  | {line}" for line in reply.splitlines()))
+        for service in ("chroma", "worker-1", "worker-2", "bot"):
             for _ in range(60):
                 health = await asyncio.to_thread(sh, ["podman", "healthcheck", "run", f"{project}_{service}_1"], None, False)
                 if health.returncode == 0:
                     break
                 await asyncio.sleep(2)
             print(f"{service} health check: {'healthy' if health.returncode == 0 else 'unhealthy'}")
+        await asyncio.to_thread(sh, ["podman", "kill", f"{project}_worker-1_1"], None, False)
+        again = await ask(QUESTION)
+        print("the same question with worker-1 killed:")
+        print("\n".join(f"  | {line}" for line in again.splitlines()))
         await asyncio.to_thread(
             sh,
             [
@@ -179,10 +196,11 @@ async def main() -> int:
                 "{{.Names}}  {{.Status}}  {{.Image}}",
             ],
         )
-        status = 0 if "[1]" in reply.text else 1
+        status = 0 if "[1]" in reply and "[1]" in again else 1
     finally:
         stop_checks.set()
-        await asyncio.to_thread(sh, [*compose, "logs", "bot"], env, False)
+        for service in ("worker-1", "worker-2", "bot"):
+            await asyncio.to_thread(sh, [*compose, "logs", service], env, False)
         if not args.keep:
             await asyncio.to_thread(sh, [*compose, "down", "-v"], env, False)
         await server.stop()

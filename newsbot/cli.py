@@ -1,4 +1,4 @@
-"""The `newsbot` command: ingest, ask, sources, stats, eval, serve."""
+"""The `newsbot` command: ingest, ask, sources, stats, eval, serve, worker."""
 
 from __future__ import annotations
 
@@ -83,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="webhook secret token (or TELEGRAM_WEBHOOK_SECRET, or the file TELEGRAM_WEBHOOK_SECRET_FILE names)",
     )
 
+    worker = commands.add_parser(
+        "worker", help="answer questions and briefings for `newsbot serve` over HTTP (setting answer_workers)"
+    )
+    worker.add_argument("--listen", default="0.0.0.0:8500", metavar="HOST:PORT", help="where to listen (default: %(default)s)")
+    worker.add_argument("--threads", type=int, default=2, metavar="N", help="questions answered at once (default: %(default)s)")
+
     evaluate = commands.add_parser("eval", help="measure retrieval and answers on a QA set")
     from newsbot.evaluate import add_arguments
 
@@ -136,6 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "refresh": cmd_refresh,
         "add": cmd_add,
         "serve": cmd_serve,
+        "worker": cmd_worker,
         "eval": cmd_eval,
         "train-reader": cmd_train_reader,
     }[args.command]
@@ -353,6 +360,17 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     # The webhook's secret token: --secret-token, else TELEGRAM_WEBHOOK_SECRET, else the file TELEGRAM_WEBHOOK_SECRET_FILE names.
     secret_token = args.secret_token or secret("TELEGRAM_WEBHOOK_SECRET")[0] or None
     return run(settings, webhook_url=args.webhook, listen=args.listen, secret_token=secret_token)
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from retrieval.remote.server import run
+
+    if args.threads < 1:
+        print("newsbot worker: --threads must be 1 or more", file=sys.stderr)
+        return EXIT_USAGE
+    # The service says when it listens, when it is ready and why not: a container's log is where one looks.
+    logging.getLogger("retrieval.remote").setLevel(logging.INFO)
+    return run(settings, args.listen, args.threads)
 
 
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:

@@ -117,6 +117,8 @@ def _forget() -> None:
 class AnswerWorkers:
     """`answer`/`aanswer` and `brief`/`abrief` as `Answerer` and `Briefer` offer them, run in `processes` workers."""
 
+    streams = False  # an answer comes back whole from a process
+
     def __init__(self, settings: Settings, processes: int) -> None:
         if processes < 1:
             raise ValueError("answer workers need at least one process")
@@ -129,6 +131,11 @@ class AnswerWorkers:
     @property
     def processes(self) -> int:
         return len(self._workers)
+
+    @property
+    def description(self) -> str:
+        """Where questions are answered, for /stats."""
+        return f"in {self.processes} worker processes"
 
     def _new_worker(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(1, mp_context=self._context, initializer=_start, initargs=(self.settings,))

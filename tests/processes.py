@@ -15,9 +15,9 @@ class ServerProcess:
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[str] | None = None
 
-    def launch(self, argv: list[str], cwd: Path | None = None) -> subprocess.Popen[bytes]:
+    def launch(self, argv: list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         self._log = self.log_path.open("a")
-        self._process = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, cwd=cwd)
+        self._process = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, cwd=cwd, env=env)
         return self._process
 
     def stop(self) -> None:

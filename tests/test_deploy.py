@@ -26,6 +26,7 @@ from packaging.requirements import Requirement
 
 from bot.app import TOKEN_VARIABLE, secret, wait_for_telegram
 from bot.health import FILE_NAME, Heartbeat, check, main
+from config import load_settings
 from tests.botapi import BotAPIServer
 from tests.chroma import free_port
 
@@ -48,7 +49,7 @@ def chromadb_requirement() -> Requirement:
 def test_compose_runs_the_webhook_bot_against_a_healthy_chroma_server_with_its_token_as_a_secret() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert set(services) == {"bot", "chroma"}
+    assert set(services) == {"bot", "chroma", "worker-1", "worker-2"}
     chroma, bot = services["chroma"], services["bot"]
     # The server release is one the pinned client speaks, and the one the tests run (test_chroma_server.py).
     server_version = chroma["image"].rpartition(":")[2]
@@ -61,7 +62,10 @@ def test_compose_runs_the_webhook_bot_against_a_healthy_chroma_server_with_its_t
     assert bot["command"][:3] == ["newsbot", "serve", "--webhook"] and "--listen" in bot["command"]
     env = bot["environment"]
     assert (env["NEWSBOT_CHROMA_MODE"], env["NEWSBOT_CHROMA_HOST"].split(":-")[-1].rstrip("}")) == ("http", "chroma")
-    assert int(env["NEWSBOT_ANSWER_PROCESSES"].split(":-")[-1].rstrip("}")) >= 1
+    # Questions go to the two worker services, not to processes of the bot's own.
+    assert "NEWSBOT_ANSWER_PROCESSES" not in env
+    workers = load_settings(answer_workers=env["NEWSBOT_ANSWER_WORKERS"].split(":-", 1)[1].rstrip("}")).answer_workers
+    assert workers == ["http://worker-1:8500", "http://worker-2:8500"]
     # The token and the webhook secret: compose secrets from files, never values in the environment.
     assert "TELEGRAM_BOT_TOKEN" not in env and "TELEGRAM_WEBHOOK_SECRET" not in env
     assert set(bot["secrets"]) == {"telegram_bot_token", "telegram_webhook_secret"}
@@ -73,6 +77,22 @@ def test_compose_runs_the_webhook_bot_against_a_healthy_chroma_server_with_its_t
     assert str(bot["user"]).split(":")[0] not in ("0", "root")
     assert set(compose["volumes"]) == {"chroma-data", "bot-data"}
     assert "bot-data:/data" in bot["volumes"]
+
+
+def test_compose_runs_two_answer_worker_services_that_the_bot_waits_for() -> None:
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    bot = services["bot"]
+    for name in ("worker-1", "worker-2"):
+        worker = services[name]
+        assert worker["image"] == bot["image"]  # the same image, another command
+        assert worker["command"] == ["newsbot", "worker", "--listen", "0.0.0.0:8500"]
+        assert worker["depends_on"]["chroma"]["condition"] == "service_healthy"
+        assert bot["depends_on"][name]["condition"] == "service_healthy"  # the bot starts once both are ready
+        assert worker["healthcheck"]["test"] == ["CMD", "python", "-m", "retrieval.remote.check", "--port", "8500"]
+        env = worker["environment"]
+        assert env["NEWSBOT_CHROMA_MODE"] == "http" and env["NEWSBOT_CHROMA_HOST"] == bot["environment"]["NEWSBOT_CHROMA_HOST"]
+        assert "ports" not in worker and "secrets" not in worker  # only the bot reaches them; they need no token
+        assert str(worker["user"]).split(":")[0] not in ("0", "root")
 
 
 def test_dockerfile_builds_on_any_base_with_cpu_torch_first_and_runs_as_the_owner_of_what_it_writes() -> None:
@@ -125,6 +145,12 @@ def entrypoint(tmp_path: Path, *command: str, **env: str) -> subprocess.Complete
     return subprocess.run(
         ["sh", str(ROOT / "deploy" / "entrypoint.sh"), *command], env=environment, capture_output=True, text=True, timeout=600
     )
+
+
+def test_entrypoint_runs_an_answer_worker_as_given_without_articles(tmp_path: Path) -> None:
+    result = entrypoint(tmp_path, "newsbot", "worker", "--help")
+    assert result.returncode == 0 and "--listen" in result.stdout
+    assert not (tmp_path / "data" / "articles").exists() and "copied" not in result.stderr
 
 
 def test_entrypoint_seeds_an_empty_articles_folder_and_runs_other_commands_as_given(tmp_path: Path) -> None:
@@ -286,3 +312,13 @@ def test_health_check_runs_alone_and_cheaply(tmp_path: Path) -> None:
         [sys.executable, "-m", "bot.health", "--data-dir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True
     )
     assert result.returncode == 1 and "no heartbeat" in result.stdout
+
+
+def test_readiness_needs_an_answer_worker_when_the_bot_has_worker_services(tmp_path: Path) -> None:
+    path = tmp_path / FILE_NAME
+    none_ready = "no answer worker is ready: http://worker-1:8500: cannot be reached: ConnectError"
+    asyncio.run(Heartbeat(path, lambda: 29, lambda: none_ready).beat())
+    assert check(path, 90) == (False, none_ready)
+    assert check(path, 90, live=True)[0]  # alive, though not ready
+    asyncio.run(Heartbeat(path, lambda: 29, lambda: "").beat())
+    assert check(path, 90)[0]

@@ -26,6 +26,7 @@ LAYERS: dict[str, int] = {
     "retrieval.answer": 6,
     "retrieval.service": 7,
     "retrieval.workers": 8,  # services in worker processes
+    "retrieval.remote": 8,  # services in worker services, over HTTP
     "bot": 9,
     "retrieval.evaluation": 9,
     "newsbot": 10,

@@ -207,6 +207,54 @@ async def test_the_bot_shows_the_answer_growing_with_checked_sentences_only(
         await server.stop()
 
 
+async def test_the_answer_grows_through_an_answer_worker_service_too(
+    tmp_path: Path, embedder: Embedder, llama: LlamaServer
+) -> None:
+    """The same, with the chat model asked by a `newsbot worker` service (setting answer_workers): the worker
+    streams each checked answer so far to the bot, which shows it as it does its own."""
+    from tests.test_worker_service import WorkerService
+
+    services = make_services(tmp_path / "var", embedder)
+    assert services.ingestor.ingest([ARTICLES]).ok
+    llm = {
+        "NEWSBOT_ANSWER_BACKEND": "llm",
+        "NEWSBOT_LLM_MODEL": "openai:qwen2.5-coder-0.5b-instruct",
+        "NEWSBOT_LLM_BASE_URL": llama.base_url,
+        "NEWSBOT_LLM_PASSAGES": "3",
+        "NEWSBOT_LLM_MAX_TOKENS": str(CAP),
+        "NEWSBOT_LLM_TIMEOUT_SECONDS": "600",
+        "NEWSBOT_LLM_TOKEN_TIMEOUT_SECONDS": "600",
+    }
+    worker = WorkerService(tmp_path / "worker.log", tmp_path / "var", env=llm)
+    worker.start()
+    server = BotAPIServer()
+    await server.start()
+    try:
+        worker.wait_ready()
+        # The bot's own settings name no model: it answers nothing itself.
+        bot_services = make_services(tmp_path / "var", embedder, answer_workers=[worker.url])
+        running = await start_bot(server, bot_services)
+        try:
+            user = User(302, "Eve")
+            chat = server.private(user)
+            mark = server.mark()
+            [reply] = await running.ask(chat, user, SEED["d05"]["question"])
+            final = await server.wait_for(lambda: reply.edits and "Sources" in reply.text and reply.text)
+            assert len(server.sent_since(mark, chat.id)) == 1  # one message, edited in place
+            answer_text = final.split("\n\nSources")[0]
+            assert "250,000" in answer_text and reply.buttons
+            checked = set(marked_sentences(answer_text))
+            assert len(reply.shown) >= 2  # shown before the whole answer: it was streamed
+            for text in reply.shown[:-1]:
+                assert text and set(marked_sentences(text)) <= checked, (text, answer_text)
+                assert "Sources" not in text and "NOT_FOUND" not in text
+        finally:
+            await stop_bot(running)
+    finally:
+        await server.stop()
+        worker.stop()
+
+
 # -- the wire, with a loopback stub where the real server cannot fail on cue ---------------------------
 
 

@@ -59,3 +59,13 @@ def test_a_reader_that_is_not_there_stops_at_start(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="reader"):
         load_settings(data_dir=str(tmp_path), reader=str(tmp_path / "no-such-reader"))
     assert load_settings(data_dir=str(tmp_path), reader="bundled").reader == "bundled"
+
+
+def test_answer_workers_are_urls_and_exclude_answer_processes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEWSBOT_ANSWER_WORKERS", "http://worker-1:8500, http://worker-2:8500/")
+    assert load_settings().answer_workers == ["http://worker-1:8500", "http://worker-2:8500"]
+    assert load_settings(answer_workers="").answer_workers == []
+    with pytest.raises(SettingsError, match="setting answer_workers .*newsbot worker"):
+        load_settings(answer_workers="worker-1:8500")
+    with pytest.raises(SettingsError, match="answer_workers and answer_processes both set"):
+        load_settings(answer_processes=2)

@@ -16,7 +16,7 @@ async def stats(update: Update, context: BotContext) -> None:
     catalog = await load_catalog(context.runtime.services)
     median = f"{usage.median_ms:.0f} ms" if usage.median_ms is not None else "n/a"
     workers = context.runtime.workers
-    answering = f"in {workers.processes} worker processes" if workers else "in the bot's process"
+    answering = workers.description if workers else "in the bot's process"
     llm = (
         f"LLM answers: {usage.llm_answers}\n"
         f"LLM fallbacks: {usage.llm_fallbacks}\n"
