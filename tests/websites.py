@@ -54,8 +54,10 @@ class Website:
         self._thread: threading.Thread | None = None
         self.scheme = "http"
         self.address = "127.0.0.1"
-        self.in_flight = 0  # requests being answered now
-        self.most_in_flight = 0  # the most answered at once
+        # Requests arrived and not yet answered: a request leaves as its answer starts, since a client that got the
+        # answer may send its next request before this server's thread has finished writing it.
+        self.in_flight = 0
+        self.most_in_flight = 0  # the most at once
         self.arrived = threading.Event()  # set at each request
 
     def start(self, tls: ssl.SSLContext | None = None, address: str = "127.0.0.1") -> Website:
@@ -125,10 +127,17 @@ class Website:
             self.in_flight += 1
             self.most_in_flight = max(self.most_in_flight, self.in_flight)
         self.arrived.set()
+        handler.waiting = True  # type: ignore[attr-defined]
         try:
             self._answer_one(handler)
         finally:
-            with self._lock:
+            self._answering(handler)
+
+    def _answering(self, handler: BaseHTTPRequestHandler) -> None:
+        """The request's answer starts: it is no longer in flight."""
+        with self._lock:
+            if getattr(handler, "waiting", False):
+                handler.waiting = False  # type: ignore[attr-defined]
                 self.in_flight -= 1
 
     def _answer_one(self, handler: BaseHTTPRequestHandler) -> None:
@@ -163,6 +172,7 @@ class Website:
             return
         request.status = page.status
         if page.stream_bytes:
+            self._answering(handler)
             handler.send_response(page.status)
             handler.send_header("Content-Type", page.content_type)
             handler.send_header("Connection", "close")
@@ -176,10 +186,22 @@ class Website:
             return
         self._send(handler, page.status, page.body, page.content_type, headers)
 
-    @staticmethod
     def _send(
+        self,
+        handler: BaseHTTPRequestHandler,
+        status: int,
+        body: bytes,
+        content_type: str | None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self._answering(handler)
+        self.write(handler, status, body, content_type, headers)
+
+    @staticmethod
+    def write(
         handler: BaseHTTPRequestHandler, status: int, body: bytes, content_type: str | None, headers: dict[str, str] | None = None
     ) -> None:
+        """One whole answer."""
         try:
             handler.send_response(status)
             if content_type:
@@ -216,7 +238,7 @@ class ForwardProxy:
                 proxy.asked.append((self.path, self.headers.get("Host", "")))
                 target = urlsplit(self.path)
                 if target.hostname not in ("127.0.0.1", "localhost"):  # this stand-in reaches loopback only
-                    Website._send(self, 502, b"not a loopback target", "text/plain")
+                    Website.write(self, 502, b"not a loopback target", "text/plain")
                     return
                 upstream = http.client.HTTPConnection(target.hostname, target.port or 80, timeout=10)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("proxy-connection", "connection")}
@@ -224,7 +246,7 @@ class ForwardProxy:
                 answer = upstream.getresponse()
                 body = answer.read()
                 passed = {k: v for k, v in answer.getheaders() if k.lower() in ("etag", "last-modified", "location")}
-                Website._send(self, answer.status, body, answer.getheader("Content-Type"), passed)
+                Website.write(self, answer.status, body, answer.getheader("Content-Type"), passed)
                 upstream.close()
 
             def do_CONNECT(self) -> None:  # noqa: N802 (https: a tunnel to the address asked for)
@@ -234,7 +256,7 @@ class ForwardProxy:
                 proxy.asked.append((f"CONNECT {self.path}", self.headers.get("Host", "")))
                 host, _, port = self.path.rpartition(":")
                 if host not in ("127.0.0.1", "localhost"):
-                    Website._send(self, 502, b"not a loopback target", "text/plain")
+                    Website.write(self, 502, b"not a loopback target", "text/plain")
                     return
                 upstream = socket.create_connection((host, int(port)), timeout=10)
                 self.send_response(200, "Connection established")
