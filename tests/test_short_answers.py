@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bot.formatting import format_answer
-from retrieval.answer.extractive import UNWEIGHTED, ExtractiveGenerator, ShortGate, same_entity, short_candidate
+from retrieval.answer.extractive import UNWEIGHTED, ExtractiveGenerator, same_entity, short_candidate
 from retrieval.answer.types import Answer, Citation
 from retrieval.evaluation.datasets import load_jsonl
 from retrieval.evaluation.matching import contains
@@ -212,10 +212,6 @@ def test_a_short_answer_counts_the_articles_that_name_it_and_its_nearest_rival()
     assert short is not None and short.text == "Elon Musk"
     assert short.agreeing == 2  # articles a and b ("Musk" is a run of "Elon Musk"); a twice counts once
     assert short.margin == pytest.approx(0.10)  # Dorsey's sentence at 0.70; the one naming both is no rival
-    assert ShortGate(agreeing=2, margin=0.1, evidence=0.8).shows(short)
-    assert not ShortGate(agreeing=3).shows(short)
-    assert not ShortGate(margin=0.2).shows(short)
-    assert not ShortGate(evidence=0.81).shows(short)
 
 
 def test_alone_a_short_answer_has_no_rival_and_one_article() -> None:

@@ -113,21 +113,6 @@ class ShortAnswer:
     evidence: float
 
 
-@dataclass(frozen=True)
-class ShortGate:
-    """When a short answer leads the reply: only when it is all three of these, so that it is rarely wrong."""
-
-    agreeing: int = 1
-    margin: float = 0.0
-    evidence: float = 0.0
-
-    def shows(self, short: ShortAnswer) -> bool:
-        return short.agreeing >= self.agreeing and short.margin >= self.margin and short.evidence >= self.evidence
-
-
-DEFAULT_SHORT_GATE = ShortGate()
-
-
 class ExtractiveGenerator:
     """Scores each sentence of the top passages against the question and quotes the best.
 
@@ -157,7 +142,6 @@ class ExtractiveGenerator:
         tagger: EntityTagger | None = None,
         entity_weights: EntityWeights = DEFAULT_ENTITY_WEIGHTS,
         short_answers: bool = True,
-        short_gate: ShortGate = DEFAULT_SHORT_GATE,
     ) -> None:
         self.embedder = embedder
         self.term_weight = term_weight
@@ -170,7 +154,6 @@ class ExtractiveGenerator:
         self.tagger = tagger
         self.entity_weights = entity_weights
         self.short_answers = short_answers
-        self.short_gate = short_gate
 
     def score(self, query: Query, passages: list[Passage]) -> list[Candidate]:
         """Every candidate sentence of the top passages, best first."""
@@ -254,7 +237,7 @@ class ExtractiveGenerator:
                 chosen.append(candidate)
         draft = replace(self._write(chosen, conflict=False), evidence=evidence)
         short = short_candidate(ranked, evidence)
-        if self.short_answers and short is not None and self.short_gate.shows(short):
+        if self.short_answers and short is not None:
             return lead_with(draft, spelled_out(short.text, best.sentence, query.text))
         return draft
 
