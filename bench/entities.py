@@ -2,7 +2,8 @@
 
 Loads spaCy's small English pipeline (tok2vec and ner only), tags every sentence of the bundled
 sample articles (what ingest would have to do), then answers the seed and direct questions with the
-hand-weighted scorer, with and without entities, and prints the time per question each way.
+hand-weighted scorer plain, with the short answer alone and with entities weighed, and prints the time per
+question each way (each mode twice, interleaved).
 
     .venv/bin/python bench/entities.py
 """
@@ -39,22 +40,26 @@ def main() -> None:
     )
 
     questions = [item["question"] for path in QUESTIONS for item in load_jsonl(path) if item["type"] != "briefing"]
+    # Plain scorer; the short answer alone (its 8 best sentences tagged, nothing reweighed); entities weighed too.
+    modes = {"plain": (False, False), "short answer": (False, True), "entities": (True, True)}
     with tempfile.TemporaryDirectory() as folder:
-        timings: dict[bool, list[float]] = {}
+        timings: dict[str, list[float]] = {}
         base = Services(load_settings(data_dir=folder, reader="off", entities=False))
         base.ingestor.ingest([BUNDLED_ARTICLES])
-        for entities in (False, True, False, True):
-            services = Services(load_settings(data_dir=folder, reader="off", entities=entities), embedder=base.embedder)
+        for mode in [*modes, *modes]:
+            entities, short = modes[mode]
+            settings = load_settings(data_dir=folder, reader="off", entities=entities, short_answer=short)
+            services = Services(settings, embedder=base.embedder)
             services.warm_up()
             if services.tagger is not None:
                 services.tagger._kept.clear()  # every question's candidates tagged afresh
             for question in questions:
                 answer = services.answerer.answer(question)
-                timings.setdefault(entities, []).append(answer.timings_ms["total"])
-    for entities, values in timings.items():
-        print(f"ask p50 with entities={entities}: {statistics.median(values):.0f} ms over {len(values)} questions")
-    ratio = statistics.median(timings[True]) / statistics.median(timings[False])
-    print(f"question-time tagging costs x{ratio:.2f} of a question's time (same run)")
+                timings.setdefault(mode, []).append(answer.timings_ms["total"])
+    plain = statistics.median(timings["plain"])
+    for mode, values in timings.items():
+        p50 = statistics.median(values)
+        print(f"ask p50, {mode}: {p50:.0f} ms over {len(values)} questions (x{p50 / plain:.2f} of plain, same run)")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from pathlib import Path
 from config import Settings
 from retrieval.answer.answerer import Answerer
 from retrieval.answer.briefing import Briefer
-from retrieval.answer.extractive import ExtractiveGenerator
+from retrieval.answer.extractive import DEFAULT_ENTITY_WEIGHTS, UNWEIGHTED, ExtractiveGenerator
 from retrieval.answer.protocols import AnswerGenerator
 from retrieval.index.embedding import Embedder, OnnxEmbedder, SentenceTransformerEmbedder
 from retrieval.index.store import ArticleStore
@@ -150,8 +150,9 @@ class Services:
 
     @property
     def tagger(self) -> EntityTagger | None:
-        """The named-entity tagger the hand-weighted scorer uses (None with entities = false, or spaCy missing)."""
-        return shared_tagger() if self.settings.entities else None
+        """The named-entity tagger the hand-weighted scorer uses: for its ranking (`entities`), its short answers
+        (`short_answer`) or both; None with both off, or spaCy missing."""
+        return shared_tagger() if self.settings.entities or self.settings.short_answer else None
 
     @property
     def generator(self) -> AnswerGenerator:
@@ -164,6 +165,7 @@ class Services:
                 max_sentences=self.settings.answer_sentences,
                 reader=reader,
                 tagger=self.tagger if reader is None else None,
+                entity_weights=DEFAULT_ENTITY_WEIGHTS if self.settings.entities else UNWEIGHTED,
                 short_answers=self.settings.short_answer,
             )
             if self.settings.answer_backend == "llm":

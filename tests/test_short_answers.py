@@ -12,13 +12,14 @@ from pathlib import Path
 import pytest
 
 from bot.formatting import format_answer
-from retrieval.answer.extractive import ExtractiveGenerator
+from retrieval.answer.extractive import UNWEIGHTED, ExtractiveGenerator, same_entity, short_candidate
 from retrieval.answer.types import Answer, Citation
 from retrieval.evaluation.datasets import load_jsonl
 from retrieval.evaluation.matching import contains
 from retrieval.evaluation.metrics import evaluate_seed
-from retrieval.passages import Query
+from retrieval.passages import Passage, Query
 from retrieval.read.answertypes import expected_type
+from retrieval.read.candidates import Candidate
 from retrieval.read.entities import EntityTagger, entity_features, new_entities, shared_tagger, short_answer
 from retrieval.service import Services
 from tests.conftest import SEED_QA
@@ -155,9 +156,81 @@ def test_without_the_tagger_no_short_answer(scorer_seed_services: Services) -> N
     assert contains(draft.text, "360 kilometres")
 
 
+@pytest.mark.parametrize("path", [SEED_QA, DIRECT_QA], ids=["seed", "direct"])
+def test_a_short_answer_alone_quotes_what_the_plain_scorer_quotes(
+    scorer_seed_services: Services, tagger: EntityTagger, path: Path
+) -> None:
+    """`short_answer` without `entities`: the reply is the plain scorer's, word for word, led by a short answer or not."""
+    services = scorer_seed_services
+    common = dict(threshold=services.settings.refusal_threshold, max_sentences=services.settings.answer_sentences)
+    plain = ExtractiveGenerator(services.embedder, services.retriever.term_weight, **common)  # type: ignore[arg-type]
+    short_only = ExtractiveGenerator(
+        services.embedder,
+        services.retriever.term_weight,
+        tagger=tagger,
+        entity_weights=UNWEIGHTED,
+        **common,  # type: ignore[arg-type]
+    )
+    led = 0
+    for item in load_jsonl(path):
+        query = Query(item["question"])
+        passages = services.retriever.retrieve(query, 10)
+        before, after = plain.generate(query, passages), short_only.generate(query, passages)
+        assert (after.refused, after.evidence) == (before.refused, before.evidence)
+        if after.short_answer is not None:
+            led += 1
+            lead, _, after_text = after.text.partition("\n\n")
+            assert lead.startswith(f"**{after.short_answer}**")
+            assert after_text == before.text
+        else:
+            assert after.text == before.text
+    assert led > 0
+
+
 def test_the_bot_shows_the_short_answer_in_bold() -> None:
     citation = Citation(1, "d", "T", None, None, None, None, "It is about 360 kilometres <away>.")
     answer = Answer("q", "**about 360 kilometres** [1]\n\nIt is about 360 kilometres <away> [1].", False, [citation])
     answer.short_answer = "about 360 kilometres"
     html = format_answer(answer)
     assert html.startswith("<b>about 360 kilometres</b> [1]") and "&lt;away&gt;" in html and "**" not in html
+
+
+def _tagged(sentence: str, doc_id: str, rank: float, named: tuple[str, ...], short: str | None) -> Candidate:
+    passage = Passage(rank=1, doc_id=doc_id, chunk_id=f"{doc_id}:0", title=doc_id, text=sentence, score=rank)
+    return Candidate(sentence, passage, 0, rank=rank, score=rank, named=named, short=short)
+
+
+def test_a_short_answer_counts_the_articles_that_name_it_and_its_nearest_rival() -> None:
+    ranked = [
+        _tagged("Elon Musk bought Twitter.", "a", 0.80, ("Elon Musk",), "Elon Musk"),
+        _tagged("Musk closed the deal on Friday.", "b", 0.74, ("Musk",), "Musk"),
+        _tagged("Jack Dorsey said he was glad.", "c", 0.70, ("Jack Dorsey",), "Jack Dorsey"),
+        _tagged("Musk and Dorsey met.", "a", 0.60, ("Musk", "Dorsey"), None),
+        _tagged("The deal closed.", "d", 0.90, (), None),  # untagged or naming nothing: neither agrees nor rivals
+    ]
+    short = short_candidate(ranked, 0.8)
+    assert short is not None and short.text == "Elon Musk"
+    assert short.agreeing == 2  # articles a and b ("Musk" is a run of "Elon Musk"); a twice counts once
+    assert short.margin == pytest.approx(0.10)  # Dorsey's sentence at 0.70; the one naming both is no rival
+
+
+def test_alone_a_short_answer_has_no_rival_and_one_article() -> None:
+    short = short_candidate([_tagged("An additional 560 troops will go.", "a", 0.7, ("560",), "560")], 0.7)
+    assert short is not None and (short.agreeing, short.margin) == (1, 1.0)
+    assert short_candidate([_tagged("Troops will go.", "a", 0.7, (), None)], 0.7) is None
+    assert short_candidate([], 0.0) is None
+
+
+@pytest.mark.parametrize(
+    ("one", "other", "same"),
+    [
+        ("Musk", "Elon Musk", True),
+        ("4,600", "4600", True),
+        ("Turkey's", "Turkey", True),
+        ("560", "5,600", False),
+        ("Elon Musk", "Kimbal Musk", False),
+        ("", "Musk", False),
+    ],
+)
+def test_two_mentions_of_one_thing(one: str, other: str, same: bool) -> None:
+    assert same_entity(one, other) is same

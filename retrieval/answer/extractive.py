@@ -26,7 +26,7 @@ from retrieval.read.candidates import (
     sentence_features,
     term_weights,
 )
-from retrieval.read.entities import EntityTagger, entity_features, short_answer
+from retrieval.read.entities import EntityTagger, entity_features, new_entities, short_answer
 from retrieval.read.reader import Reader
 
 
@@ -92,11 +92,25 @@ class EntityWeights:
     unfit_name: float = 0.05
     evidence: float = 0.0
     mismatch: float = 0.03
-    # A short answer leads the reply only when the evidence is at least this.
-    short_evidence: float = 0.0
 
 
 DEFAULT_ENTITY_WEIGHTS = EntityWeights()
+# The best few sentences tagged for the short answer only: no rank or score moves, so the reply quotes what it
+# would quote without entities, and only the short answer is added.
+UNWEIGHTED = EntityWeights(fits=0.0, near=0.0, unfit_figure=0.0, unfit_name=0.0, evidence=0.0, mismatch=0.0)
+
+
+@dataclass(frozen=True)
+class ShortAnswer:
+    """The one entity of the asked-for type that the quoted sentence names, and what the other tagged sentences say of it."""
+
+    text: str
+    # Articles whose tagged sentences name it (the quoted sentence's own included): one source, or several.
+    agreeing: int
+    # How far the quoted sentence ranks above the best tagged sentence that names another entity of the type
+    # and not this one (1.0 when none does): a near rival means the pick between the two was close.
+    margin: float
+    evidence: float
 
 
 class ExtractiveGenerator:
@@ -182,6 +196,7 @@ class ExtractiveGenerator:
         for candidate, entities in zip(pool, self.tagger.entities([c.sentence for c in pool])):
             candidate.entities = entity_features(kind, candidate.sentence, entities, query.text, rare)
             candidate.short = short_answer(kind, candidate.sentence, entities, query.text)
+            candidate.named = tuple(e.text for e in new_entities(kind, candidate.sentence, entities, query.text))
         if not any(c.entities is not None and c.entities.fits for c in pool):
             for candidate in ranked:
                 candidate.score -= ew.mismatch
@@ -221,8 +236,9 @@ class ExtractiveGenerator:
             if all(_shared_terms(candidate, other) < SAME_SENTENCE_TERMS for other in chosen):
                 chosen.append(candidate)
         draft = replace(self._write(chosen, conflict=False), evidence=evidence)
-        if self.short_answers and best.short and evidence >= self.entity_weights.short_evidence:
-            return lead_with(draft, spelled_out(best.short, best.sentence, query.text))
+        short = short_candidate(ranked, evidence)
+        if self.short_answers and short is not None:
+            return lead_with(draft, spelled_out(short.text, best.sentence, query.text))
         return draft
 
     def _disagreement(self, query: Query, contenders: list[Candidate]) -> list[Candidate] | None:
@@ -280,6 +296,34 @@ def figure_kind(value: str) -> str:
     if value.endswith(("%", "percent")):
         return "share"
     return "count"
+
+
+def short_candidate(ranked: list[Candidate], evidence: float) -> ShortAnswer | None:
+    """The best sentence's short answer, with how many articles' tagged sentences name it and how near a rival ranks."""
+    if not ranked or not ranked[0].short:
+        return None
+    best, text = ranked[0], ranked[0].short
+    tagged = [c for c in ranked if c.named]
+    agreeing = {c.passage.doc_id for c in tagged if any(same_entity(text, name) for name in c.named)}
+    rivals = [c.rank for c in tagged if not any(same_entity(text, name) for name in c.named)]
+    margin = best.rank - max(rivals) if rivals else 1.0
+    return ShortAnswer(text, len(agreeing | {best.passage.doc_id}), margin, evidence)
+
+
+def same_entity(one: str, other: str) -> bool:
+    """Two mentions of one thing: equal words, or the words of one a whole run of the other's ("Musk", "Elon Musk")."""
+    a, b = tokenize_entity(one), tokenize_entity(other)
+    if not a or not b:
+        return False
+    short, long = (a, b) if len(a) <= len(b) else (b, a)
+    return any(long[i : i + len(short)] == short for i in range(len(long) - len(short) + 1))
+
+
+def tokenize_entity(text: str) -> list[str]:
+    """An entity's words, lower-cased, figures without their thousands separators ("4,600" and "4600" are one)."""
+    text = re.sub(r"(?<=\d),(?=\d)", "", text.lower().replace("’", "'"))
+    words = (w.strip(".'") for w in re.findall(r"[\w$%.'-]+", text))
+    return [w.removesuffix("'s") for w in words if w]
 
 
 def spelled_out(short: str, sentence: str, question: str) -> str:

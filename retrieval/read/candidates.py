@@ -149,6 +149,7 @@ class Candidate:
     # Its named entities of the kind asked for, and the one it names alone (the short answer), where it was tagged.
     entities: EntityFeatures | None = None
     short: str | None = None
+    named: tuple[str, ...] = ()  # every entity of the kind asked for that it names beyond the question, where tagged
 
     @property
     def headline(self) -> bool:
