@@ -15,8 +15,9 @@ server already brings), in `threads` threads of one process, the way the bot ans
   index answers; else 503 `{"ready": false, "problem": "..."}`. `GET /live` → 200 while it runs.
 
 It asks for no credentials (answering only reads the index): its port belongs on the deployment's own
-network, never published. Errors are `{"error": KIND, "message": "..."}`: 400 `bad_request` (no other worker would take it either),
-503 `not_ready` (still loading) or `index_unavailable` (the Chroma server cannot be reached), 500 `failed`.
+network, never published. Errors are `{"error": KIND, "message": "..."}`: 400 `bad_request` (no other
+worker would take it either), 503 `not_ready` (still loading) or `index_unavailable` (the Chroma server
+cannot be reached), 500 `failed`.
 
 Started before its index can be read (the Chroma server is not up yet), it keeps trying, waiting longer
 each time, and says why in its health. Once loaded, it looks every `REFRESH_SECONDS` for a change of the
