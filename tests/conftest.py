@@ -19,6 +19,8 @@ from config.settings import BUNDLED_ARTICLES
 from retrieval.index.embedding import Embedder, OnnxEmbedder
 from retrieval.read.reader import ReaderModel
 from retrieval.service import Services
+from tests.chroma import ChromaServer
+from tests.websites import Website
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTICLES = BUNDLED_ARTICLES
@@ -104,3 +106,20 @@ def scorer_seed_services(tmp_path_factory: pytest.TempPathFactory, embedder: Emb
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return load_settings(data_dir=str(tmp_path / "var"))
+
+
+@pytest.fixture
+def chroma(tmp_path: Path) -> Iterator[ChromaServer]:
+    """A real `chroma run` server on loopback, for one test."""
+    server = ChromaServer(tmp_path / "chroma-data")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def website() -> Iterator[Website]:
+    """A website on loopback (feeds, pages) for one test."""
+    site = Website().start()
+    yield site
+    site.stop()

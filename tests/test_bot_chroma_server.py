@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +31,6 @@ HARBOUR_ARTICLE = (
     "Port Ellery council approved the harbour bridge and tunnel plan on Tuesday.\n\n"
     "The council said the harbour crossing would cost 37 million dollars and open in 2019.\n"
 )
-
-
-@pytest.fixture
-def chroma(tmp_path: Path) -> Iterator[ChromaServer]:
-    server = ChromaServer(tmp_path / "chroma-data")
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import shutil
 import socket
 import ssl
 import subprocess
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -141,13 +140,6 @@ class NewsSite:
     @property
     def feed_url(self) -> str:
         return self.website.url("/feed.xml")
-
-
-@pytest.fixture
-def website() -> Iterator[Website]:
-    site = Website().start()
-    yield site
-    site.stop()
 
 
 def fetcher(**policy: Any) -> Fetcher:

@@ -58,21 +58,6 @@ def postgres() -> Iterator[PostgresServer]:
     yield from postgres_server()
 
 
-@pytest.fixture
-def chroma(tmp_path: Path) -> Iterator[ChromaServer]:
-    server = ChromaServer(tmp_path / "chroma-data")
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def website() -> Iterator[Website]:
-    site = Website().start()
-    yield site
-    site.stop()
-
-
 def page_path(feed: int, n: int) -> str:
     return f"/f{feed}/{n}"
 
