@@ -29,7 +29,7 @@ from bot.digests import Digest
 from bot.formatting import format_digest, split_message
 from bot.runtime import RUNTIME_KEY, BotContext, Runtime
 from retrieval.answer.briefing import sentence_key
-from retrieval.ingest.jobs import Claim, next_interval
+from retrieval.ingest.jobs import DIGEST_JOB, FEED_JOB, Claim, digest_job_name, feed_job_name, next_interval
 
 if TYPE_CHECKING:
     from retrieval.service import FeedRefresh
@@ -37,20 +37,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 CHECK_JOB = "jobs"  # the JobQueue's repeating look at the shared schedule
-FEED_JOB = "feed:"
-DIGEST_JOB = "digest:"
 FIRST_CHECK_S = 10.0  # after start, so the bot answers before it fetches
 
 NOTHING_NEW = "Nothing new on <b>{topic}</b> since {since}."
 SINCE_FORMAT = "%Y-%m-%d %H:%M %Z"  # in the timezone setting
-
-
-def digest_job_name(digest_id: int) -> str:
-    return f"{DIGEST_JOB}{digest_id}"
-
-
-def feed_job_name(feed_id: int) -> str:
-    return f"{FEED_JOB}{feed_id}"
 
 
 def start(application: Application[Any, Any, Any, Any, Any, Any]) -> None:

@@ -306,8 +306,10 @@ def cmd_feeds(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_refresh(args: argparse.Namespace, settings: Settings) -> int:
-    result = _services(settings).refresh_feeds()
+    result = _services(settings).refresh_feeds_now()
     failed = False
+    for feed_id in result.busy:
+        print(f"feed {feed_id}: left to the replica polling it now", file=sys.stderr)
     for polled in result.poll.feeds:
         if polled.error:
             failed = True
@@ -327,6 +329,7 @@ def cmd_refresh(args: argparse.Namespace, settings: Settings) -> int:
                 }
                 for p in result.poll.feeds
             ],
+            "busy": result.busy,
             "requests": result.poll.requests,
             "poll_seconds": round(result.poll.seconds, 3),
             "ingest": result.report.to_dict() if result.report else None,

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from config import Settings
@@ -22,7 +23,7 @@ from retrieval.ingest.articles import Article
 from retrieval.ingest.database import Database
 from retrieval.ingest.feeds import Collector, PollResult
 from retrieval.ingest.fetch import Fetcher, FetchPolicy
-from retrieval.ingest.jobs import JobBook
+from retrieval.ingest.jobs import FEED_JOB, JobBook, feed_job_name
 from retrieval.ingest.pipeline import Ingestor, IngestReport
 from retrieval.read.entities import EntityTagger, shared_tagger
 from retrieval.read.reader import Reader, ReaderModel
@@ -50,6 +51,7 @@ class FeedRefresh:
 
     poll: PollResult
     report: IngestReport | None = None
+    busy: list[int] = field(default_factory=list)  # feeds left to the replica polling them now
 
     @property
     def changed_index(self) -> bool:
@@ -233,6 +235,30 @@ class Services:
     def refresh_feeds(self, feed_id: int | None = None, *, feed_ids: list[int] | None = None) -> FeedRefresh:
         """Poll the feeds (or one, or those of `feed_ids`) and ingest what is new or changed (`ingest_poll`)."""
         return self.ingest_poll(self.collector.poll(feed_id, feed_ids=feed_ids))
+
+    def refresh_feeds_now(self) -> FeedRefresh:
+        """Poll every feed now, as `newsbot refresh` does, each under its lease in the shared schedule: a feed a
+        running replica is polling is left to it (`busy`), and each polled feed's next scheduled poll is an
+        interval from now, so that neither polls the same feed twice at once or soon after."""
+        every = self.settings.feed_poll_minutes * 60
+        claims, busy = [], []
+        for feed in self.collector.feeds():
+            claimed = self.jobs.claim(feed_job_name(feed.id))
+            if claimed is None:
+                busy.append(feed.id)
+            else:
+                claims.append(claimed)
+        try:
+            with self.jobs.renewing(claims):
+                refresh = self.refresh_feeds(feed_ids=[int(c.name.removeprefix(FEED_JOB)) for c in claims])
+        except BaseException:
+            for claimed in claims:
+                self.jobs.release(claimed)
+            raise
+        for claimed in claims:
+            self.jobs.done(claimed, time.time() + every if every else None)
+        refresh.busy = busy
+        return refresh
 
     def ingest_poll(self, poll: PollResult) -> FeedRefresh:
         """Change the live collection in place by what a poll found (and what an interrupted one left):

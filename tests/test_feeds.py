@@ -13,6 +13,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from retrieval.index.embedding import Embedder
 from retrieval.ingest.articles import Article, ArticleError
 from retrieval.ingest.feeds import Collector, Database, parse_feed
 from retrieval.ingest.fetch import Fetcher, FetchError, FetchPolicy, system_resolver
+from retrieval.ingest.jobs import FEED_JOB, JobBook, feed_job_name
 from retrieval.service import Services
 from tests.conftest import make_services
 from tests.websites import ForwardProxy, Website, article_page, rss
@@ -586,6 +588,37 @@ def test_a_link_is_fetched_extracted_and_ingested(website: Website, feed_service
     website.put("/nothing", "<html><body><nav>Home</nav></body></html>")
     with pytest.raises(ArticleError, match="no article text"):
         feed_services.add_link(website.url("/nothing"))
+
+
+def test_a_refresh_by_hand_leaves_a_feed_another_replica_is_polling_to_it(website: Website, feed_services: Services) -> None:
+    """`newsbot refresh` takes each feed's lease in the shared schedule, as a replica's scheduled poll does."""
+    site = NewsSite(website, 2)
+    title, paragraphs = story(7)
+    website.put("/other/7", article_page(title, paragraphs, site="Harbour Weekly"))
+    other_items = [{"title": title, "link": website.url("/other/7")}]
+    website.put("/other.xml", rss("Harbour Weekly", other_items), "application/rss+xml")
+    polled = feed_services.collector.add_feed(site.feed_url)
+    held = feed_services.collector.add_feed(website.url("/other.xml"))
+    # A running replica (its own name in the same store) is polling the second feed now.
+    replica = JobBook(feed_services.database, owner="replica-two", lease_seconds=600)
+    assert replica.claim(feed_job_name(held.id)) is not None
+
+    started = time.time()
+    result = feed_services.refresh_feeds_now()
+    assert result.busy == [held.id] and [p.feed.id for p in result.poll.feeds] == [polled.id]
+    assert result.report is not None and len(result.report.added) == 2
+    assert "/other.xml" not in [r.path for r in website.requests]
+    # The feed polled by hand is next due a poll interval on, its lease let go; the replica's lease stands.
+    jobs = {job.name: job for job in feed_services.jobs.all(FEED_JOB)}
+    done = jobs[feed_job_name(polled.id)]
+    interval = feed_services.settings.feed_poll_minutes * 60
+    assert done.owner is None and done.runs == 1 and started + interval <= done.due_at <= time.time() + interval
+    assert jobs[feed_job_name(held.id)].owner == "replica-two"
+    # Once the replica let it go, the next refresh by hand polls it.
+    assert feed_services.refresh_feeds_now().busy == [held.id]
+    replica.release(replica.claim(feed_job_name(held.id)))  # type: ignore[arg-type]
+    again = feed_services.refresh_feeds_now()
+    assert again.busy == [] and again.report is not None and len(again.report.added) == 1
 
 
 @pytest.mark.model

@@ -30,6 +30,18 @@ from retrieval.ingest.database import JOBS, Database
 logger = logging.getLogger(__name__)
 
 
+FEED_JOB = "feed:"  # a feed's poll: feed:ID
+DIGEST_JOB = "digest:"  # a digest's post: digest:ID
+
+
+def feed_job_name(feed_id: int) -> str:
+    return f"{FEED_JOB}{feed_id}"
+
+
+def digest_job_name(digest_id: int) -> str:
+    return f"{DIGEST_JOB}{digest_id}"
+
+
 def replica_name() -> str:
     """This process's name in the leases it holds: host, process id and a random part (a restarted process
     with a reused id is another holder)."""
